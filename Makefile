@@ -1,0 +1,44 @@
+# Everything runs inside .venv, which `make setup` creates on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/sst2-minilm.yaml
+ARGS ?=
+SST2_DIR ?= ../shared/data/sst2
+export SST2_DIR
+export HF_HUB_DISABLE_TELEMETRY = 1
+export TOKENIZERS_PARALLELISM = false
+
+.PHONY: setup train predict test test-fast lint format clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+train: setup
+	$(PY) -m trainer.train --config $(CONFIG) $(ARGS)
+
+predict: setup
+	$(PY) -m trainer.predict --model $(or $(MODEL),runs/latest) $(ARGS)
+
+test: setup
+	HF_HUB_OFFLINE=1 WANDB_MODE=disabled $(PY) -m pytest -q
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 WANDB_MODE=disabled $(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(PY) -m ruff check trainer tests
+	$(PY) -m ruff format --check trainer tests
+
+format: setup
+	$(PY) -m ruff format trainer tests
+	$(PY) -m ruff check --fix trainer tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny BERT built from a small BertConfig, and small labelled files."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+ROOT = Path(__file__).resolve().parents[1]
+SST2_DIR = Path(os.environ.get("SST2_DIR") or ROOT.parent / "shared" / "data" / "sst2")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+WORDS = (
+    "a the film movie is was good great wonderful moving fun best bad dull boring worst awful not but "
+    "and it , . ! really very plot acting story"
+).split()
+
+
+def read_sst2(split: str, n: int) -> pd.DataFrame:
+    """The first n rows of a real SST-2 file (quotes are literal text, not CSV quoting)."""
+    return pd.read_csv(SST2_DIR / f"{split}.tsv", sep="\t", quoting=csv.QUOTE_NONE, nrows=n)
+
+
+def write_tsv(frame: pd.DataFrame, path: Path) -> Path:
+    """Tab-separated, quote characters written as they are (the GLUE convention)."""
+    lines = ["\t".join(map(str, frame.columns))] + ["\t".join(map(str, row)) for row in frame.itertuples(index=False)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with a 40-word vocabulary, saved like a Hub model folder."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS))]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> tuple[Path, Path]:
+    """Train/validation tsv files the tiny model can learn: 'good...' positive, 'bad...' negative."""
+    rows = [(f"{w} film , really {w}", int(w in {"good", "great", "wonderful", "best"})) for w in WORDS[:16]]
+    frame = pd.DataFrame(rows * 4, columns=["sentence", "label"])
+    return write_tsv(frame, tmp_path / "train.tsv"), write_tsv(frame.head(16), tmp_path / "dev.tsv")

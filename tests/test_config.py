@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from trainer import UserError
+from trainer.config import load_config, read_yaml
+
+PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def test_all_presets_present():
+    names = {p.stem for p in PRESETS}
+    for model in ("minilm", "bert-base"):
+        for data in ("sst2", "imdb", "rotten-tomatoes"):
+            assert f"{data}-{model}" in names
+    assert "quick" in names
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_every_preset_loads_and_shows_its_command(preset):
+    first_line = preset.read_text().splitlines()[0]
+    assert first_line.startswith("# make train") and ("CONFIG=" in first_line or preset.stem == "sst2-minilm")
+    cfg = load_config(["--config", str(preset)])
+    assert cfg.preset == preset.stem
+    assert cfg.data.label_names == ["negative", "positive"]
+    assert cfg.training.metric_for_best_model == "accuracy"
+
+
+def test_bert_base_preset_is_the_tutorial_recipe():
+    cfg = load_config(["--config", str(ROOT / "configs/sst2-bert-base.yaml")])
+    assert cfg.model.model_name_or_path == "bert-base-uncased"
+    assert (cfg.training.learning_rate, cfg.training.num_train_epochs, cfg.training.weight_decay) == (2e-5, 3, 0.01)
+
+
+def test_flags_override_yaml():
+    cfg = load_config(
+        ["--config", str(ROOT / "configs/quick.yaml"), "--learning_rate", "3e-5", "--num_train_epochs", "2"]
+        + ["--label_names", "neg", "pos", "--max_train_samples", "10", "--output_dir", "somewhere"]
+    )
+    assert cfg.training.learning_rate == 3e-5
+    assert cfg.training.num_train_epochs == 2
+    assert cfg.data.label_names == ["neg", "pos"]
+    assert cfg.training.label_names is None  # Trainer's own label_names stays at its default ("labels")
+    assert cfg.data.max_train_samples == 10
+    assert cfg.run.output_dir == "somewhere"
+
+
+def test_unknown_yaml_key_names_the_nearest_valid_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learnig_rate: 1e-4\n")
+    with pytest.raises(UserError, match="unknown option 'learnig_rate'.*did you mean 'learning_rate'"):
+        read_yaml(bad)
+
+
+def test_unknown_flag_names_the_nearest_valid_flag():
+    with pytest.raises(UserError, match="did you mean --max_train_samples"):
+        load_config(["--config", str(ROOT / "configs/quick.yaml"), "--max_train_sampels", "5"])
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1,\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        read_yaml(bad)
+    with pytest.raises(UserError, match="not found"):
+        read_yaml(tmp_path / "missing.yaml")
+
+
+def test_saved_config_reloads_into_the_same_run(tmp_path):
+    cfg = load_config(["--config", str(ROOT / "configs/sst2-minilm.yaml"), "--learning_rate", "7e-5", "--seed", "3"])
+    saved = tmp_path / "train_config.yaml"
+    saved.write_text(yaml.safe_dump(cfg.to_dict()))
+    again = load_config(["--config", str(saved)])
+    assert again.to_dict() == cfg.to_dict()
+    assert again.training.learning_rate == 7e-5 and again.training.seed == 3
+    assert "hub_token" not in saved.read_text() and "output_dir" not in yaml.safe_load(saved.read_text())
+
+
+def test_bad_values_are_user_errors():
+    with pytest.raises(UserError, match="label_names"):
+        load_config(["--config", str(ROOT / "configs/quick.yaml"), "--label_names", "only"])
+    with pytest.raises(UserError, match="layerwise_lr_decay"):
+        load_config(["--config", str(ROOT / "configs/quick.yaml"), "--layerwise_lr_decay", "1.5"])
+
+
+def test_default_config_is_the_minilm_preset(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    cfg = load_config([])
+    assert cfg.preset == "sst2-minilm"
+    assert Path(cfg.run.config) == Path("configs/sst2-minilm.yaml")

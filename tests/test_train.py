@@ -1,0 +1,125 @@
+"""Training end to end on the tiny BERT: run folder, weights, labels, resume, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import pipeline
+
+from tests.conftest import ROOT
+from trainer.config import load_config
+from trainer.train import main, train
+
+RUN_FILES = [
+    "model.safetensors",
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "train_config.yaml",
+    "metrics.json",
+    "log_history.json",
+    "plots/training_curves.png",
+]
+
+
+def tiny_args(model_dir, data, run_dir, *extra):
+    return [
+        "--config", str(ROOT / "configs/quick.yaml"),
+        "--model_name_or_path", str(model_dir),
+        "--train_file", str(data[0]), "--validation_file", str(data[1]),
+        "--output_dir", str(run_dir),
+        "--max_steps", "6", "--save_steps", "3", "--eval_steps", "3", "--logging_steps", "1",
+        "--learning_rate", "1e-3", "--per_device_train_batch_size", "8",
+        "--disable_tqdm", "true", *extra,
+    ]  # fmt: skip
+
+
+def test_training_writes_a_complete_run_folder_that_pipeline_loads(tiny_model_dir, tiny_data, tmp_path):
+    run_dir, metrics = train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "run")))
+
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), name
+    assert not list(run_dir.glob("*.bin"))  # the publishable folder holds safetensors only
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-6"]
+    assert (run_dir / "checkpoints/checkpoint-6/model.safetensors").is_file()
+    assert (tmp_path / "latest").resolve() == run_dir.resolve()
+
+    before = load_file(tiny_model_dir / "model.safetensors")
+    after = load_file(run_dir / "model.safetensors")
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.allclose(before[name], after[name]), "encoder weights did not change"
+
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["global_step"] == 6 and saved["best_step"] in (3, 6) and 0 <= saved["accuracy"] <= 1
+    assert saved == pytest.approx(metrics)
+    history = json.loads((run_dir / "log_history.json").read_text())
+    assert [r["step"] for r in history if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert all("grad_norm" in r and "learning_rate" in r for r in history if "loss" in r)
+
+    classify = pipeline("text-classification", model=str(run_dir))
+    assert classify("a good film")[0]["label"] in {"negative", "positive"}
+
+
+def test_saved_config_reruns_the_same_configuration(tiny_model_dir, tiny_data, tmp_path):
+    run_dir, _ = train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--seed", "7")))
+    saved = yaml.safe_load((run_dir / "train_config.yaml").read_text())
+    assert saved["seed"] == 7 and saved["max_steps"] == 6 and saved["train_file"] == str(tiny_data[0])
+    rerun = load_config(["--config", str(run_dir / "train_config.yaml")])
+    assert rerun.to_dict() == saved
+
+
+def test_resume_continues_from_the_latest_checkpoint(tiny_model_dir, tiny_data, tmp_path):
+    run = tmp_path / "run"
+    train(load_config(tiny_args(tiny_model_dir, tiny_data, run, "--max_steps", "3")))  # stopped after step 3
+    assert (run / "checkpoints" / "checkpoint-3").is_dir()
+    # A new run into the same folder would overwrite the checkpoints: refused, with the fix named.
+    assert main(tiny_args(tiny_model_dir, tiny_data, run)) == 2
+
+    _, metrics = train(load_config(["--resume", str(run), "--max_steps", "6", "--disable_tqdm", "true"]))
+    assert metrics["global_step"] == 6
+    history = json.loads((run / "log_history.json").read_text())
+    steps = [r["step"] for r in history if "loss" in r]
+    assert steps == [1, 2, 3, 4, 5, 6]  # steps 1-3 come from the checkpoint's state, 4-6 were trained now
+
+
+def test_resume_without_checkpoints_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "train_config.yaml").write_text("seed: 1\n")
+    assert main(["--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --resume") and "no checkpoint" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--text_column", "review"], "column 'review' not found (columns: sentence, label)"),
+        (["--label_names", "bad", "good", "ok"], None),  # three names, binary data: fine
+        (["--model_name_or_path", "./no/such/model"], "model folder ./no/such/model not found"),
+        (["--learnig_rate", "1e-4"], "did you mean --learning_rate"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(tiny_model_dir, tiny_data, tmp_path, flags, message):
+    args = tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--max_steps", "1", *flags)
+    proc = subprocess.run([sys.executable, "-m", "trainer.train", *args], capture_output=True, text=True, cwd=ROOT)
+    if message is None:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0]
+
+
+def test_empty_training_file_is_a_one_line_error(tiny_model_dir, tiny_data, tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    args = tiny_args(tiny_model_dir, (empty, tiny_data[1]), tmp_path / "run")
+    assert main(args) == 2
+    assert "the file is empty" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing written before the data was checked

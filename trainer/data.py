@@ -1,0 +1,152 @@
+"""Load labelled text from local files or the Hub, check it, and tokenise it."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+from datasets import Dataset
+
+from trainer import UserError
+from trainer.config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+READERS = {
+    ".tsv": lambda p: pd.read_csv(p, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False),
+    ".csv": lambda p: pd.read_csv(p, keep_default_na=False),
+    ".json": lambda p: _read_json(p),
+    ".jsonl": lambda p: pd.read_json(p, lines=True),
+    ".parquet": pd.read_parquet,
+}
+
+# Hub datasets with a local copy (folder from an environment variable, file per split), read offline first.
+LOCAL_MIRRORS = {
+    "stanfordnlp/sst2": ("SST2_DIR", "../shared/data/sst2", {"train": "train.tsv", "validation": "dev.tsv"}),
+}
+
+
+def _read_json(path) -> pd.DataFrame:
+    try:
+        return pd.read_json(path)
+    except ValueError:  # JSON Lines saved with a .json suffix
+        return pd.read_json(path, lines=True)
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read one local file into a DataFrame; bad files raise a one-line UserError."""
+    path = Path(path)
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise UserError(f"{path}: unsupported file type '{path.suffix}': use one of {', '.join(READERS)}")
+    if not path.is_file():
+        raise UserError(f"{path}: file not found: check the path")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: the file is empty: give a file with a header and labelled rows")
+    try:
+        frame = reader(path)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: the file is empty: give a file with a header and labelled rows") from None
+    except Exception as err:  # pandas/pyarrow raise many types for malformed files
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"{path}: cannot read it as {path.suffix[1:]} ({reason}): fix the file or its suffix") from None
+    if frame.empty:
+        raise UserError(f"{path}: no data rows: give a file with a header and labelled rows")
+    return frame
+
+
+def _local_mirror(cfg: DataConfig) -> dict[str, Path] | None:
+    if cfg.dataset_name not in LOCAL_MIRRORS:
+        return None
+    env, default, files = LOCAL_MIRRORS[cfg.dataset_name]
+    folder = Path(os.environ.get(env) or default)
+    paths = {split: folder / name for split, name in files.items()}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    logger.info("%s not found in %s; loading %s from the Hub", "/".join(files.values()), folder, cfg.dataset_name)
+    return None
+
+
+def _load_hub_split(cfg: DataConfig, split: str) -> pd.DataFrame:
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(cfg.dataset_name, cfg.dataset_config_name, split=split).to_pandas()
+    except Exception as err:  # offline, unknown id, unknown split: all surface the same way to the user
+        reason = str(err).splitlines()[0][:160]
+        raise UserError(
+            f"cannot load split '{split}' of dataset '{cfg.dataset_name}' ({reason}): "
+            "check the id and network, or pass --train_file/--validation_file"
+        ) from None
+
+
+def load_frames(cfg: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Return (train, validation, data id) as DataFrames, from local files, a local mirror or the Hub."""
+    if cfg.train_file:
+        if not cfg.validation_file:
+            raise UserError("--train_file needs --validation_file too: pass a held-out labelled file")
+        return read_table(cfg.train_file), read_table(cfg.validation_file), str(cfg.train_file)
+    mirror = _local_mirror(cfg)
+    if mirror:
+        return read_table(mirror["train"]), read_table(mirror["validation"]), cfg.dataset_name
+    train = _load_hub_split(cfg, cfg.train_split)
+    validation = _load_hub_split(cfg, cfg.validation_split)
+    return train, validation, cfg.dataset_name
+
+
+def encode_labels(frame: pd.DataFrame, cfg: DataConfig, source: str) -> pd.DataFrame:
+    """Keep the text and label columns as `text`/`label` (label ids), checking both."""
+    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns))
+        raise UserError(
+            f"{source}: column '{missing[0]}' not found (columns: {found}): "
+            f"pass --text_column/--label_column with the right names"
+        )
+    labels = frame[cfg.label_column]
+    names = list(cfg.label_names)
+    if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
+        ids = pd.to_numeric(labels, errors="coerce")
+        bad = ~ids.isin(range(len(names)))
+    else:
+        lookup = {name.lower(): i for i, name in enumerate(names)}
+        lookup.update({str(i): i for i in range(len(names))})
+        ids = labels.astype(str).str.strip().str.lower().map(lookup)
+        bad = ids.isna()
+    if bad.any():
+        found = sorted(map(str, labels[bad].unique()))[:6]
+        raise UserError(
+            f"{source}: label column '{cfg.label_column}' has values {found} outside the label set "
+            f"{names} (ids 0-{len(names) - 1}): fix the data or pass --label_names"
+        )
+    text = frame[cfg.text_column].astype(str)
+    return pd.DataFrame({"text": text.to_numpy(), "label": ids.astype(int).to_numpy()})
+
+
+def load_data(cfg: DataConfig, seed: int = 42) -> tuple[Dataset, Dataset, str]:
+    """Load, check and subsample the data; returns (train, validation, data id) with `text` and `label` columns."""
+    train, validation, data_id = load_frames(cfg)
+    train = encode_labels(train, cfg, cfg.train_file or f"{data_id}:{cfg.train_split}")
+    validation = encode_labels(validation, cfg, cfg.validation_file or f"{data_id}:{cfg.validation_split}")
+    if train["label"].nunique() < 2:
+        raise UserError("training data holds a single label: a classifier needs examples of every class")
+    if cfg.max_train_samples and cfg.max_train_samples < len(train):
+        train = train.sample(n=cfg.max_train_samples, random_state=seed).reset_index(drop=True)
+    if cfg.max_eval_samples:
+        validation = validation.head(cfg.max_eval_samples)
+    return Dataset.from_pandas(train, preserve_index=False), Dataset.from_pandas(validation, preserve_index=False), data_id
+
+
+def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:
+    """Tokenise without padding (the collator pads per batch) and record lengths for length-grouped batches."""
+
+    def encode(batch):
+        enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        return enc
+
+    encoded = dataset.map(encode, batched=True, remove_columns=["text"], desc="Tokenising")
+    return encoded.rename_column("label", "labels")

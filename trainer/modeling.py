@@ -1,0 +1,91 @@
+"""Load the base model and tokenizer, and build the optimizer's parameter groups."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from trainer import UserError
+from trainer.config import PACKAGED_MODELS, ModelConfig
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """A local folder as is; a packaged Hub id as its package's folder; any other Hub id unchanged."""
+    if name_or_path.startswith((".", "/", "~")) and not Path(name_or_path).expanduser().exists():
+        raise UserError(f"model folder {name_or_path} not found: pass a run folder (runs/latest), a model folder or a Hub id")
+    if Path(name_or_path).exists():
+        if not (Path(name_or_path) / "config.json").is_file():
+            raise UserError(f"model folder {name_or_path} has no config.json: point at a saved model or run folder")
+        return str(name_or_path)
+    package = PACKAGED_MODELS.get(name_or_path)
+    if package:
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            logger.info("%s is not installed; loading %s from the Hub", package, name_or_path)
+        else:
+            return str(Path(module.__file__).parent / "model")
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str):
+    path = resolve_model_path(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise UserError(load_error(name_or_path, err)) from None
+
+
+def load_model(cfg: ModelConfig, label_names: list[str]):
+    """Sequence-classification model with human label names, so pipeline() prints them."""
+    path = resolve_model_path(cfg.model_name_or_path)
+    extra = {} if cfg.classifier_dropout is None else {"classifier_dropout": cfg.classifier_dropout}
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+            attn_implementation=cfg.attn_implementation,
+            ignore_mismatched_sizes=True,  # a fine-tuned model with another head can be re-fine-tuned
+            **extra,
+        )
+    except (OSError, ValueError) as err:
+        raise UserError(load_error(cfg.model_name_or_path, err)) from None
+    if cfg.freeze_word_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    return model
+
+
+def load_error(name: str, err: Exception) -> str:
+    """One line for a model that would not load: what, why, and what to pass instead."""
+    reason = str(err).splitlines()[0][:160]
+    return f"cannot load model '{name}' ({reason}): use a local model folder, a run folder, or a Hub id reachable from here"
+
+
+def layer_index(name: str, num_layers: int) -> int:
+    """0 for embeddings, 1..num_layers for encoder layers, num_layers + 1 for pooler and head."""
+    if ".embeddings." in f".{name}":
+        return 0
+    if ".layer." in name:
+        return int(name.split(".layer.")[1].split(".")[0]) + 1
+    return num_layers + 1
+
+
+def parameter_groups(model, lr: float, weight_decay: float, layer_decay: float, head_multiplier: float) -> list[dict]:
+    """AdamW groups with layer-wise learning-rate decay; no weight decay on biases and LayerNorm."""
+    num_layers = model.config.num_hidden_layers
+    groups: dict[tuple[float, float], list] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        depth = layer_index(name, num_layers)
+        scale = head_multiplier if depth > num_layers else layer_decay ** (num_layers + 1 - depth)
+        decay = 0.0 if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else weight_decay
+        groups.setdefault((lr * scale, decay), []).append(param)
+    return [{"params": params, "lr": group_lr, "weight_decay": decay} for (group_lr, decay), params in groups.items()]

@@ -1,0 +1,110 @@
+"""Predict sentiment with a run folder or Hub model: `python -m trainer.predict --model runs/latest "text" ...`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from trainer import UserError
+from trainer.data import read_table
+from trainer.modeling import load_error, load_tokenizer, resolve_model_path
+
+
+class Predictor:
+    """Batched inference: length-sorted batches, dynamic padding, `torch.inference_mode`."""
+
+    def __init__(self, model: str, device: str | None = None, max_length: int = 512):
+        path = resolve_model_path(model)
+        self.tokenizer = load_tokenizer(model)
+        try:
+            self.model = AutoModelForSequenceClassification.from_pretrained(path)
+        except (OSError, ValueError) as err:
+            raise UserError(load_error(model, err)) from None
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        self.max_length = min(max_length, self.tokenizer.model_max_length)
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Class probabilities, one row per text, in input order."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        probs = torch.empty(len(texts), len(self.labels))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = self.tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            ).to(self.device)
+            probs[idx] = self.model(**batch).logits.float().softmax(-1).cpu()
+        return probs
+
+    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
+        """[{label, score, probabilities}] per text."""
+        probs = self.predict_proba(texts, batch_size)
+        return [
+            {
+                "label": self.labels[int(row.argmax())],
+                "score": float(row.max()),
+                "probabilities": dict(zip(self.labels, map(float, row))),
+            }
+            for row in probs
+        ]
+
+
+def read_texts(path: str, text_column: str) -> list[str]:
+    """One text per line for .txt; the text column for tables (csv, tsv, json, jsonl, parquet)."""
+    if Path(path).suffix.lower() == ".txt":
+        if not Path(path).is_file():
+            raise UserError(f"{path}: file not found: check the path")
+        texts = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        frame = read_table(path)
+        if text_column not in frame.columns:
+            found = ", ".join(map(str, frame.columns))
+            raise UserError(f"{path}: column '{text_column}' not found (columns: {found}): pass --text_column")
+        texts = frame[text_column].astype(str).tolist()
+    if not texts:
+        raise UserError(f"{path}: no texts found: give one text per line")
+    return texts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("texts", nargs="*", help="texts to classify")
+    parser.add_argument("--model", default="runs/latest", help="run folder, model folder or Hub id")
+    parser.add_argument("--file", help="a .txt file (one text per line) or a table with --text_column")
+    parser.add_argument("--text_column", default="sentence", help="text column of --file tables")
+    parser.add_argument("--batch_size", type=int, default=64)
+    args = parser.parse_args(argv)
+    try:
+        texts = list(args.texts) + (read_texts(args.file, args.text_column) if args.file else [])
+        if not texts:
+            raise UserError('nothing to classify: pass texts ("a great film") or --file FILE')
+        predictor = Predictor(args.model)
+        if len(texts) <= 16:  # interactive use: latency of each text on its own
+            for text in texts:
+                started = time.perf_counter()
+                result = predictor.predict([text])[0]
+                ms = (time.perf_counter() - started) * 1000
+                print(f"{result['label']:<10} {result['score']:.3f}  {ms:7.1f} ms  {text}")
+        else:
+            started = time.perf_counter()
+            results = predictor.predict(texts, args.batch_size)
+            ms = (time.perf_counter() - started) * 1000
+            print("label\tconfidence\ttext")
+            for text, result in zip(texts, results):
+                print(f"{result['label']}\t{result['score']:.4f}\t{text}")
+            print(f"# {len(texts)} texts in {ms:.0f} ms ({ms / len(texts):.2f} ms each, batched)", file=sys.stderr)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

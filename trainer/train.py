@@ -1,0 +1,183 @@
+"""Fine-tune a BERT-family model for sentiment classification: `python -m trainer.train --config PRESET [flags]`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from trainer import UserError
+from trainer.config import TrainConfig, load_config
+from trainer.data import load_data, tokenize
+from trainer.metrics import compute_metrics
+from trainer.modeling import load_model, load_tokenizer, parameter_groups
+from trainer.plots import plot_training_curves
+
+logger = logging.getLogger(__name__)
+RUNS_DIR = Path("runs")
+
+
+class SentimentTrainer(Trainer):
+    """Trainer with layer-wise learning-rate decay and length grouping that reuses precomputed lengths."""
+
+    def __init__(self, *args, layer_decay: float = 1.0, head_multiplier: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.layer_decay, self.head_multiplier = layer_decay, head_multiplier
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None and (self.layer_decay != 1.0 or self.head_multiplier != 1.0):
+            groups = parameter_groups(
+                model or self.model, self.args.learning_rate, self.args.weight_decay, self.layer_decay, self.head_multiplier
+            )
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model or self.model)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return super().create_optimizer(model)
+
+    def _get_train_sampler(self, train_dataset=None):
+        # The column-pruned dataset has lost `length`; the original still has it, with the same row order.
+        return super()._get_train_sampler(self.train_dataset)
+
+
+def resolve_run_dir(cfg: TrainConfig) -> tuple[Path, str | None]:
+    """The run folder, and the checkpoint to resume from (None for a fresh run)."""
+    if cfg.run.resume:
+        run_dir = Path(cfg.run.resume).resolve()
+        checkpoints = run_dir / "checkpoints"
+        last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        if last is None:
+            raise UserError(f"--resume {cfg.run.resume}: no checkpoint in {checkpoints}: start a new run instead")
+        return run_dir, last
+    if cfg.run.output_dir:
+        run_dir = Path(cfg.run.output_dir)
+    else:
+        run_dir = RUNS_DIR / f"{cfg.preset}-{datetime.now():%Y%m%d-%H%M%S}"
+    if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+        raise UserError(f"{run_dir} already holds checkpoints: pass --resume {run_dir} or choose another --output_dir")
+    return run_dir, None
+
+
+def default_report_to() -> list[str]:
+    """wandb when the environment enables it (offline counts), otherwise nothing; never blocks a run."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    wanted = mode in {"offline", "online", "run"} or (os.environ.get("WANDB_API_KEY") and mode != "disabled")
+    if not wanted:
+        return []
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        logger.warning("WANDB_MODE is set but wandb is not installed; logging to wandb is off")
+        return []
+    return ["wandb"]
+
+
+def link_latest(run_dir: Path) -> None:
+    """Point runs/latest at the newest run folder."""
+    latest = run_dir.parent / "latest"
+    if latest.is_symlink() or not latest.exists():
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(run_dir.name, target_is_directory=True)
+
+
+def train(cfg: TrainConfig) -> tuple[Path, dict]:
+    """Run one fine-tuning job; returns the run folder and its final metrics."""
+    started = time.time()
+    run_dir, checkpoint = resolve_run_dir(cfg)
+    args = cfg.training
+    set_seed(args.seed)
+
+    # Data and model.
+    tokenizer = load_tokenizer(cfg.model.model_name_or_path)
+    train_data, eval_data, data_id = load_data(cfg.data, seed=args.seed)
+    train_set = tokenize(train_data, tokenizer, cfg.model.max_length)
+    eval_set = tokenize(eval_data, tokenizer, cfg.model.max_length)
+    model = load_model(cfg.model, cfg.data.label_names)
+
+    # The run folder: config first, so an interrupted run can be resumed from it.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    link_latest(run_dir)
+    (run_dir / "train_config.yaml").write_text(
+        f"# Rerun with: python -m trainer.train --config {run_dir}/train_config.yaml\n"
+        + yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    )
+    args.output_dir = str(run_dir / "checkpoints")
+    args.run_name = args.run_name or run_dir.name
+    if args.report_to in (None, "none", []) or args.report_to == ["none"]:
+        args.report_to = default_report_to()
+    if "wandb" in args.report_to:
+        os.environ.setdefault("WANDB_DIR", str(run_dir))
+        os.environ.setdefault("WANDB_PROJECT", "sentiment-trainer")
+
+    callbacks = []
+    if cfg.run.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.run.early_stopping_patience))
+    trainer = SentimentTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if args.bf16 or args.fp16 else None),
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        layer_decay=cfg.model.layerwise_lr_decay,
+        head_multiplier=cfg.model.head_lr_multiplier,
+    )
+
+    # Train, then keep the best (or last) model in the run folder itself.
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.is_world_process_zero():  # weights, config with id2label, tokenizer; no pickled training_args.bin
+        trainer.model.save_pretrained(run_dir)
+        tokenizer.save_pretrained(run_dir)
+    eval_metrics = trainer.evaluate()
+
+    metrics = {
+        "model": cfg.model.model_name_or_path,
+        "data": data_id,
+        "train_samples": len(train_set),
+        "eval_samples": len(eval_set),
+        **{k.removeprefix("eval_"): v for k, v in eval_metrics.items()},
+        "train_loss": train_output.training_loss,
+        "train_runtime": train_output.metrics.get("train_runtime"),
+        "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
+        "global_step": trainer.state.global_step,
+        "best_step": trainer.state.best_global_step,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "wall_time_seconds": round(time.time() - started, 1),
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (run_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
+    if cfg.run.run_analysis:
+        plot_training_curves(trainer.state.log_history, run_dir / "plots" / "training_curves.png")
+    return run_dir, metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        cfg = load_config(argv)
+        run_dir, metrics = train(cfg)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: continue with `make train ARGS=--resume` (latest checkpoint of runs/latest)", file=sys.stderr)
+        return 130
+    print(
+        f"\naccuracy {metrics['accuracy']:.2%} on {metrics['eval_samples']} validation examples | "
+        f"train {metrics['train_runtime']:.0f}s, {metrics['train_samples_per_second']:.1f} samples/s | "
+        f"wall {metrics['wall_time_seconds']:.0f}s\nrun folder: {run_dir}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
