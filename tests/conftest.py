@@ -16,10 +16,37 @@ SST2_DIR = Path(os.environ.get("SST2_DIR") or ROOT.parent / "shared" / "data" / 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-WORDS = (
-    "a the film movie is was good great wonderful moving fun best bad dull boring worst awful not but "
-    "and it , . ! really very plot acting story"
-).split()
+WORDS = [
+    "a",
+    "the",
+    "film",
+    "movie",
+    "is",
+    "was",
+    "good",
+    "great",
+    "wonderful",
+    "moving",
+    "fun",
+    "best",
+    "bad",
+    "dull",
+    "boring",
+    "worst",
+    "awful",
+    "not",
+    "but",
+    "and",
+    "it",
+    ",",
+    ".",
+    "!",
+    "really",
+    "very",
+    "plot",
+    "acting",
+    "story",
+]
 
 
 def read_sst2(split: str, n: int) -> pd.DataFrame:

@@ -90,3 +90,17 @@ def test_default_config_is_the_minilm_preset(monkeypatch):
     cfg = load_config([])
     assert cfg.preset == "sst2-minilm"
     assert Path(cfg.run.config) == Path("configs/sst2-minilm.yaml")
+
+
+def test_cpu_bf16_is_automatic_unless_chosen_and_never_saved(monkeypatch):
+    import trainer.config as config
+
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    quick = ["--config", str(ROOT / "configs/quick.yaml")]
+    cfg = load_config(quick)
+    assert cfg.training.bf16 and cfg.training.use_cpu
+    assert "bf16" not in cfg.to_dict() and "use_cpu" not in cfg.to_dict()  # a rerun elsewhere detects again
+    assert not load_config([*quick, "--bf16", "false"]).training.bf16
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: False)
+    assert not load_config(quick).training.bf16

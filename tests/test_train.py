@@ -1,6 +1,8 @@
 """Training end to end on the tiny BERT: run folder, weights, labels, resume, one-line errors."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -123,3 +125,40 @@ def test_empty_training_file_is_a_one_line_error(tiny_model_dir, tiny_data, tmp_
     assert main(args) == 2
     assert "the file is empty" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing written before the data was checked
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tiny_model_dir, tiny_data, tmp_path):
+    run = tmp_path / "run"
+    args = tiny_args(tiny_model_dir, tiny_data, run, "--max_steps", "99999", "--save_steps", "99999")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer.train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    for line in proc.stdout:  # Trainer prints one dict per logging step
+        if "'loss'" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and f"--resume {run}" in err
+    (checkpoint,) = (run / "checkpoints").iterdir()  # saved on the interrupt, not on schedule
+    stopped_at = int(checkpoint.name.split("-")[1])
+
+    _, metrics = train(
+        load_config(["--resume", str(run), "--max_steps", str(stopped_at + 2), "--disable_tqdm", "true"])
+    )
+    assert metrics["global_step"] == stopped_at + 2
+    assert (run / "model.safetensors").is_file()
+
+
+def test_wandb_logs_offline_into_the_run_folder(tiny_model_dir, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_dir, _ = train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--max_steps", "2")))
+    (offline_run,) = (run_dir / "wandb").glob("offline-run-*")
+    assert list(offline_run.glob("*.wandb"))  # the run's history, ready for `wandb sync`

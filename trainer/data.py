@@ -137,7 +137,11 @@ def load_data(cfg: DataConfig, seed: int = 42) -> tuple[Dataset, Dataset, str]:
         train = train.sample(n=cfg.max_train_samples, random_state=seed).reset_index(drop=True)
     if cfg.max_eval_samples:
         validation = validation.head(cfg.max_eval_samples)
-    return Dataset.from_pandas(train, preserve_index=False), Dataset.from_pandas(validation, preserve_index=False), data_id
+    return (
+        Dataset.from_pandas(train, preserve_index=False),
+        Dataset.from_pandas(validation, preserve_index=False),
+        data_id,
+    )
 
 
 def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:

@@ -17,7 +17,9 @@ logger = logging.getLogger(__name__)
 def resolve_model_path(name_or_path: str) -> str:
     """A local folder as is; a packaged Hub id as its package's folder; any other Hub id unchanged."""
     if name_or_path.startswith((".", "/", "~")) and not Path(name_or_path).expanduser().exists():
-        raise UserError(f"model folder {name_or_path} not found: pass a run folder (runs/latest), a model folder or a Hub id")
+        raise UserError(
+            f"model folder {name_or_path} not found: pass a run folder (runs/latest), a model folder or a Hub id"
+        )
     if Path(name_or_path).exists():
         if not (Path(name_or_path) / "config.json").is_file():
             raise UserError(f"model folder {name_or_path} has no config.json: point at a saved model or run folder")
@@ -65,7 +67,7 @@ def load_model(cfg: ModelConfig, label_names: list[str]):
 def load_error(name: str, err: Exception) -> str:
     """One line for a model that would not load: what, why, and what to pass instead."""
     reason = str(err).splitlines()[0][:160]
-    return f"cannot load model '{name}' ({reason}): use a local model folder, a run folder, or a Hub id reachable from here"
+    return f"cannot load model '{name}' ({reason}): use a model folder, a run folder, or a Hub id reachable from here"
 
 
 def layer_index(name: str, num_layers: int) -> int:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
 import yaml
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from trainer import UserError
@@ -35,7 +38,11 @@ class SentimentTrainer(Trainer):
     def create_optimizer(self, model=None):
         if self.optimizer is None and (self.layer_decay != 1.0 or self.head_multiplier != 1.0):
             groups = parameter_groups(
-                model or self.model, self.args.learning_rate, self.args.weight_decay, self.layer_decay, self.head_multiplier
+                model or self.model,
+                self.args.learning_rate,
+                self.args.weight_decay,
+                self.layer_decay,
+                self.head_multiplier,
             )
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model or self.model)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
@@ -44,6 +51,41 @@ class SentimentTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         # The column-pruned dataset has lost `length`; the original still has it, with the same row order.
         return super()._get_train_sampler(self.train_dataset)
+
+
+class StopOnSignal(TrainerCallback):
+    """First Ctrl-C (or SIGTERM): save a checkpoint at the end of the current step and stop; a second one aborts."""
+
+    def __init__(self):
+        self.requested = False
+
+    @contextlib.contextmanager
+    def installed(self):
+        """Catch SIGINT/SIGTERM while training (main thread only), restoring the previous handlers after."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping: saving a checkpoint after this step (press Ctrl-C again to abort)", file=sys.stderr)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+class Interrupted(Exception):
+    """Training stopped on request after saving a checkpoint."""
 
 
 def resolve_run_dir(cfg: TrainConfig) -> tuple[Path, str | None]:
@@ -115,7 +157,9 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
         os.environ.setdefault("WANDB_DIR", str(run_dir))
         os.environ.setdefault("WANDB_PROJECT", "sentiment-trainer")
 
-    callbacks = []
+    gpu_half = (args.bf16 or args.fp16) and not args.use_cpu  # tensor cores like multiples of 8
+    stopper = StopOnSignal()
+    callbacks = [stopper]
     if cfg.run.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.run.early_stopping_patience))
     trainer = SentimentTrainer(
@@ -124,7 +168,7 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if args.bf16 or args.fp16 else None),
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if gpu_half else None),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
         layer_decay=cfg.model.layerwise_lr_decay,
@@ -132,7 +176,13 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
     )
 
     # Train, then keep the best (or last) model in the run folder itself.
-    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    with stopper.installed():
+        train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    if stopper.requested:
+        raise Interrupted(
+            f"stopped at step {trainer.state.global_step}, checkpoint saved: "
+            f"continue with `python -m trainer.train --resume {run_dir}`"
+        )
     if trainer.is_world_process_zero():  # weights, config with id2label, tokenizer; no pickled training_args.bin
         trainer.model.save_pretrained(run_dir)
         tokenizer.save_pretrained(run_dir)
@@ -168,8 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(stop, file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("\ninterrupted: continue with `make train ARGS=--resume` (latest checkpoint of runs/latest)", file=sys.stderr)
+        print(
+            "\ninterrupted: continue with `make train ARGS=--resume` (latest checkpoint of runs/latest)",
+            file=sys.stderr,
+        )
         return 130
     print(
         f"\naccuracy {metrics['accuracy']:.2%} on {metrics['eval_samples']} validation examples | "
