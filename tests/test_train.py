@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,3 +163,22 @@ def test_wandb_logs_offline_into_the_run_folder(tiny_model_dir, tiny_data, tmp_p
     run_dir, _ = train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--max_steps", "2")))
     (offline_run,) = (run_dir / "wandb").glob("offline-run-*")
     assert list(offline_run.glob("*.wandb"))  # the run's history, ready for `wandb sync`
+
+
+def test_weight_averaging_is_evaluated_saved_and_resumed(tiny_model_dir, tiny_data, tmp_path):
+    ema = ["--ema_decay", "0.6", "--load_best_model_at_end", "false"]
+    full, _ = train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "full", *ema)))
+    final = load_file(full / "model.safetensors")
+    averaged = load_file(full / "checkpoints/checkpoint-6/ema.safetensors")
+    raw = load_file(full / "checkpoints/checkpoint-6/model.safetensors")
+    name = "bert.encoder.layer.1.output.dense.weight"
+    assert torch.equal(final[name], averaged[name]) and not torch.allclose(raw[name], averaged[name])
+    assert "bert.embeddings.word_embeddings.weight" in averaged  # trainable here (not frozen)
+
+    # The same run interrupted after checkpoint-3, then resumed: the average continues as if never stopped.
+    part = tmp_path / "part"
+    shutil.copytree(full / "checkpoints/checkpoint-3", part / "checkpoints/checkpoint-3")
+    shutil.copy(full / "train_config.yaml", part)
+    train(load_config(["--resume", str(part), "--disable_tqdm", "true"]))
+    resumed = load_file(part / "model.safetensors")
+    assert torch.allclose(resumed[name], final[name], atol=1e-6)

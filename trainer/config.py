@@ -42,6 +42,10 @@ class ModelConfig:
     head_lr_multiplier: float = field(
         default=1.0, metadata={"help": "Learning-rate multiplier for the new pooler and classifier head."}
     )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={"help": "Keep an exponential moving average of the weights with this decay (e.g. 0.999; 0 = off)."},
+    )
     classifier_dropout: float | None = field(
         default=None, metadata={"help": "Dropout before the classifier (default: the model's hidden dropout)."}
     )
@@ -50,6 +54,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.max_length < 8:
             raise UserError(f"max_length={self.max_length} is too small: use at least 8 tokens")
+        if not 0 <= self.ema_decay < 1:
+            raise UserError(f"ema_decay={self.ema_decay} must be in [0, 1): try 0.999, or 0 to turn it off")
         if not 0 < self.layerwise_lr_decay <= 1:
             raise UserError(f"layerwise_lr_decay={self.layerwise_lr_decay} must be in (0, 1]: use 1.0 to turn it off")
 

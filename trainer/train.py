@@ -20,6 +20,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trainer import UserError
 from trainer.config import TrainConfig, load_config
 from trainer.data import load_data, tokenize
+from trainer.ema import WeightEMA
 from trainer.metrics import compute_metrics
 from trainer.modeling import load_model, load_tokenizer, parameter_groups
 from trainer.plots import plot_training_curves
@@ -29,11 +30,19 @@ RUNS_DIR = Path("runs")
 
 
 class SentimentTrainer(Trainer):
-    """Trainer with layer-wise learning-rate decay and length grouping that reuses precomputed lengths."""
+    """Trainer with layer-wise learning-rate decay, weight averaging, and length grouping on precomputed lengths."""
 
-    def __init__(self, *args, layer_decay: float = 1.0, head_multiplier: float = 1.0, **kwargs):
+    def __init__(self, *args, layer_decay=1.0, head_multiplier=1.0, ema: WeightEMA | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.layer_decay, self.head_multiplier = layer_decay, head_multiplier
+        self.layer_decay, self.head_multiplier, self.ema = layer_decay, head_multiplier, ema
+        if ema is not None:
+            self.add_callback(ema)
+
+    def evaluate(self, *args, **kwargs):
+        if self.ema is None:
+            return super().evaluate(*args, **kwargs)
+        with self.ema.swapped_in(self.model):
+            return super().evaluate(*args, **kwargs)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None and (self.layer_decay != 1.0 or self.head_multiplier != 1.0):
@@ -173,6 +182,7 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
         callbacks=callbacks,
         layer_decay=cfg.model.layerwise_lr_decay,
         head_multiplier=cfg.model.head_lr_multiplier,
+        ema=WeightEMA(cfg.model.ema_decay, resume_from=checkpoint) if cfg.model.ema_decay else None,
     )
 
     # Train, then keep the best (or last) model in the run folder itself.
@@ -183,17 +193,22 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
             f"stopped at step {trainer.state.global_step}, checkpoint saved: "
             f"continue with `python -m trainer.train --resume {run_dir}`"
         )
+    if trainer.ema is not None:
+        best = trainer.state.best_model_checkpoint if args.load_best_model_at_end else None
+        trainer.ema.finalize(trainer.model, best)
+        trainer.ema = None
     if trainer.is_world_process_zero():  # weights, config with id2label, tokenizer; no pickled training_args.bin
         trainer.model.save_pretrained(run_dir)
         tokenizer.save_pretrained(run_dir)
-    eval_metrics = trainer.evaluate()
+    # Logged as final_* so the curves keep only the evaluations made during training.
+    eval_metrics = trainer.evaluate(metric_key_prefix="final")
 
     metrics = {
         "model": cfg.model.model_name_or_path,
         "data": data_id,
         "train_samples": len(train_set),
         "eval_samples": len(eval_set),
-        **{k.removeprefix("eval_"): v for k, v in eval_metrics.items()},
+        **{k.removeprefix("final_"): v for k, v in eval_metrics.items()},
         "train_loss": train_output.training_loss,
         "train_runtime": train_output.metrics.get("train_runtime"),
         "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
