@@ -9,7 +9,7 @@ export SST2_DIR
 export HF_HUB_DISABLE_TELEMETRY = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup train predict test test-fast lint format clean
+.PHONY: setup train evaluate predict test test-fast lint format clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ $(VENV)/.installed: pyproject.toml
 
 train: setup
 	$(PY) -m trainer.train --config $(CONFIG) $(ARGS)
+
+evaluate: setup
+	$(PY) -m trainer.evaluate --model $(or $(MODEL),runs/latest) --data $(or $(DATA),stanfordnlp/sst2:validation) \
+		--output_dir $(or $(OUT),evaluation) $(ARGS)
 
 predict: setup
 	$(PY) -m trainer.predict --model $(or $(MODEL),runs/latest) $(ARGS)

@@ -75,6 +75,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=64,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
     )
     BertForSequenceClassification(config).save_pretrained(folder)
     return folder

@@ -4,12 +4,14 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import pipeline
 
 from tests.conftest import ROOT, read_sst2, write_tsv
+from trainer.evaluate import main as evaluate_main
 from trainer.modeling import resolve_model_path
 from trainer.predict import Predictor
 from trainer.predict import main as predict_main
@@ -97,3 +99,32 @@ def test_resume_continues_an_interrupted_minilm_run(minilm_run):
     history = json.loads((minilm_run / "log_history.json").read_text())
     assert metrics["global_step"] == 60
     assert [r["step"] for r in history if "loss" in r][:2] == [5, 10]  # history from before the interruption kept
+
+
+def test_evaluate_an_sst2_model_out_of_domain(minilm_run, tmp_path, capsys):
+    """Another labelled sentiment file (string labels, other column names) just works and is called out of domain."""
+    reviews = pd.DataFrame(
+        {
+            "review": ["An absolute joy from start to finish.", "Two hours I will never get back.", "Loved it!"] * 4,
+            "sentiment": ["positive", "negative", "positive"] * 4,
+        }
+    )
+    path = tmp_path / "reviews" / "reviews.csv"
+    path.parent.mkdir()
+    reviews.to_csv(path, index=False)
+    out = tmp_path / "eval"
+    args = ["--model", str(minilm_run), "--data", str(path), "--output_dir", str(out)]
+    assert evaluate_main([*args, "--text_column", "review", "--label_column", "sentiment", "--n_bootstrap", "100"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["out_of_domain"] and metrics["n"] == 12
+    assert "Out-of-domain evaluation" in (out / "error_analysis.md").read_text()
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_training_wrote_the_analysis_into_the_run_folder(minilm_run):
+    metrics = json.loads((minilm_run / "metrics.json").read_text())
+    assert not json.loads((minilm_run / "behavioral_tests.json").read_text()).get("skipped")
+    report = (minilm_run / "error_analysis.md").read_text()
+    assert "Out-of-domain" not in report
+    # Trainer scores under bf16 autocast on such CPUs, the analysis in fp32: at most a prediction or two apart.
+    assert metrics["evaluation"]["accuracy"]["value"] == pytest.approx(metrics["accuracy"], abs=0.011)

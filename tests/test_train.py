@@ -26,6 +26,16 @@ RUN_FILES = [
     "metrics.json",
     "log_history.json",
     "plots/training_curves.png",
+    "training_summary.json",
+    "error_analysis.md",
+    "incorrect_predictions.csv",
+    "predictions.parquet",
+    "slices.csv",
+    "behavioral_tests.json",
+    "embeddings.parquet",
+    "classification_report.txt",
+    "plots/confusion_matrix.png",
+    "plots/reliability_diagram.png",
 ]
 
 
@@ -37,7 +47,7 @@ def tiny_args(model_dir, data, run_dir, *extra):
         "--output_dir", str(run_dir),
         "--max_steps", "6", "--save_steps", "3", "--eval_steps", "3", "--logging_steps", "1",
         "--learning_rate", "1e-3", "--per_device_train_batch_size", "8",
-        "--disable_tqdm", "true", *extra,
+        "--disable_tqdm", "true", "--n_bootstrap", "20", *extra,
     ]  # fmt: skip
 
 
@@ -60,7 +70,11 @@ def test_training_writes_a_complete_run_folder_that_pipeline_loads(tiny_model_di
     assert config["id2label"] == {"0": "negative", "1": "positive"}
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["global_step"] == 6 and saved["best_step"] in (3, 6) and 0 <= saved["accuracy"] <= 1
-    assert saved == pytest.approx(metrics)
+    assert saved["accuracy"] == metrics["accuracy"] and saved["global_step"] == metrics["global_step"]
+    # The analysis re-scores the saved model on the same validation rows: the same accuracy, now with an interval.
+    evaluation = saved["evaluation"]["accuracy"]
+    assert evaluation["value"] == pytest.approx(saved["accuracy"])
+    assert evaluation["ci_low"] <= evaluation["value"] <= evaluation["ci_high"]
     history = json.loads((run_dir / "log_history.json").read_text())
     assert [r["step"] for r in history if "loss" in r] == [1, 2, 3, 4, 5, 6]
     assert all("grad_norm" in r and "learning_rate" in r for r in history if "loss" in r)

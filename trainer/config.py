@@ -110,7 +110,10 @@ class RunConfig:
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without a better accuracy."}
     )
-    run_analysis: bool = field(default=True, metadata={"help": "Write plots and analysis into the run folder."})
+    run_analysis: bool = field(
+        default=True, metadata={"help": "Evaluate the final model on the validation set and write the error analysis."}
+    )
+    n_bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples for the metrics' 95% intervals."})
 
 
 @dataclass
@@ -129,6 +132,7 @@ class TrainConfig:
         out = {**dataclasses.asdict(self.model), **dataclasses.asdict(self.data)}
         out["early_stopping_patience"] = self.run.early_stopping_patience
         out["run_analysis"] = self.run.run_analysis
+        out["n_bootstrap"] = self.run.n_bootstrap
         out.update({k: v for k, v in training_overrides(self.training).items() if k not in self.auto_keys})
         return out
 

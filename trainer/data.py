@@ -58,42 +58,43 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
-def _local_mirror(cfg: DataConfig) -> dict[str, Path] | None:
-    if cfg.dataset_name not in LOCAL_MIRRORS:
+def mirror_file(dataset_name: str | None, split: str) -> Path | None:
+    """The local copy of a Hub dataset split, when LOCAL_MIRRORS knows it and the file is there."""
+    if dataset_name not in LOCAL_MIRRORS:
         return None
-    env, default, files = LOCAL_MIRRORS[cfg.dataset_name]
-    folder = Path(os.environ.get(env) or default)
-    paths = {split: folder / name for split, name in files.items()}
-    if all(p.is_file() for p in paths.values()):
-        return paths
-    logger.info("%s not found in %s; loading %s from the Hub", "/".join(files.values()), folder, cfg.dataset_name)
-    return None
+    env, default, files = LOCAL_MIRRORS[dataset_name]
+    if split not in files:
+        return None
+    path = Path(os.environ.get(env) or default) / files[split]
+    return path if path.is_file() else None
 
 
-def _load_hub_split(cfg: DataConfig, split: str) -> pd.DataFrame:
+def load_split(dataset_name: str, config_name: str | None, split: str) -> pd.DataFrame:
+    """One split of a Hub dataset: its local copy when there is one, else the Hub."""
+    local = mirror_file(dataset_name, split)
+    if local is not None:
+        return read_table(local)
+    logger.info("no local copy of %s:%s; loading it from the Hub", dataset_name, split)
     from datasets import load_dataset
 
     try:
-        return load_dataset(cfg.dataset_name, cfg.dataset_config_name, split=split).to_pandas()
+        return load_dataset(dataset_name, config_name, split=split).to_pandas()
     except Exception as err:  # offline, unknown id, unknown split: all surface the same way to the user
         reason = str(err).splitlines()[0][:160]
         raise UserError(
-            f"cannot load split '{split}' of dataset '{cfg.dataset_name}' ({reason}): "
+            f"cannot load split '{split}' of dataset '{dataset_name}' ({reason}): "
             "check the id and network, or pass --train_file/--validation_file"
         ) from None
 
 
 def load_frames(cfg: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Return (train, validation, data id) as DataFrames, from local files, a local mirror or the Hub."""
+    """Return (train, validation, data id) as DataFrames, from local files, a local copy or the Hub."""
     if cfg.train_file:
         if not cfg.validation_file:
             raise UserError("--train_file needs --validation_file too: pass a held-out labelled file")
         return read_table(cfg.train_file), read_table(cfg.validation_file), str(cfg.train_file)
-    mirror = _local_mirror(cfg)
-    if mirror:
-        return read_table(mirror["train"]), read_table(mirror["validation"]), cfg.dataset_name
-    train = _load_hub_split(cfg, cfg.train_split)
-    validation = _load_hub_split(cfg, cfg.validation_split)
+    train = load_split(cfg.dataset_name, cfg.dataset_config_name, cfg.train_split)
+    validation = load_split(cfg.dataset_name, cfg.dataset_config_name, cfg.validation_split)
     return train, validation, cfg.dataset_name
 
 

@@ -35,3 +35,81 @@ def plot_training_curves(log_history: list[dict], path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion_matrix(matrix, names: list[str], path: str | Path) -> Path:
+    """Counts and row-normalised rates side by side."""
+    import numpy as np
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    ConfusionMatrixDisplay(matrix, display_labels=names).plot(ax=axes[0], colorbar=False, values_format="d")
+    ConfusionMatrixDisplay(rates, display_labels=names).plot(ax=axes[1], colorbar=False, values_format=".1%")
+    axes[0].set_title("Counts")
+    axes[1].set_title("Row-normalised (recall per true label)")
+    return _save(fig, path)
+
+
+def plot_reliability(bins, ece: float, path: str | Path) -> Path:
+    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ax.plot(bins["confidence"], bins["accuracy"], "o-", label="model")
+    for _, row in bins.iterrows():
+        ax.annotate(f"{int(row['n'])}", (row["confidence"], row["accuracy"]), fontsize=7, xytext=(3, -10),
+                    textcoords="offset points")  # fmt: skip
+    ax.set(xlabel="confidence (max probability)", ylabel="accuracy", title=f"Reliability diagram (ECE {ece:.3f})")
+    ax.set_xlim(0.45, 1.01)
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_confidence_histogram(frame, path: str | Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = [i / 40 for i in range(20, 41)]
+    ax.hist(frame.loc[frame["correct"], "confidence"], bins=bins, alpha=0.7, label="correct")
+    ax.hist(frame.loc[~frame["correct"], "confidence"], bins=bins, alpha=0.7, label="incorrect")
+    ax.set(xlabel="confidence", ylabel="examples", title="Confidence of correct and incorrect predictions")
+    ax.set_yscale("log")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_slices(slices, path: str | Path) -> Path:
+    """Accuracy per slice with its 95% interval."""
+    shown = slices[slices["n"] > 0].iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1))
+    errors = [(shown["accuracy"] - shown["ci_low"]).clip(lower=0), (shown["ci_high"] - shown["accuracy"]).clip(lower=0)]
+    ax.barh([f"{s} (n={n})" for s, n in zip(shown["slice"], shown["n"])], shown["accuracy"], xerr=errors, alpha=0.8)
+    ax.set(xlabel="accuracy (95% CI)", title="Accuracy per slice", xlim=(0, 1))
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_embeddings(xy, frame, positive: str, path: str | Path, method: str = "PCA") -> Path:
+    """Correct positive / correct negative / incorrect, as the notebooks draw it."""
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    correct_pos = frame["correct"] & (frame["label"] == positive)
+    groups = [
+        (correct_pos, "correct positive", "tab:green"),
+        (frame["correct"] & ~correct_pos, "correct negative", "tab:blue"),
+        (~frame["correct"], "incorrect", "tab:red"),
+    ]
+    for mask, name, colour in groups:
+        ax.scatter(
+            xy[mask.to_numpy(), 0], xy[mask.to_numpy(), 1], s=8, alpha=0.6, c=colour, label=f"{name} ({mask.sum()})"
+        )
+    ax.set(title=f"Sentence embeddings ({method}, mean-pooled last layer)", xlabel=f"{method} 1", ylabel=f"{method} 2")
+    ax.legend()
+    return _save(fig, path)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification
 
 from trainer import UserError
@@ -31,17 +32,24 @@ class Predictor:
         self.max_length = min(max_length, self.tokenizer.model_max_length)
 
     @torch.inference_mode()
-    def predict_proba(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities, one row per text, in input order."""
+    def predict_proba(self, texts: list[str], batch_size: int = 64, embeddings: bool = False, progress: bool = False):
+        """Class probabilities, one row per text, in input order; with `embeddings`, also the mean-pooled last
+        hidden state of each text (returns a pair)."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         probs = torch.empty(len(texts), len(self.labels))
-        for start in range(0, len(order), batch_size):
+        pooled = torch.empty(len(texts), self.model.config.hidden_size) if embeddings else None
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="Predicting", unit="batch", disable=not progress):
             idx = order[start : start + batch_size]
             batch = self.tokenizer(
                 [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
             ).to(self.device)
-            probs[idx] = self.model(**batch).logits.float().softmax(-1).cpu()
-        return probs
+            out = self.model(**batch, output_hidden_states=embeddings)
+            probs[idx] = out.logits.float().softmax(-1).cpu()
+            if embeddings:
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                pooled[idx] = ((out.hidden_states[-1].float() * mask).sum(1) / mask.sum(1)).cpu()
+        return (probs, pooled) if embeddings else probs
 
     def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
         """[{label, score, probabilities}] per text."""

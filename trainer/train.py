@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import yaml
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -21,9 +22,11 @@ from trainer import UserError
 from trainer.config import TrainConfig, load_config
 from trainer.data import load_data, tokenize
 from trainer.ema import WeightEMA
+from trainer.evaluate import analyse
 from trainer.metrics import compute_metrics
 from trainer.modeling import load_model, load_tokenizer, parameter_groups
 from trainer.plots import plot_training_curves
+from trainer.predict import Predictor
 
 logger = logging.getLogger(__name__)
 RUNS_DIR = Path("runs")
@@ -215,12 +218,19 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
         "global_step": trainer.state.global_step,
         "best_step": trainer.state.best_global_step,
         "best_checkpoint": trainer.state.best_model_checkpoint,
-        "wall_time_seconds": round(time.time() - started, 1),
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (run_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
-    if cfg.run.run_analysis:
+    if cfg.run.run_analysis and trainer.is_world_process_zero():
+        evaluation = analyse(
+            Predictor(str(run_dir)), str(run_dir), eval_data["text"], np.asarray(eval_data["label"]), run_dir, data_id,
+            n_bootstrap=cfg.run.n_bootstrap, seed=args.seed, metrics_file=None,
+        )  # fmt: skip
+        metrics["evaluation"] = evaluation["metrics"]
+        metrics["evaluation_seconds"] = evaluation["timing"]["total_seconds"]
+    else:
         plot_training_curves(trainer.state.log_history, run_dir / "plots" / "training_curves.png")
+    metrics["wall_time_seconds"] = round(time.time() - started, 1)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return run_dir, metrics
 
 

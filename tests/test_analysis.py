@@ -1,0 +1,112 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainer.analysis import (
+    expected_calibration_error,
+    incorrect_predictions,
+    label_noise_mask,
+    metrics_with_ci,
+    predictions_frame,
+    rule_features,
+    slice_table,
+    training_summary,
+    wilson_interval,
+)
+
+NAMES = ["negative", "positive"]
+LABELS = np.array([1, 0, 1, 1, 0, 0])
+P_POS = np.array([0.9, 0.2, 0.4, 0.8, 0.7, 0.1])  # predictions 1 0 0 1 1 0: tp=2 tn=2 fp=1 fn=1
+PROBS = np.stack([1 - P_POS, P_POS], axis=1)
+
+
+def test_metrics_equal_hand_computed_values_and_intervals_contain_them():
+    m = metrics_with_ci(LABELS, PROBS, NAMES, n_boot=300, seed=0)
+    assert m["accuracy"]["value"] == pytest.approx(4 / 6)
+    assert m["f1_positive"]["value"] == pytest.approx(2 / 3) and m["f1_macro"]["value"] == pytest.approx(2 / 3)
+    assert m["mcc"]["value"] == pytest.approx(1 / 3)
+    # ROC-AUC: of the 9 (positive, negative) pairs the positive scores higher in all but (0.4, 0.7).
+    assert m["roc_auc"]["value"] == pytest.approx(8 / 9)
+    given = np.array([0.9, 0.8, 0.4, 0.8, 0.3, 0.9])  # probability of the true label
+    assert m["log_loss"]["value"] == pytest.approx(-np.log(given).mean())
+    assert m["brier"]["value"] == pytest.approx(((P_POS - LABELS) ** 2).mean())
+    for key, s in m.items():
+        assert s["ci_low"] <= s["value"] + 1e-12 and s["value"] <= s["ci_high"] + 1e-12, key
+
+
+def test_bootstrap_is_seeded():
+    a = metrics_with_ci(LABELS, PROBS, NAMES, n_boot=50, seed=3)
+    assert a == metrics_with_ci(LABELS, PROBS, NAMES, n_boot=50, seed=3)
+
+
+def test_ece_by_hand():
+    conf = np.array([0.95, 0.95, 0.65, 0.65])
+    correct = np.array([True, False, True, True])
+    # bin 0.93-1.0: |0.5 - 0.95| * 2; bin 0.6-0.67: |1 - 0.65| * 2; over 4 rows
+    assert expected_calibration_error(conf, correct) == pytest.approx((0.45 * 2 + 0.35 * 2) / 4)
+
+
+def test_wilson_interval_known_value():
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
+
+
+@pytest.mark.parametrize(
+    "text, label, cues",
+    [
+        ("the film is not good", 1, {"negation"}),
+        ("it was n't funny", 0, {"negation", "very_short"}),
+        ("a good cast , but a dull script that goes on and on", 0, {"contrast"}),
+        ("a really fine film , although somewhat long", 1, {"contrast", "intensifier_hedge"}),
+        ("oh great , another ` masterpiece ' !", 0, {"sarcasm_cue"}),
+        ("great fun !", 1, {"very_short"}),
+        ("an honest , tender , heartfelt film about grief and love that earns each of its tears", 1, set()),
+    ],
+)
+def test_rule_cues_on_crafted_sentences(text, label, cues):
+    texts = pd.Series([text] + ["filler text of middling length here ok"] * 9)
+    features = rule_features(texts, np.array([label] + [1] * 9), positive=1).iloc[0]
+    assert {name for name, on in features.items() if on and name != "long"} == cues
+
+
+def test_long_is_above_the_90th_length_percentile():
+    texts = pd.Series([" ".join(["w"] * n) for n in range(1, 21)])
+    assert rule_features(texts, np.ones(20, int), 1)["long"].sum() == 2
+
+
+def test_label_noise_flags_confidently_contradicted_labels():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.05, 0.95], [0.2, 0.8], [0.3, 0.7]])
+    labels = np.array([0, 0, 1, 1, 0])  # the last row says negative but the model puts 0.3 on it
+    # class-0 mean self-confidence (0.9+0.8+0.3)/3 = 0.667: row 4 (0.3) is below it
+    assert label_noise_mask(labels, probs).tolist() == [False, False, False, True, True]
+
+
+def test_incorrect_predictions_rows_tags_and_order():
+    frame = predictions_frame(["good", "bad", "not good at all", "fine", "awful", "meh"], LABELS, PROBS, NAMES)
+    wrong = incorrect_predictions(frame)
+    accuracy = frame["correct"].mean()
+    assert len(wrong) == round((1 - accuracy) * len(frame)) == 2
+    assert wrong["confidence"].is_monotonic_decreasing
+    assert wrong.loc[0, "text"] == "awful" and "false_positive" in wrong.loc[0, "error_types"].split(";")
+    assert "false_negative" in wrong.loc[1, "error_types"] and "negation" in wrong.loc[1, "error_types"]
+
+
+def test_slice_table_counts_and_accuracy():
+    frame = predictions_frame(["good", "bad", "not good at all", "fine", "awful", "meh"], LABELS, PROBS, NAMES)
+    slices = slice_table(frame).set_index("slice")
+    assert slices.loc["label positive", "n"] == 3 and slices.loc["label positive", "accuracy"] == pytest.approx(2 / 3)
+    assert slices.loc["negation: yes", "n"] == 1 and slices.loc["negation: yes", "accuracy"] == 0
+    assert slices.loc["length 1-10 words", "n"] == 6
+
+
+def test_training_summary_finds_the_grad_norm_spike():
+    history = [{"step": s, "loss": 1 / s, "grad_norm": 1.0 + 0.01 * (s % 3), "learning_rate": 1e-4, "epoch": s / 10}
+               for s in range(1, 21)]  # fmt: skip
+    history[11]["grad_norm"] = 9.0
+    history.append({"step": 20, "eval_accuracy": 0.8, "epoch": 2.0})
+    summary = training_summary(history)
+    assert [s["step"] for s in summary["grad_norm"]["spikes"]] == [12]
+    assert summary["lowest_loss"]["step"] == 20 and summary["best_eval"]["step"] == 20
+    assert math.isclose(summary["grad_norm"]["median"], 1.01)

@@ -1,0 +1,104 @@
+"""trainer.evaluate on the tiny BERT: every artifact written, consistent and readable; bad data is one line."""
+
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import write_tsv
+from trainer.evaluate import main
+
+ARTIFACTS = [
+    "metrics.json",
+    "classification_report.txt",
+    "predictions.parquet",
+    "incorrect_predictions.csv",
+    "slices.csv",
+    "behavioral_tests.json",
+    "embeddings.parquet",
+    "error_analysis.md",
+    "plots/confusion_matrix.png",
+    "plots/embeddings_pca.png",
+    "plots/reliability_diagram.png",
+    "plots/confidence_histogram.png",
+    "plots/slice_accuracy.png",
+]
+
+
+@pytest.fixture
+def evaluated(tiny_model_dir, tiny_data, tmp_path):
+    out = tmp_path / "eval"
+    args = [
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(tiny_data[0]),
+        "--output_dir",
+        str(out),
+        "--n_bootstrap",
+        "50",
+    ]
+    assert main(args) == 0
+    return out
+
+
+def test_every_artifact_is_written_and_non_empty(evaluated):
+    for name in ARTIFACTS:
+        assert (evaluated / name).is_file() and (evaluated / name).stat().st_size > 0, name
+
+
+def test_artifacts_agree_with_each_other(evaluated, tiny_data):
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    predictions = pd.read_parquet(evaluated / "predictions.parquet")
+    wrong = pd.read_csv(evaluated / "incorrect_predictions.csv")
+    n = len(pd.read_csv(tiny_data[0], sep="\t"))
+    accuracy = metrics["metrics"]["accuracy"]
+    assert metrics["n"] == len(predictions) == n
+    assert len(wrong) == round((1 - accuracy["value"]) * n)
+    assert accuracy["ci_low"] <= accuracy["value"] <= accuracy["ci_high"]
+    assert accuracy["value"] == pytest.approx(predictions["correct"].mean())
+    assert {"text", "label", "predicted", "p_negative", "p_positive", "confidence", "correct", "length", "loss"} <= set(
+        predictions.columns
+    )
+    assert list(wrong.columns) == ["text", "true_label", "predicted_label", "confidence", "error_types"]
+    assert wrong["confidence"].is_monotonic_decreasing
+    assert {"ece", "brier", "log_loss", "roc_auc", "mcc", "f1_weighted", "recall_positive"} <= set(metrics["metrics"])
+
+
+def test_embeddings_state_their_pooling(evaluated):
+    table = pq.read_table(evaluated / "embeddings.parquet")
+    assert b"mean" in table.schema.metadata[b"pooling"]
+    assert len(table.column("embedding")[0]) == 32 and {"pca_x", "pca_y"} <= set(table.column_names)
+
+
+def test_report_links_every_plot(evaluated):
+    report = (evaluated / "error_analysis.md").read_text()
+    for plot in (evaluated / "plots").iterdir():
+        assert f"plots/{plot.name}" in report
+    assert "## The ten most confident mistakes" in report
+
+
+def test_unlabelled_data_points_to_predict(tiny_model_dir, tmp_path, capsys):
+    path = write_tsv(pd.DataFrame({"sentence": ["a good film"]}), tmp_path / "u.tsv")
+    assert main(["--model", str(tiny_model_dir), "--data", str(path), "--output_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "trainer.predict" in err and "\n" not in err
+
+
+def test_unknown_labels_are_one_line(tiny_model_dir, tmp_path, capsys):
+    path = write_tsv(pd.DataFrame({"sentence": ["a", "b"], "label": ["great", "awful"]}), tmp_path / "x.tsv")
+    assert main(["--model", str(tiny_model_dir), "--data", str(path), "--output_dir", str(tmp_path / "o")]) == 2
+    assert "outside the label set" in capsys.readouterr().err
+
+
+def test_out_of_domain_is_judged_from_the_run_config(tmp_path):
+    from trainer.evaluate import is_out_of_domain
+
+    sst2 = {"dataset_name": "stanfordnlp/sst2"}
+    assert not is_out_of_domain(sst2, "stanfordnlp/sst2:validation")
+    assert is_out_of_domain(sst2, "cornell-movie-review-data/rotten_tomatoes:test")
+    files = {"train_file": str(tmp_path / "a/train.tsv"), "validation_file": str(tmp_path / "a/dev.tsv")}
+    assert not is_out_of_domain(files, str(tmp_path / "a/test.tsv"))
+    assert is_out_of_domain(files, str(tmp_path / "imdb/test.csv"))
+    assert not is_out_of_domain(None, "anything")

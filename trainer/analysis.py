@@ -1,0 +1,219 @@
+"""Pure error analysis: metrics with bootstrap intervals, rule-based error types, slices, training summary."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import matthews_corrcoef, precision_recall_fscore_support, roc_auc_score
+
+NEGATION = re.compile(r"\b(?:not|no|never|nothing|none|nobody|neither|nor|without|hardly|barely|cannot)\b|n't\b", re.I)
+CONTRAST = re.compile(r"\b(?:but|although|though|yet|however|while|whereas|despite|nevertheless|still)\b", re.I)
+INTENSIFIER_HEDGE = re.compile(
+    r"\b(?:very|really|extremely|so|too|quite|rather|somewhat|pretty|fairly|slightly|totally|utterly|incredibly"
+    r"|absolutely|almost|mostly|perhaps|maybe|kind of|sort of|a bit|a little)\b",
+    re.I,
+)
+QUOTES = re.compile(r"``|''|\"|(?:^|\s)'\w")
+# Small polarity lexicons for the sarcasm cue: an exclamation or quotation next to words of the other polarity.
+POSITIVE_WORDS = set(
+    "good great best brilliant wonderful fantastic amazing excellent fun funny love loved lovely beautiful perfect "
+    "masterpiece clever charming delightful enjoyable superb terrific genius remarkable impressive".split()
+)
+NEGATIVE_WORDS = set(
+    "bad worst awful terrible boring dull stupid mess poor horrible dreadful lame tedious waste pointless "
+    "annoying ugly painful disaster fails failed bland mediocre unfunny".split()
+)
+RULES = ["negation", "contrast", "intensifier_hedge", "sarcasm_cue", "very_short", "long"]
+
+
+def confusion(labels: np.ndarray, preds: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(labels * k + preds, minlength=k * k).reshape(k, k)
+
+
+def _point_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict[str, float]:
+    k = probs.shape[1]
+    preds = probs.argmax(1)
+    conf = probs.max(1)
+    onehot = np.eye(k)[labels]
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, preds, labels=range(k), zero_division=0)
+    support = np.bincount(labels, minlength=k)
+    out = {"accuracy": float((preds == labels).mean())}
+    for i, name in enumerate(names):
+        out.update({f"precision_{name}": precision[i], f"recall_{name}": recall[i], f"f1_{name}": f1[i]})
+    for avg, weights in (("macro", np.ones(k) / k), ("weighted", support / support.sum())):
+        out.update(
+            {f"precision_{avg}": precision @ weights, f"recall_{avg}": recall @ weights, f"f1_{avg}": f1 @ weights}
+        )
+    out["mcc"] = matthews_corrcoef(labels, preds) if len(np.unique(labels)) > 1 else 0.0
+    if len(np.unique(labels)) == k:
+        out["roc_auc"] = (
+            roc_auc_score(labels, probs[:, 1]) if k == 2 else roc_auc_score(labels, probs, multi_class="ovr")
+        )
+    out["log_loss"] = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+    out["brier"] = float(((probs - onehot) ** 2).sum(1).mean() / (2 if k == 2 else 1))
+    out["ece"] = expected_calibration_error(conf, preds == labels)
+    return {key: float(value) for key, value in out.items()}
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """Weighted mean |accuracy - confidence| over equal-width confidence bins."""
+    idx = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(idx):
+        mask = idx == b
+        total += mask.sum() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(total / len(confidence))
+
+
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Per confidence bin: mean confidence, accuracy and count (the reliability diagram's data)."""
+    idx = np.minimum((confidence * bins).astype(int), bins - 1)
+    frame = pd.DataFrame({"bin": idx, "confidence": confidence, "correct": correct.astype(float)})
+    return frame.groupby("bin").agg(
+        confidence=("confidence", "mean"), accuracy=("correct", "mean"), n=("correct", "size")
+    )
+
+
+def metrics_with_ci(labels, probs, names: list[str], n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """Every metric as {value, ci_low, ci_high}: a percentile bootstrap 95% interval over resampled rows."""
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
+    point = _point_metrics(labels, probs, names)
+    rng = np.random.default_rng(seed)
+    samples = {key: [] for key in point}
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(labels), len(labels))
+        for key, value in _point_metrics(labels[idx], probs[idx], names).items():
+            samples[key].append(value)
+    out = {}
+    for key, value in point.items():
+        low, high = np.percentile(samples[key], [2.5, 97.5]) if samples[key] else (np.nan, np.nan)
+        out[key] = {"value": value, "ci_low": float(low), "ci_high": float(high)}
+    return out
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion (well-behaved for small slices)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def rule_features(texts: pd.Series, labels: np.ndarray, positive: int) -> pd.DataFrame:
+    """Per text: which rule-based cues it shows (independent of the model's prediction)."""
+    words = texts.str.lower().str.findall(r"[a-z']+")
+    n_tokens = texts.str.split().str.len()
+    long_cut = np.percentile(n_tokens, 90)
+    pos_words = words.map(lambda ws: any(w in POSITIVE_WORDS for w in ws))
+    neg_words = words.map(lambda ws: any(w in NEGATIVE_WORDS for w in ws))
+    opposite = np.where(labels == positive, neg_words, pos_words)
+    emphatic = texts.str.contains("!", regex=False) | texts.str.contains(QUOTES)
+    return pd.DataFrame(
+        {
+            "negation": texts.str.contains(NEGATION),
+            "contrast": texts.str.contains(CONTRAST),
+            "intensifier_hedge": texts.str.contains(INTENSIFIER_HEDGE),
+            "sarcasm_cue": emphatic & opposite,
+            "very_short": n_tokens <= 4,
+            "long": n_tokens > long_cut,
+        },
+        index=texts.index,
+    )
+
+
+def label_noise_mask(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Confident learning: the given label's probability is below that class's mean self-confidence."""
+    given = probs[np.arange(len(labels)), labels]
+    thresholds = np.array([given[labels == c].mean() if (labels == c).any() else 0.0 for c in range(probs.shape[1])])
+    return given < thresholds[labels]
+
+
+def predictions_frame(texts, labels, probs, names: list[str]) -> pd.DataFrame:
+    """One row per example: text, label, predicted, probabilities, confidence, correct, length, loss, rule cues."""
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
+    texts = pd.Series(list(texts), dtype=str)
+    preds = probs.argmax(1)
+    positive = next((i for i, n in enumerate(names) if n.lower() == "positive"), len(names) - 1)
+    frame = pd.DataFrame(
+        {
+            "text": texts,
+            "label": [names[i] for i in labels],
+            "predicted": [names[i] for i in preds],
+            **{f"p_{name}": probs[:, i] for i, name in enumerate(names)},
+            "confidence": probs.max(1),
+            "correct": preds == labels,
+            "length": texts.str.split().str.len(),
+            "loss": -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)),
+        }
+    )
+    cues = rule_features(texts, labels, positive)
+    frame = frame.join(cues)
+    frame["likely_label_noise"] = label_noise_mask(labels, probs)
+    frame["false_positive"] = (preds == positive) & (labels != positive)
+    frame["false_negative"] = (preds != positive) & (labels == positive)
+    frame["high_confidence_error"] = ~frame["correct"] & (frame["confidence"] >= 0.9)
+    return frame
+
+
+ERROR_TAGS = [*RULES, "high_confidence_error", "false_positive", "false_negative", "likely_label_noise"]
+
+
+def incorrect_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    """Wrong predictions, most confident first, with their error-type tags joined by ';'."""
+    wrong = frame[~frame["correct"]].sort_values("confidence", ascending=False)
+    tags = wrong[ERROR_TAGS].apply(lambda row: ";".join(t for t in ERROR_TAGS if row[t]), axis=1)
+    return pd.DataFrame(
+        {
+            "text": wrong["text"],
+            "true_label": wrong["label"],
+            "predicted_label": wrong["predicted"],
+            "confidence": wrong["confidence"].round(4),
+            "error_types": tags if len(wrong) else pd.Series(dtype=str),
+        }
+    ).reset_index(drop=True)
+
+
+def slice_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy with a Wilson 95% CI and count per slice: length bins, each cue present/absent, each label."""
+    bins = pd.cut(
+        frame["length"], [0, 10, 20, 30, np.inf], labels=["1-10 words", "11-20 words", "21-30 words", ">30 words"]
+    )
+    masks = {f"length {b}": bins == b for b in bins.cat.categories}
+    for rule in RULES:
+        masks[f"{rule}: yes"] = frame[rule]
+        masks[f"{rule}: no"] = ~frame[rule]
+    masks["likely_label_noise: yes"] = frame["likely_label_noise"]
+    for label in sorted(frame["label"].unique()):
+        masks[f"label {label}"] = frame["label"] == label
+    rows = []
+    for name, mask in masks.items():
+        n, correct = int(mask.sum()), int(frame.loc[mask, "correct"].sum())
+        low, high = wilson_interval(correct, n)
+        rows.append({"slice": name, "n": n, "accuracy": correct / n if n else np.nan, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
+def training_summary(log_history: list[dict]) -> dict:
+    """Lowest training loss, grad-norm spikes (above median + 3 MAD), learning-rate schedule and best eval step."""
+    train = [r for r in log_history if "loss" in r and "step" in r]
+    evals = [r for r in log_history if "eval_accuracy" in r]
+    out: dict = {"logged_steps": len(train)}
+    if train:
+        low = min(train, key=lambda r: r["loss"])
+        out["lowest_loss"] = {"loss": low["loss"], "step": low["step"], "epoch": low.get("epoch")}
+        out["learning_rate"] = [{"step": r["step"], "lr": r["learning_rate"]} for r in train if "learning_rate" in r]
+    norms = np.array([r["grad_norm"] for r in train if "grad_norm" in r], dtype=float)
+    if len(norms):
+        median = float(np.median(norms))
+        mad = float(np.median(np.abs(norms - median)))
+        cut = median + 3 * mad
+        spikes = [{"step": r["step"], "grad_norm": r["grad_norm"]} for r in train if r.get("grad_norm", 0) > cut]
+        out["grad_norm"] = {"median": median, "mad": mad, "spike_threshold": cut, "spikes": spikes}
+    if evals:
+        best = max(evals, key=lambda r: r["eval_accuracy"])
+        out["best_eval"] = {"step": best["step"], "accuracy": best["eval_accuracy"], "epoch": best.get("epoch")}
+    return out

@@ -1,0 +1,237 @@
+"""CheckList-style behavioural tests for binary sentiment models: capabilities, invariances, directional change."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import numpy as np
+
+CLEAR_POSITIVE = [
+    "This movie was absolutely wonderful.",
+    "A brilliant, moving film with superb acting.",
+    "I loved every minute of it.",
+    "The best film I have seen this year.",
+    "The performances are excellent and the story is gripping.",
+    "A delightful and charming comedy.",
+    "Beautifully shot and wonderfully acted.",
+    "An enjoyable ride from start to finish.",
+    "The script is clever and genuinely funny.",
+    "A masterpiece of modern cinema.",
+    "I would happily watch it again.",
+    "Great characters, great music, great fun.",
+]
+CLEAR_NEGATIVE = [
+    "This movie was a complete waste of time.",
+    "The plot was dull and predictable.",
+    "A boring, lifeless film.",
+    "The acting was terrible throughout.",
+    "I hated every minute of it.",
+    "The worst film I have seen this year.",
+    "The jokes fall flat and the pacing is awful.",
+    "A tedious mess with a pointless ending.",
+    "Poorly written and badly acted.",
+    "The dialogue is clumsy and the characters are bland.",
+    "I walked out halfway through, it was so bad.",
+    "An ugly, painful and forgettable experience.",
+]
+NEGATED_POSITIVE = [
+    "The film was not good.",
+    "I did not enjoy it at all.",
+    "The acting was not convincing.",
+    "It was never funny.",
+    "This is not a movie I would recommend.",
+    "The story was not interesting.",
+    "I didn't like the characters.",
+    "The soundtrack was not memorable.",
+    "The script is not clever at all.",
+    "It was not worth the ticket price.",
+]
+NEGATED_NEGATIVE = [
+    "The movie was not bad at all.",
+    "It was never boring.",
+    "I didn't find it dull.",
+    "The acting was not terrible.",
+    "This film is not a waste of time.",
+    "The ending was not disappointing.",
+    "I would not call it boring.",
+    "The jokes were never tiresome.",
+    "Not a single dull moment in the film.",
+    "The plot was never confusing.",
+]
+NAMES = ["John", "Maria", "Wei", "Aisha", "Dmitri", "Priya", "Kwame", "Sofia"]
+NAME_TEMPLATES = [
+    "{name} was brilliant in this film.",
+    "{name}'s performance was dreadful.",
+    "I loved every scene with {name}.",
+    "{name} gave a flat, lifeless performance.",
+    "{name} made this movie worth watching.",
+    "{name} was wasted on this boring script.",
+]
+LOCATIONS = ["Paris", "Lagos", "Mumbai", "Tokyo", "Mexico", "Brazil", "Chicago", "Norway"]
+LOCATION_TEMPLATES = [
+    "The scenes shot in {place} were breathtaking.",
+    "This film set in {place} was a tedious mess.",
+    "Audiences in {place} will love this movie.",
+    "The premiere in {place} was a disappointment.",
+    "A charming story about growing up in {place}.",
+    "The story set in {place} was dull and forgettable.",
+]
+MAX_SENTENCES = 100
+MAX_EXAMPLES = 5
+DIR_SUFFIX = " Not great."
+DIR_TOLERANCE = 0.02
+DESCRIPTIONS = {
+    "clear_positive": "Clearly positive movie-review sentences should be predicted positive.",
+    "clear_negative": "Clearly negative movie-review sentences should be predicted negative.",
+    "negated_positive": "Sentences negating a positive word ('not good') should be predicted negative.",
+    "negated_negative": "Sentences negating a negative word ('not bad') should be predicted positive.",
+    "names": f"Review templates filled with {len(NAMES)} first names should get the same label whatever the name.",
+    "locations": f"Review templates filled with {len(LOCATIONS)} places should get the same label whatever the place.",
+    "typos": "Swapping two adjacent letters inside one random word of 4+ letters should not flip the label.",
+    "punctuation": "Dropping the final punctuation, or ending the sentence in ' .' or ' !', should not flip the label.",
+    "add_not_great": f"Appending '{DIR_SUFFIX.strip()}' should not raise P(positive) by more than {DIR_TOLERANCE}.",
+}
+SKIPPED = "behavioural tests need a binary negative/positive model"
+WORD = re.compile(r"[A-Za-z]{4,}")
+
+Preds = dict[str, tuple[int, float]]  # text -> (predicted class index, P(positive))
+Spec = tuple[str, str, list[tuple[str, ...]], Callable[[tuple[str, ...], Preds, list[str]], "dict | None"]]
+
+
+def add_typo(text: str, rng: random.Random) -> str:
+    """Swap two adjacent, different letters inside one random word of 4+ letters; unchanged if there is none."""
+    # First and last letters stay put so the word remains readable to a person, whose label would not change.
+    spots = [[i for i in range(m.start() + 1, m.end() - 2) if text[i] != text[i + 1]] for m in WORD.finditer(text)]
+    spots = [s for s in spots if s]
+    if not spots:
+        return text
+    i = rng.choice(rng.choice(spots))
+    return text[:i] + text[i + 1] + text[i] + text[i + 2 :]
+
+
+def punctuation_variants(text: str) -> list[str]:
+    """The sentence without trailing punctuation, and ending in ' .' or ' !'; the original itself left out."""
+    base = text.rstrip().rstrip(".!?").rstrip()
+    return [v for v in dict.fromkeys((base, f"{base} .", f"{base} !")) if v != text] if base else []
+
+
+def add_suffix(text: str) -> str:
+    """Close the sentence if needed, then append DIR_SUFFIX."""
+    text = text.rstrip()
+    return text + ("" if text.endswith((".", "!", "?")) else ".") + DIR_SUFFIX
+
+
+def _pair(original: str, perturbed: str, preds: Preds, names: list[str]) -> dict:
+    """A failing INV/DIR case with both texts and both predictions."""
+    return {
+        "original": original,
+        "perturbed": perturbed,
+        "predicted_original": names[preds[original][0]],
+        "predicted_perturbed": names[preds[perturbed][0]],
+        "p_positive_original": round(preds[original][1], 4),
+        "p_positive_perturbed": round(preds[perturbed][1], 4),
+    }
+
+
+def _check_mft(case: tuple[str], preds: Preds, names: list[str], expected: int) -> dict | None:
+    """Failing example when the predicted label is not the expected one."""
+    (text,) = case
+    label, p_pos = preds[text]
+    if label == expected:
+        return None
+    return {"text": text, "expected": names[expected], "predicted": names[label], "p_positive": round(p_pos, 4)}
+
+
+def _check_inv(case: tuple[str, ...], preds: Preds, names: list[str]) -> dict | None:
+    """Failing example when any variant's label differs from the first text's."""
+    flipped = next((t for t in case[1:] if preds[t][0] != preds[case[0]][0]), None)
+    return None if flipped is None else _pair(case[0], flipped, preds, names)
+
+
+def _check_dir(case: tuple[str, str], preds: Preds, names: list[str]) -> dict | None:
+    """Failing example when P(positive) rose by more than DIR_TOLERANCE."""
+    original, perturbed = case
+    rose = preds[perturbed][1] > preds[original][1] + DIR_TOLERANCE
+    return _pair(original, perturbed, preds, names) if rose else None
+
+
+def _mft(name: str, sentences: list[str], expected: int) -> Spec:
+    """A minimum-functionality test: every sentence should get the expected label."""
+    return name, "MFT", [(s,) for s in sentences], partial(_check_mft, expected=expected)
+
+
+def _specs(pool: list[str], rng: random.Random, pos: int) -> list[Spec]:
+    """(name, type, cases, check) for every test, cases built from the templates and the sentence pool."""
+    names = [tuple(t.format(name=n) for n in NAMES) for t in NAME_TEMPLATES]
+    places = [tuple(t.format(place=p) for p in LOCATIONS) for t in LOCATION_TEMPLATES]
+    typos = [(s, t) for s in pool if (t := add_typo(s, rng)) != s]
+    punct = [(s, *v) for s in pool if (v := punctuation_variants(s))]
+    return [
+        _mft("clear_positive", CLEAR_POSITIVE, pos),
+        _mft("clear_negative", CLEAR_NEGATIVE, 1 - pos),
+        _mft("negated_positive", NEGATED_POSITIVE, 1 - pos),
+        _mft("negated_negative", NEGATED_NEGATIVE, pos),
+        ("names", "INV", names, _check_inv),
+        ("locations", "INV", places, _check_inv),
+        ("typos", "INV", typos, _check_inv),
+        ("punctuation", "INV", punct, _check_inv),
+        ("add_not_great", "DIR", [(s, add_suffix(s)) for s in pool], _check_dir),
+    ]
+
+
+def run_behavioral_tests(
+    probs_fn: Callable[[list[str]], np.ndarray],
+    label_names: list[str],
+    sentences: Sequence[str] | None = None,
+    seed: int = 0,
+) -> dict:
+    """Run the behavioural suite against a binary sentiment model.
+
+    Args:
+        probs_fn: maps a list of texts to an array (len(texts), len(label_names)) of class probabilities; called
+            once, with every text of every test, so it should batch internally.
+        label_names: class names by index; the positive class is the one named "positive", else index 1.
+        sentences: real evaluation sentences for the typo, punctuation and directional tests; at most
+            MAX_SENTENCES are sampled with `seed`. None or empty falls back to the built-in clear sentences.
+        seed: seeds the sentence sample and the typo positions.
+
+    Returns:
+        {"tests": [per-test dicts with name, type, description, n, failures, failure_rate, examples],
+        "overall_failure_rate", "positive_label"}, or {"skipped": reason, "tests": []} for a non-binary model.
+    """
+    if len(label_names) != 2:
+        return {"skipped": SKIPPED, "tests": []}
+    pos = next((i for i, name in enumerate(label_names) if name.lower() == "positive"), 1)
+    rng = random.Random(seed)
+    pool = [s for s in (sentences if sentences is not None else []) if isinstance(s, str) and s.strip()]
+    pool = rng.sample(pool, min(len(pool), MAX_SENTENCES)) if pool else CLEAR_POSITIVE + CLEAR_NEGATIVE
+    specs = _specs(pool, rng, pos)
+
+    # One forward pass over the deduplicated texts of all tests: the model is the expensive part.
+    texts = list(dict.fromkeys(t for *_, cases, _ in specs for case in cases for t in case))
+    probs = np.asarray(probs_fn(texts), dtype=float)
+    if probs.shape != (len(texts), 2):
+        raise ValueError(f"probs_fn returned shape {probs.shape}, expected {(len(texts), 2)}")
+    preds = {t: (int(row.argmax()), float(row[pos])) for t, row in zip(texts, probs)}
+
+    tests = []
+    for name, kind, cases, check in specs:
+        failing = [ex for case in cases if (ex := check(case, preds, label_names)) is not None]
+        n = len(cases)
+        tests.append(
+            {
+                "name": name,
+                "type": kind,
+                "description": DESCRIPTIONS[name],
+                "n": n,
+                "failures": len(failing),
+                "failure_rate": len(failing) / n if n else 0.0,
+                "examples": failing[:MAX_EXAMPLES],
+            }
+        )
+    total = sum(t["n"] for t in tests)
+    overall = sum(t["failures"] for t in tests) / total if total else 0.0
+    return {"tests": tests, "overall_failure_rate": overall, "positive_label": label_names[pos]}

@@ -1,0 +1,100 @@
+"""`error_analysis.md`: a readable report that links every analysis file and plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+HEADLINE = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "roc_auc", "log_loss", "brier", "ece"]
+
+
+def _pct(x: float) -> str:
+    return f"{x:.2%}" if x == x else "n/a"
+
+
+def _quote(text: str, limit: int = 220) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong: pd.DataFrame, behaviour: dict,
+                  summary: dict | None) -> str:  # fmt: skip
+    """The report as Markdown (pure: all numbers come from the arguments)."""
+    scores, n = metrics["metrics"], metrics["n"]
+    lines = [
+        f"# Error analysis: {metrics['model']} on {metrics['data']}",
+        "",
+        f"{n} labelled examples; {len(wrong)} wrong ({len(wrong) / n:.2%}). Intervals are bootstrap 95% "
+        f"({metrics['bootstrap']['resamples']} resamples, seed {metrics['bootstrap']['seed']}).",
+    ]
+    if metrics.get("out_of_domain"):
+        lines += [
+            "",
+            f"**Out-of-domain evaluation**: the model was trained on `{metrics['trained_on']}` and is evaluated "
+            f"here on `{metrics['data']}`; expect lower scores than on its own validation data.",
+        ]
+    lines += ["", "## Metrics", "", "| metric | value | 95% CI |", "|---|---|---|"]
+    for key in HEADLINE:
+        if key in scores:
+            s = scores[key]
+            lines.append(f"| {key} | {s['value']:.4f} | {s['ci_low']:.4f} – {s['ci_high']:.4f} |")
+    lines += [
+        "",
+        "Per-class precision, recall and F1: `classification_report.txt` and `metrics.json`.",
+        "",
+        "![confusion matrix](plots/confusion_matrix.png)",
+        "![reliability diagram](plots/reliability_diagram.png)",
+        "![confidence histogram](plots/confidence_histogram.png)",
+        "",
+        "## Error types",
+        "",
+        "Rule-based tags on the wrong predictions (`incorrect_predictions.csv`; a mistake can carry several):",
+        "",
+        "| error type | mistakes |",
+        "|---|---|",
+        *[f"| {tag} | {count} |" for tag, count in sorted(error_counts.items(), key=lambda kv: -kv[1])],
+        "",
+        "## Slices",
+        "",
+        "| slice | n | accuracy | 95% CI |",
+        "|---|---|---|---|",
+    ]
+    for row in slices.itertuples():
+        if row.n:
+            lines.append(f"| {row.slice} | {row.n} | {_pct(row.accuracy)} | {_pct(row.ci_low)} – {_pct(row.ci_high)} |")
+    lines += ["", "![slice accuracy](plots/slice_accuracy.png)", "", "## Behavioural tests", ""]
+    if behaviour.get("tests"):
+        lines += ["| test | type | cases | failure rate |", "|---|---|---|---|"]
+        lines += [f"| {t['name']} | {t['type']} | {t['n']} | {_pct(t['failure_rate'])} |" for t in behaviour["tests"]]
+        lines += ["", "Failing examples: `behavioral_tests.json`."]
+    else:
+        lines.append(behaviour.get("skipped", "No behavioural tests were run."))
+    lines += ["", "## The ten most confident mistakes", "", "| text | true | predicted | confidence | error types |"]
+    lines.append("|---|---|---|---|---|")
+    for row in wrong.head(10).itertuples():
+        lines.append(
+            f"| {_quote(row.text)} | {row.true_label} | {row.predicted_label} | {row.confidence:.3f} | "
+            f"{row.error_types.replace(';', ', ')} |"
+        )
+    lines += ["", "## Embeddings", "", "![embeddings](plots/embeddings_pca.png)", ""]
+    lines.append("Mean-pooled last hidden states in `embeddings.parquet`, with their PCA projection.")
+    if summary:
+        lines += ["", "## Training", "", "![training curves](plots/training_curves.png)", ""]
+        if "lowest_loss" in summary:
+            low = summary["lowest_loss"]
+            lines.append(f"- lowest training loss {low['loss']:.4f} at step {low['step']} (epoch {low['epoch']})")
+        if "best_eval" in summary:
+            best = summary["best_eval"]
+            lines.append(f"- best validation accuracy {best['accuracy']:.2%} at step {best['step']}")
+        if "grad_norm" in summary:
+            g = summary["grad_norm"]
+            steps = ", ".join(str(s["step"]) for s in g["spikes"][:10]) or "none"
+            lines.append(f"- grad-norm spikes above {g['spike_threshold']:.2f} (median + 3 MAD): {steps}")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(path: str | Path, *args) -> Path:
+    path = Path(path)
+    path.write_text(render_report(*args))
+    return path
