@@ -77,10 +77,12 @@ def test_long_is_above_the_90th_length_percentile():
 
 
 def test_label_noise_flags_confidently_contradicted_labels():
-    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.05, 0.95], [0.2, 0.8], [0.3, 0.7]])
-    labels = np.array([0, 0, 1, 1, 0])  # the last row says negative but the model puts 0.3 on it
-    # class-0 mean self-confidence (0.9+0.8+0.3)/3 = 0.667: row 4 (0.3) is below it
-    assert label_noise_mask(labels, probs).tolist() == [False, False, False, True, True]
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.05, 0.95], [0.2, 0.8], [0.05, 0.95]])
+    labels = np.array([0, 0, 1, 1, 0])
+    # thresholds: class 0 (0.9 + 0.8 + 0.05) / 3 = 0.583, class 1 (0.95 + 0.8) / 2 = 0.875.
+    # Row 3 is below its class threshold but p(negative) = 0.2 < 0.583: an unsure example, not noise.
+    # Row 4 says negative while p(positive) = 0.95 >= 0.875: likely a wrong label.
+    assert label_noise_mask(labels, probs).tolist() == [False, False, False, False, True]
 
 
 def test_incorrect_predictions_rows_tags_and_order():

@@ -126,10 +126,14 @@ def rule_features(texts: pd.Series, labels: np.ndarray, positive: int) -> pd.Dat
 
 
 def label_noise_mask(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Confident learning: the given label's probability is below that class's mean self-confidence."""
+    """Confident learning: the given label's probability is below its class's average self-confidence, and another
+    class's probability reaches that class's own threshold (so plain low-confidence mistakes are not flagged)."""
+    k = probs.shape[1]
     given = probs[np.arange(len(labels)), labels]
-    thresholds = np.array([given[labels == c].mean() if (labels == c).any() else 0.0 for c in range(probs.shape[1])])
-    return given < thresholds[labels]
+    thresholds = np.array([probs[labels == c, c].mean() if (labels == c).any() else 1.0 for c in range(k)])
+    other = probs >= thresholds
+    other[np.arange(len(labels)), labels] = False
+    return (given < thresholds[labels]) & other.any(1)
 
 
 def predictions_frame(texts, labels, probs, names: list[str]) -> pd.DataFrame:

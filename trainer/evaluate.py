@@ -125,6 +125,7 @@ def analyse(
     positive = next((n for n in names if n.lower() == "positive"), names[-1])
     behaviour = run_behavioral_tests(lambda t: predictor.predict_proba(t).numpy(), names, list(texts), seed=seed)
     xy = PCA(n_components=2, random_state=seed).fit_transform(pooled)
+    umap_xy = umap_projection(pooled, seed)
     trained_on = training_data_of(model)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +138,7 @@ def analyse(
             labels, probs.argmax(1), labels=range(len(names)), target_names=names, digits=4, zero_division=0
         )
     )
-    write_embeddings(out / "embeddings.parquet", frame, pooled, xy)
+    write_embeddings(out / "embeddings.parquet", frame, pooled, xy, umap_xy)
     matrix = confusion(np.asarray(labels), probs.argmax(1), len(names))
     plot_confusion_matrix(matrix, names, plots / "confusion_matrix.png")
     bins = reliability_bins(frame["confidence"].to_numpy(), frame["correct"].to_numpy())
@@ -145,6 +146,8 @@ def analyse(
     plot_confidence_histogram(frame, plots / "confidence_histogram.png")
     plot_slices(slices, plots / "slice_accuracy.png")
     plot_embeddings(xy, frame, positive, plots / "embeddings_pca.png")
+    if umap_xy is not None:
+        plot_embeddings(umap_xy, frame, positive, plots / "embeddings_umap.png", method="UMAP")
     summary = None
     history_file = Path(model) / "log_history.json"
     if history_file.is_file():
@@ -158,6 +161,7 @@ def analyse(
         "data": data_id,
         "trained_on": trained_on and (trained_on.get("train_file") or trained_on.get("dataset_name")),
         "out_of_domain": is_out_of_domain(trained_on, data_id),
+        "umap": umap_xy is not None,
         "n": len(texts),
         "labels": names,
         "bootstrap": {"resamples": n_bootstrap, "seed": seed, "interval": "percentile 95%"},
@@ -175,7 +179,16 @@ def analyse(
     return metrics
 
 
-def write_embeddings(path: Path, frame: pd.DataFrame, pooled: np.ndarray, xy: np.ndarray) -> None:
+def umap_projection(pooled: np.ndarray, seed: int) -> np.ndarray | None:
+    """A 2-D UMAP projection when umap-learn is installed (it is optional), else None."""
+    try:
+        import umap
+    except ImportError:
+        return None
+    return umap.UMAP(n_components=2, random_state=seed).fit_transform(pooled)
+
+
+def write_embeddings(path: Path, frame, pooled: np.ndarray, xy: np.ndarray, umap_xy: np.ndarray | None) -> None:
     """Embeddings with their 2-D projection; the pooling is stated in the parquet schema metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -191,8 +204,13 @@ def write_embeddings(path: Path, frame: pd.DataFrame, pooled: np.ndarray, xy: np
             "embedding": list(pooled.astype(np.float32)),
         }
     )
+    if umap_xy is not None:
+        table["umap_x"], table["umap_y"] = umap_xy[:, 0], umap_xy[:, 1]
     arrow = pa.Table.from_pandas(table, preserve_index=False)
-    meta = {b"pooling": b"mean of the last hidden state over non-padding tokens", b"projection": b"PCA (2 components)"}
+    meta = {
+        b"pooling": b"mean of the last hidden state over non-padding tokens",
+        b"projection": b"PCA" + (b" and UMAP" if umap_xy is not None else b""),
+    }
     pq.write_table(arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **meta}), path)
 
 

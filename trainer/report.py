@@ -78,6 +78,8 @@ def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong
             f"{row.error_types.replace(';', ', ')} |"
         )
     lines += ["", "## Embeddings", "", "![embeddings](plots/embeddings_pca.png)", ""]
+    if metrics.get("umap"):
+        lines += ["![embeddings, UMAP](plots/embeddings_umap.png)", ""]
     lines.append("Mean-pooled last hidden states in `embeddings.parquet`, with their PCA projection.")
     if summary:
         lines += ["", "## Training", "", "![training curves](plots/training_curves.png)", ""]
