@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 train: setup
-	$(PY) -m trainer.train --config $(CONFIG) $(ARGS)
+	$(PY) -m trainer.train $(if $(findstring --resume,$(ARGS)),,--config $(CONFIG)) $(ARGS)
 
 evaluate: setup
 	$(PY) -m trainer.evaluate --model $(or $(MODEL),runs/latest) --data $(or $(DATA),stanfordnlp/sst2:validation) \

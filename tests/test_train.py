@@ -196,3 +196,16 @@ def test_weight_averaging_is_evaluated_saved_and_resumed(tiny_model_dir, tiny_da
     train(load_config(["--resume", str(part), "--disable_tqdm", "true"]))
     resumed = load_file(part / "model.safetensors")
     assert torch.allclose(resumed[name], final[name], atol=1e-6)
+
+
+def test_resume_uses_the_runs_own_config_and_rejects_incompatible_changes(tiny_model_dir, tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(load_config(tiny_args(tiny_model_dir, tiny_data, run, "--max_steps", "3")))
+    saved = (run / "train_config.yaml").read_text()
+    # make train passes --config unless ARGS holds --resume; both together would silently swap the configuration.
+    assert main(["--config", str(ROOT / "configs/sst2-minilm.yaml"), "--resume", str(run)]) == 2
+    assert "drop --config" in capsys.readouterr().err
+    assert main(["--resume", str(run), "--max_steps", "6", "--freeze_word_embeddings", "true"]) == 2
+    assert "cannot resume from" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert "freeze_word_embeddings: false" in saved
+    assert (run / "train_config.yaml").read_text() == saved  # a failed resume leaves the run as it was

@@ -220,7 +220,9 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
     parser.set_defaults(output_dir=None)
     pre, _ = parser.parse_known_args(argv)  # find --config, --resume and --output_dir before the full parse
     config_path = pre.config
-    if config_path is None and pre.resume:
+    if pre.resume and config_path:
+        raise UserError(f"--resume reuses {pre.resume}/train_config.yaml: drop --config (flags still override it)")
+    if pre.resume:
         config_path = str(Path(pre.resume) / "train_config.yaml")
     elif config_path is None and Path(DEFAULT_CONFIG).is_file():
         config_path = DEFAULT_CONFIG

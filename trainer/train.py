@@ -157,10 +157,11 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
     # The run folder: config first, so an interrupted run can be resumed from it.
     run_dir.mkdir(parents=True, exist_ok=True)
     link_latest(run_dir)
-    (run_dir / "train_config.yaml").write_text(
-        f"# Rerun with: python -m trainer.train --config {run_dir}/train_config.yaml\n"
-        + yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    config_text = f"# Rerun with: python -m trainer.train --config {run_dir}/train_config.yaml\n" + yaml.safe_dump(
+        cfg.to_dict(), sort_keys=False
     )
+    if checkpoint is None:
+        (run_dir / "train_config.yaml").write_text(config_text)
     args.output_dir = str(run_dir / "checkpoints")
     args.run_name = args.run_name or run_dir.name
     if args.report_to in (None, "none", []) or args.report_to == ["none"]:
@@ -190,12 +191,22 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
 
     # Train, then keep the best (or last) model in the run folder itself.
     with stopper.installed():
-        train_output = trainer.train(resume_from_checkpoint=checkpoint)
+        try:
+            train_output = trainer.train(resume_from_checkpoint=checkpoint)
+        except ValueError as err:
+            if checkpoint is None:
+                raise
+            raise UserError(
+                f"cannot resume from {checkpoint} ({str(err).splitlines()[0]}): "
+                "keep the model options (frozen embeddings, learning-rate groups) the run started with"
+            ) from None
     if stopper.requested:
         raise Interrupted(
             f"stopped at step {trainer.state.global_step}, checkpoint saved: "
             f"continue with `python -m trainer.train --resume {run_dir}`"
         )
+    if checkpoint is not None:  # a resumed run keeps its config file until the resume has worked
+        (run_dir / "train_config.yaml").write_text(config_text)
     if trainer.ema is not None:
         best = trainer.state.best_model_checkpoint if args.load_best_model_at_end else None
         trainer.ema.finalize(trainer.model, best)
