@@ -1,4 +1,4 @@
-"""Training curves from Trainer's log history, as a PNG."""
+"""Plots of training and evaluation, written as PNGs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_training_curves(log_history: list[dict], path: str | Path) -> Path:
@@ -29,21 +38,7 @@ def plot_training_curves(log_history: list[dict], path: str | Path) -> Path:
     ax_acc.set(xlabel="step", ylabel="accuracy", title="Validation accuracy")
     ax_acc.grid(alpha=0.3)
     ax_loss.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_confusion_matrix(matrix, names: list[str], path: str | Path) -> Path:
