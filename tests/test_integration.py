@@ -126,5 +126,4 @@ def test_training_wrote_the_analysis_into_the_run_folder(minilm_run):
     assert not json.loads((minilm_run / "behavioral_tests.json").read_text()).get("skipped")
     report = (minilm_run / "error_analysis.md").read_text()
     assert "Out-of-domain" not in report
-    # Trainer scores under bf16 autocast on such CPUs, the analysis in fp32: at most a prediction or two apart.
-    assert metrics["evaluation"]["accuracy"]["value"] == pytest.approx(metrics["accuracy"], abs=0.011)
+    assert metrics["evaluation"]["accuracy"]["value"] == metrics["accuracy"]  # one scoring of the saved model

@@ -209,3 +209,12 @@ def test_resume_uses_the_runs_own_config_and_rejects_incompatible_changes(tiny_m
     assert "cannot resume from" in capsys.readouterr().err.strip().splitlines()[-1]
     assert "freeze_word_embeddings: false" in saved
     assert (run / "train_config.yaml").read_text() == saved  # a failed resume leaves the run as it was
+
+
+def test_without_the_analysis_trainer_scores_the_model(tiny_model_dir, tiny_data, tmp_path):
+    args = tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--run_analysis", "false")
+    run_dir, metrics = train(load_config(args))
+    assert 0 <= metrics["accuracy"] <= 1 and "evaluation" not in metrics
+    assert (run_dir / "plots/training_curves.png").is_file() and not (run_dir / "error_analysis.md").exists()
+    history = json.loads((run_dir / "log_history.json").read_text())
+    assert not any(key.startswith("final_") for record in history for key in record)  # curves hold training evals only

@@ -166,10 +166,7 @@ def analyse(
         "labels": names,
         "bootstrap": {"resamples": n_bootstrap, "seed": seed, "interval": "percentile 95%"},
         "metrics": scores,
-        "timing": {
-            "inference_seconds": round(inference_seconds, 2),
-            "total_seconds": round(time.perf_counter() - started, 2),
-        },
+        "timing": {"inference_seconds": round(inference_seconds, 2)},
     }
     error_counts = {tag: int(frame.loc[~frame["correct"], tag].sum()) for tag in ERROR_TAGS}
     write_report(out / "error_analysis.md", metrics, error_counts, slices, wrong, behaviour, summary)

@@ -214,15 +214,11 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
     if trainer.is_world_process_zero():  # weights, config with id2label, tokenizer; no pickled training_args.bin
         trainer.model.save_pretrained(run_dir)
         tokenizer.save_pretrained(run_dir)
-    # Logged as final_* so the curves keep only the evaluations made during training.
-    eval_metrics = trainer.evaluate(metric_key_prefix="final")
-
     metrics = {
         "model": cfg.model.model_name_or_path,
         "data": data_id,
         "train_samples": len(train_set),
         "eval_samples": len(eval_set),
-        **{k.removeprefix("final_"): v for k, v in eval_metrics.items()},
         "train_loss": train_output.training_loss,
         "train_runtime": train_output.metrics.get("train_runtime"),
         "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
@@ -231,14 +227,21 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
         "best_checkpoint": trainer.state.best_model_checkpoint,
     }
     (run_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
-    if cfg.run.run_analysis and trainer.is_world_process_zero():
-        evaluation = analyse(
-            Predictor(str(run_dir)), str(run_dir), eval_data["text"], np.asarray(eval_data["label"]), run_dir, data_id,
-            n_bootstrap=cfg.run.n_bootstrap, seed=args.seed, metrics_file=None,
-        )  # fmt: skip
-        metrics["evaluation"] = evaluation["metrics"]
-        metrics["evaluation_seconds"] = evaluation["timing"]["total_seconds"]
+
+    # The saved model is scored once: by the analysis (in fp32, as pipeline() users will run it), or by Trainer.
+    if cfg.run.run_analysis:
+        if trainer.is_world_process_zero():
+            evaluation = analyse(
+                Predictor(str(run_dir)), str(run_dir), eval_data["text"], np.asarray(eval_data["label"]), run_dir,
+                data_id, n_bootstrap=cfg.run.n_bootstrap, seed=args.seed, metrics_file=None,
+            )  # fmt: skip
+            metrics.update({key: score["value"] for key, score in evaluation["metrics"].items()})
+            metrics["loss"] = metrics["log_loss"]
+            metrics["evaluation"] = evaluation["metrics"]
+            metrics["evaluation_seconds"] = evaluation["timing"]["total_seconds"]
     else:
+        final = trainer.evaluate(metric_key_prefix="final")  # final_*: kept apart from the curves' eval_*
+        metrics.update({key.removeprefix("final_"): value for key, value in final.items()})
         plot_training_curves(trainer.state.log_history, run_dir / "plots" / "training_curves.png")
     metrics["wall_time_seconds"] = round(time.time() - started, 1)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
