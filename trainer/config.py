@@ -126,6 +126,7 @@ class TrainConfig:
     training: TrainingArguments
     preset: str = "custom"
     auto_keys: set[str] = field(default_factory=set)  # chosen for this machine: not saved, so a rerun re-detects
+    argv: list[str] = field(default_factory=list)  # the command line, for the record (token values redacted there)
 
     def to_dict(self) -> dict:
         """Flat, YAML-ready mapping that `load_config` reads back into the same run (no secrets)."""
@@ -140,7 +141,8 @@ class TrainConfig:
 # TrainingArguments first: our --label_names (label names) replaces its --label_names (input keys, always "labels").
 _SECTIONS = (TrainingArguments, ModelConfig, DataConfig, RunConfig)
 # Fields we derive per run or that must never be written down.
-_UNSAVED = {"output_dir", "logging_dir", "resume_from_checkpoint", "hub_token", "push_to_hub_token", "config", "resume"}
+# Publishing is a per-run decision too: rerunning a saved config must not push again.
+_UNSAVED = {"output_dir", "logging_dir", "resume_from_checkpoint", "config", "resume", "push_to_hub"}
 
 
 def training_overrides(args: TrainingArguments) -> dict:
@@ -153,6 +155,7 @@ def training_overrides(args: TrainingArguments) -> dict:
         if key not in _UNSAVED
         and key != "label_names"
         and not key.endswith("_token")
+        and not key.startswith("hub_")
         and value != defaults.get(key)
         and key in _field_names()
     }
@@ -248,4 +251,6 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
     run.config = config_path
     run.output_dir = pre.output_dir or defaults.get("output_dir")
     preset = Path(config_path).stem if config_path and not pre.resume else "custom"
-    return TrainConfig(model=model, data=data, run=run, training=training, preset=preset, auto_keys=set(auto))
+    return TrainConfig(
+        model=model, data=data, run=run, training=training, preset=preset, auto_keys=set(auto), argv=argv
+    )

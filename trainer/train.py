@@ -27,6 +27,7 @@ from trainer.metrics import compute_metrics
 from trainer.modeling import load_model, load_tokenizer, parameter_groups
 from trainer.plots import plot_training_curves
 from trainer.predict import Predictor
+from trainer.provenance import environment
 
 logger = logging.getLogger(__name__)
 RUNS_DIR = Path("runs")
@@ -170,6 +171,8 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
         os.environ.setdefault("WANDB_DIR", str(run_dir))
         os.environ.setdefault("WANDB_PROJECT", "sentiment-trainer")
 
+    push = args.push_to_hub  # our push, once, at the end: Trainer's own would upload checkpoints as it goes
+    args.push_to_hub = False
     gpu_half = (args.bf16 or args.fp16) and not args.use_cpu  # tensor cores like multiples of 8
     stopper = StopOnSignal()
     callbacks = [stopper]
@@ -225,6 +228,11 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
         "global_step": trainer.state.global_step,
         "best_step": trainer.state.best_global_step,
         "best_checkpoint": trainer.state.best_model_checkpoint,
+        "label_counts": {
+            "train": label_counts(train_data["label"], cfg.data.label_names),
+            "eval": label_counts(eval_data["label"], cfg.data.label_names),
+        },
+        "environment": environment(cfg.argv, precision_of(args)),
     }
     (run_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
 
@@ -245,7 +253,24 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
         plot_training_curves(trainer.state.log_history, run_dir / "plots" / "training_curves.png")
     metrics["wall_time_seconds"] = round(time.time() - started, 1)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if push and trainer.is_world_process_zero():
+        from trainer.push import push_run
+
+        try:
+            metrics["pushed"] = push_run(run_dir, args.hub_model_id, private=bool(args.hub_private_repo))
+        except UserError as err:
+            raise UserError(f"{err} (the run is saved: push it later with `make push RUN={run_dir}`)") from None
     return run_dir, metrics
+
+
+def label_counts(labels, names: list[str]) -> dict[str, int]:
+    counts = np.bincount(np.asarray(labels), minlength=len(names))
+    return {name: int(n) for name, n in zip(names, counts)}
+
+
+def precision_of(args) -> str:
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    return f"{precision} autocast on CPU" if precision != "fp32" and args.use_cpu else precision
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         f"train {metrics['train_runtime']:.0f}s, {metrics['train_samples_per_second']:.1f} samples/s | "
         f"wall {metrics['wall_time_seconds']:.0f}s\nrun folder: {run_dir}"
     )
+    if metrics.get("pushed"):
+        print(f"pushed: {metrics['pushed']}")
     return 0
 
 
