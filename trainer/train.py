@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wall {metrics['wall_time_seconds']:.0f}s\nrun folder: {run_dir}"
     )
     if metrics.get("pushed"):
-        print(f"pushed: {metrics['pushed']}")
+        print(f"pushed to {metrics['pushed'].repo_id}: {metrics['pushed'].url}")
     return 0
 
 

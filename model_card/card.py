@@ -1,0 +1,303 @@
+"""Build a run's model card from its folder alone: the same folder always renders the same card."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATE = Path(__file__).with_name("template.md")
+REQUIRED_FILES = ("config.json", "model.safetensors", "metrics.json", "train_config.yaml")
+CARD_METRICS = [  # model-index entries: (metrics.json key, Hub metric id, display name, metric args)
+    ("accuracy", "accuracy", "Accuracy", None),
+    ("f1_macro", "f1", "F1 (macro)", {"average": "macro"}),
+    ("precision_macro", "precision", "Precision (macro)", {"average": "macro"}),
+    ("recall_macro", "recall", "Recall (macro)", {"average": "macro"}),
+]
+RESULT_ROWS = [
+    ("accuracy", "Accuracy"), ("f1_macro", "F1 (macro)"), ("precision_macro", "Precision (macro)"),
+    ("recall_macro", "Recall (macro)"), ("mcc", "Matthews correlation"), ("roc_auc", "ROC AUC"),
+    ("log_loss", "Log loss"), ("brier", "Brier score"), ("ece", "Expected calibration error"),
+]  # fmt: skip
+HYPERPARAMETERS = [  # (train_config key, label, default when the key is absent: the library default)
+    ("learning_rate", "learning rate", 5e-5), ("num_train_epochs", "epochs", 3.0),
+    ("max_steps", "max steps", -1), ("per_device_train_batch_size", "batch size (per device)", 8),
+    ("gradient_accumulation_steps", "gradient accumulation", 1), ("warmup_steps", "warmup (ratio or steps)", 0),
+    ("lr_scheduler_type", "schedule", "linear"), ("weight_decay", "weight decay", 0.0),
+    ("max_length", "max tokens", 128), ("freeze_word_embeddings", "frozen word embeddings", False),
+    ("layerwise_lr_decay", "layer-wise lr decay", 1.0), ("ema_decay", "EMA decay", 0.0),
+    ("train_sampling_strategy", "batch order", "random"), ("seed", "seed", 42),
+]  # fmt: skip
+DATASETS = {  # Hub id -> (pretty name, what the texts are, BibTeX)
+    "stanfordnlp/sst2": ("SST-2 (GLUE)", "single sentences from Rotten Tomatoes movie reviews", """\
+@inproceedings{socher2013recursive,
+  title = {Recursive Deep Models for Semantic Compositionality Over a Sentiment Treebank},
+  author = {Socher, Richard and Perelygin, Alex and Wu, Jean and Chuang, Jason and Manning, Christopher D. and
+            Ng, Andrew and Potts, Christopher},
+  booktitle = {Proceedings of EMNLP},
+  year = {2013}
+}"""),
+    "stanfordnlp/imdb": ("IMDb", "full movie reviews from IMDb", """\
+@inproceedings{maas2011learning,
+  title = {Learning Word Vectors for Sentiment Analysis},
+  author = {Maas, Andrew L. and Daly, Raymond E. and Pham, Peter T. and Huang, Dan and
+            Ng, Andrew Y. and Potts, Christopher},
+  booktitle = {Proceedings of ACL},
+  year = {2011}
+}"""),
+    "cornell-movie-review-data/rotten_tomatoes": ("Rotten Tomatoes", "movie-review snippets from Rotten Tomatoes", """\
+@inproceedings{pang2005seeing,
+  title = {Seeing Stars: Exploiting Class Relationships for Sentiment Categorization with Respect to Rating Scales},
+  author = {Pang, Bo and Lee, Lillian},
+  booktitle = {Proceedings of ACL},
+  year = {2005}
+}"""),
+}  # fmt: skip
+BASE_MODELS = {  # Hub id -> BibTeX of the paper behind it
+    "sentence-transformers/all-MiniLM-L6-v2": """\
+@inproceedings{wang2020minilm,
+  title = {MiniLM: Deep Self-Attention Distillation for Task-Agnostic Compression of Pre-Trained Transformers},
+  author = {Wang, Wenhui and Wei, Furu and Dong, Li and Bao, Hangbo and Yang, Nan and Zhou, Ming},
+  booktitle = {Advances in Neural Information Processing Systems},
+  year = {2020}
+}""",
+    "google-bert/bert-base-uncased": """\
+@inproceedings{devlin2019bert,
+  title = {BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding},
+  author = {Devlin, Jacob and Chang, Ming-Wei and Lee, Kenton and Toutanova, Kristina},
+  booktitle = {Proceedings of NAACL-HLT},
+  year = {2019}
+}""",
+}  # fmt: skip
+BASE_MODELS["bert-base-uncased"] = BASE_MODELS["google-bert/bert-base-uncased"]
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, keep_default_na=False) if path.is_file() else None
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1%}"
+
+
+def _quote(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def is_hub_id(name: str | None) -> bool:
+    """'owner/name' that is not a path on this machine."""
+    return bool(name) and name.count("/") == 1 and not name.startswith((".", "/")) and not Path(name).exists()
+
+
+def dataset_facts(config: dict, metrics: dict) -> dict:
+    hub_id = config.get("dataset_name") if not config.get("train_file") else None
+    if hub_id:
+        pretty, kind, citation = DATASETS.get(hub_id, (hub_id, None, None))
+        return {"id": hub_id, "name": pretty, "kind": kind, "citation": citation, "on_hub": True,
+                "config": config.get("dataset_config_name") or "default",
+                "split": config.get("validation_split", "validation")}  # fmt: skip
+    train_file = Path(config.get("train_file") or metrics.get("data", "data"))
+    return {"id": train_file.stem, "name": train_file.name, "kind": None, "citation": None, "on_hub": False,
+            "config": None, "split": Path(config.get("validation_file") or "validation").stem}  # fmt: skip
+
+
+def eval_rows(log_history: list[dict], best_step: int | None) -> list[dict]:
+    """One row per evaluation (training loss = last one logged before it); per epoch if the run never evaluated."""
+    rows, last_loss = [], None
+    for entry in log_history:
+        if "loss" in entry:
+            last_loss = entry["loss"]
+        if "eval_accuracy" in entry:
+            rows.append({"epoch": entry.get("epoch"), "step": entry["step"], "train_loss": last_loss,
+                         "eval_loss": entry.get("eval_loss"), "accuracy": entry["eval_accuracy"],
+                         "f1_macro": entry.get("eval_f1_macro"), "best": entry["step"] == best_step})  # fmt: skip
+    if rows:
+        return rows
+    by_epoch: dict[int, list[dict]] = {}
+    for entry in log_history:
+        if "loss" in entry and "epoch" in entry:
+            by_epoch.setdefault(max(1, math.ceil(entry["epoch"])), []).append(entry)
+    return [{"epoch": epoch, "step": logs[-1]["step"], "train_loss": sum(e["loss"] for e in logs) / len(logs),
+             "eval_loss": None, "accuracy": None, "f1_macro": None, "best": False}
+            for epoch, logs in sorted(by_epoch.items())]  # fmt: skip
+
+
+def widget_examples(predictions: pd.DataFrame | None, names: list[str]) -> list[dict]:
+    """Confidently right validation sentences of 8-25 words, one per class, plus the least sure right negation."""
+    if predictions is None or predictions.empty:
+        return []
+    words = predictions["text"].str.split().str.len()
+    pool = predictions[predictions["correct"] & words.between(8, 25)]
+    pool = pool.sort_values(["confidence", "text"], ascending=[False, True])
+    examples = []
+    for name in names:
+        for text in pool.loc[pool["label"] == name, "text"].head(1):
+            examples.append({"text": text.strip(), "example_title": f"{name} (validation)"})
+    if "negation" in pool:
+        hard = pool[pool["negation"]].sort_values(["confidence", "text"]).head(1)
+        for text, label in zip(hard["text"], hard["label"]):
+            examples.append({"text": text.strip(), "example_title": f"negation, {label} (validation)"})
+    return examples
+
+
+def limitations(facts: dict) -> list[str]:
+    """Plain sentences about where this model measurably fails, from the run's own analysis files."""
+    out = []
+    scores = facts["evaluation"]
+    overall = scores.get("accuracy", {}).get("value")
+    for row in facts["slices"]:
+        if overall is None or row["slice"].startswith(("likely_label_noise", "label ")) or row["n"] < 10:
+            continue
+        if row["ci_high"] < overall or row["accuracy"] < overall - 0.05:
+            out.append(
+                f"Accuracy drops to {_pct(row['accuracy'])} (95% CI {_pct(row['ci_low'])}-{_pct(row['ci_high'])}, "
+                f"n={row['n']}) on the slice *{row['slice']}*, against {_pct(overall)} overall."
+            )
+    recalls = {name: scores[f"recall_{name}"]["value"] for name in facts["label_names"] if f"recall_{name}" in scores}
+    if len(recalls) == 2:
+        (weak, r_weak), (strong, r_strong) = sorted(recalls.items(), key=lambda kv: kv[1])
+        if r_strong - r_weak >= 0.02:
+            out.append(
+                f"It misses more {weak} texts than {strong} ones (recall {_pct(r_weak)} against {_pct(r_strong)}): "
+                f"when unsure it leans towards {strong}."
+            )
+    for test in facts["behavioral"]:
+        if test["failure_rate"] > 0:
+            example = ""
+            if test.get("examples"):
+                first = test["examples"][0]
+                if "text" in first:
+                    example = f' (for example "{first["text"].strip()}" was predicted {first["predicted"]})'
+                elif "perturbed" in first:
+                    before, after = first["original"].strip(), first["perturbed"].strip()
+                    flip = f"{first['predicted_original']} to {first['predicted_perturbed']}"
+                    example = f' (for example "{before}" -> "{after}" flipped from {flip})'
+            out.append(
+                f"Behavioural test *{test['name']}* ({test['type']}): {_pct(test['failure_rate'])} of {test['n']} "
+                f"cases fail{example}. Expected: {test['description'][0].lower()}{test['description'][1:]}"
+            )
+    ece = scores.get("ece", {}).get("value")
+    if ece is not None and ece >= 0.02:
+        out.append(
+            f"Confidence is not a calibrated probability: expected calibration error {ece:.3f}, and "
+            f"{facts['confident_mistakes']} of the {facts['n_mistakes']} validation mistakes were made with "
+            "confidence of 0.9 or more."
+        )
+    if facts["label_noise"]:
+        out.append(
+            f"{facts['label_noise']} of the {facts['n_mistakes']} validation mistakes look like label noise "
+            "(confident learning): the gold label itself is doubtful, so part of the measured error is the data's."
+        )
+    return out
+
+
+def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
+    """Everything the card says, read from the run folder (no network, no clock)."""
+    run = Path(run_dir)
+    missing = [name for name in REQUIRED_FILES if not (run / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run} is not a finished run folder (missing {', '.join(missing)})")
+    metrics = _read_json(run / "metrics.json")
+    config_lines = (run / "train_config.yaml").read_text().splitlines(True)
+    config_text = "".join(line for line in config_lines if not line.startswith("#"))
+    config = yaml.safe_load(config_text) or {}
+    model_config = _read_json(run / "config.json")
+    names = [model_config["id2label"][str(i)] for i in range(len(model_config["id2label"]))]
+    evaluation = metrics.get("evaluation") or {k: {"value": metrics[k]} for k, *_ in RESULT_ROWS if k in metrics}
+    wrong = _read_csv(run / "incorrect_predictions.csv")
+    slices = _read_csv(run / "slices.csv")
+    behavioral = (_read_json(run / "behavioral_tests.json") or {}).get("tests", [])
+    error_counts: dict[str, int] = {}
+    for tags in [] if wrong is None else wrong["error_types"]:
+        for tag in filter(None, str(tags).split(";")):
+            error_counts[tag] = error_counts.get(tag, 0) + 1
+    predictions = pd.read_parquet(run / "predictions.parquet") if (run / "predictions.parquet").is_file() else None
+    out_of_domain = []
+    for path in sorted(run.glob("evaluations/*/metrics.json")):
+        other = json.loads(path.read_text())
+        out_of_domain.append({"name": path.parent.name, "data": other["data"], "n": other["n"],
+                              "out_of_domain": other.get("out_of_domain"), "metrics": other["metrics"]})  # fmt: skip
+    base_model = config.get("model_name_or_path")
+    dataset = dataset_facts(config, metrics)
+    top = [] if wrong is None else wrong.sort_values("confidence", ascending=False, kind="stable").head(5)
+    facts = {
+        "repo_id": repo_id,
+        "model_ref": repo_id or str(run),
+        "run_name": run.resolve().name,
+        "label_names": names,
+        "model_type": model_config.get("model_type", "bert"),
+        "base_model": base_model,
+        "base_model_on_hub": is_hub_id(base_model),
+        "dataset": dataset,
+        "metrics": metrics,
+        "evaluation": evaluation,
+        "result_rows": [(label, evaluation[key]) for key, label in RESULT_ROWS if key in evaluation],
+        "config_yaml": config_text.strip(),
+        "max_length": config.get("max_length", 128),
+        "ema": bool(config.get("ema_decay")),
+        "seed": config.get("seed", 42),
+        "hyperparameters": [(label, config.get(key, default)) for key, label, default in HYPERPARAMETERS],
+        "eval_rows": eval_rows(_read_json(run / "log_history.json") or [], metrics.get("best_step")),
+        "plots": sorted(p.name for p in (run / "plots").glob("*.png")) if (run / "plots").is_dir() else [],
+        "error_counts": dict(sorted(error_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "n_mistakes": 0 if wrong is None else len(wrong),
+        "confident_mistakes": 0 if wrong is None else int((wrong["confidence"] >= 0.9).sum()),
+        "label_noise": error_counts.get("likely_label_noise", 0),
+        "top_mistakes": [] if wrong is None else top.to_dict("records"),
+        "slices": [] if slices is None else slices.to_dict("records"),
+        "behavioral": behavioral,
+        "out_of_domain": out_of_domain,
+        "environment": metrics.get("environment") or {},
+        "widget": widget_examples(predictions, names),
+        "citations": [c for c in (BASE_MODELS.get(base_model), dataset["citation"]) if c],
+    }
+    facts["limitations"] = limitations(facts)
+    return facts
+
+
+def card_data(facts: dict) -> ModelCardData:
+    """The card's YAML metadata, including the model-index that drives the Hub's evaluation widget."""
+    dataset, scores = facts["dataset"], facts["evaluation"]
+    results = [
+        EvalResult(task_type="text-classification", task_name="Sentiment analysis", dataset_type=dataset["id"],
+                   dataset_name=dataset["name"], dataset_config=dataset["config"], dataset_split=dataset["split"],
+                   metric_type=metric, metric_name=label, metric_value=round(scores[key]["value"], 4),
+                   metric_args=args)
+        for key, metric, label, args in CARD_METRICS if key in scores
+    ]  # fmt: skip
+    return ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        base_model=facts["base_model"] if facts["base_model_on_hub"] else None,
+        datasets=[dataset["id"]] if dataset["on_hub"] else None,
+        metrics=[metric for _, metric, _, _ in CARD_METRICS],
+        tags=["sentiment-analysis", facts["model_type"], "sentiment-trainer"],
+        model_name=(facts["repo_id"] or facts["run_name"]).split("/")[-1],
+        eval_results=results or None,
+        widget=facts["widget"] or None,
+    )
+
+
+def render_card(run_dir: str | Path, repo_id: str | None = None) -> str:
+    """The model card (YAML front matter + Markdown) for a run folder, naming `repo_id` in its usage snippet."""
+    facts = card_facts(run_dir, repo_id)
+    card = ModelCard.from_template(card_data(facts), template_path=str(TEMPLATE), f=facts, pct=_pct, quote=_quote)
+    return str(card).rstrip() + "\n"
+
+
+def write_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
+    """Render and write `<run>/README.md`; returns its path."""
+    path = Path(run_dir) / "README.md"
+    path.write_text(render_card(run_dir, repo_id))
+    return path
