@@ -9,7 +9,11 @@ export SST2_DIR
 export HF_HUB_DISABLE_TELEMETRY = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: setup train evaluate predict test test-fast lint format clean
+RUN ?= runs/latest
+HUB_MODEL_ID ?=
+PUSH_ARGS ?=
+
+.PHONY: setup train evaluate predict card push test test-fast lint format clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +34,13 @@ evaluate: setup
 predict: setup
 	$(PY) -m trainer.predict --model $(or $(MODEL),runs/latest) $(ARGS)
 
+card: setup
+	$(PY) -m model_card --run_dir $(RUN) $(if $(HUB_MODEL_ID),--hub_model_id $(HUB_MODEL_ID))
+
+# `make train push` trains, then publishes the new run (runs/latest) to HUB_MODEL_ID (default <you>/<run name>).
+push: setup
+	$(PY) -m trainer.push --run_dir $(RUN) $(if $(HUB_MODEL_ID),--hub_model_id $(HUB_MODEL_ID)) $(PUSH_ARGS)
+
 test: setup
 	HF_HUB_OFFLINE=1 WANDB_MODE=disabled $(PY) -m pytest -q
 
@@ -37,12 +48,12 @@ test-fast: setup
 	HF_HUB_OFFLINE=1 WANDB_MODE=disabled $(PY) -m pytest -q -m "not slow"
 
 lint: setup
-	$(PY) -m ruff check trainer tests
-	$(PY) -m ruff format --check trainer tests
+	$(PY) -m ruff check trainer model_card tests
+	$(PY) -m ruff format --check trainer model_card tests
 
 format: setup
-	$(PY) -m ruff format trainer tests
-	$(PY) -m ruff check --fix trainer tests
+	$(PY) -m ruff format trainer model_card tests
+	$(PY) -m ruff check --fix trainer model_card tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

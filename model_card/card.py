@@ -80,12 +80,16 @@ def _read_json(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _read_csv(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path, keep_default_na=False) if path.is_file() else None
+def _read_csv(path: Path, **kwargs) -> pd.DataFrame | None:
+    return pd.read_csv(path, **kwargs) if path.is_file() else None
 
 
 def _pct(x) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1%}"
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if math.isnan(x) else f"{x:.1%}"
 
 
 def _quote(text: str, limit: int = 200) -> str:
@@ -132,11 +136,18 @@ def eval_rows(log_history: list[dict], best_step: int | None) -> list[dict]:
 
 
 def widget_examples(predictions: pd.DataFrame | None, names: list[str]) -> list[dict]:
-    """Confidently right validation sentences of 8-25 words, one per class, plus the least sure right negation."""
+    """Confidently right validation sentences of 8-25 words, one per class, plus the least sure right negation.
+
+    Falls back to any length, then to wrong predictions, so a weak model still gets examples.
+    """
     if predictions is None or predictions.empty:
         return []
     words = predictions["text"].str.split().str.len()
-    pool = predictions[predictions["correct"] & words.between(8, 25)]
+    pool = predictions
+    for keep in (predictions["correct"] & words.between(8, 25), predictions["correct"]):
+        if keep.any():
+            pool = predictions[keep]
+            break
     pool = pool.sort_values(["confidence", "text"], ascending=[False, True])
     examples = []
     for name in names:
@@ -157,7 +168,7 @@ def limitations(facts: dict) -> list[str]:
     for row in facts["slices"]:
         if overall is None or row["slice"].startswith(("likely_label_noise", "label ")) or row["n"] < 10:
             continue
-        if row["ci_high"] < overall or row["accuracy"] < overall - 0.05:
+        if pd.notna(row["ci_high"]) and (row["ci_high"] < overall or row["accuracy"] < overall - 0.05):
             out.append(
                 f"Accuracy drops to {_pct(row['accuracy'])} (95% CI {_pct(row['ci_low'])}-{_pct(row['ci_high'])}, "
                 f"n={row['n']}) on the slice *{row['slice']}*, against {_pct(overall)} overall."
@@ -213,7 +224,7 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
     model_config = _read_json(run / "config.json")
     names = [model_config["id2label"][str(i)] for i in range(len(model_config["id2label"]))]
     evaluation = metrics.get("evaluation") or {k: {"value": metrics[k]} for k, *_ in RESULT_ROWS if k in metrics}
-    wrong = _read_csv(run / "incorrect_predictions.csv")
+    wrong = _read_csv(run / "incorrect_predictions.csv", keep_default_na=False)  # a text may read "NA"
     slices = _read_csv(run / "slices.csv")
     behavioral = (_read_json(run / "behavioral_tests.json") or {}).get("tests", [])
     error_counts: dict[str, int] = {}

@@ -82,9 +82,37 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def tiny_data(tmp_path) -> tuple[Path, Path]:
+def make_tiny_data(folder: Path) -> tuple[Path, Path]:
     """Train/validation tsv files the tiny model can learn: 'good...' positive, 'bad...' negative."""
     rows = [(f"{w} film , really {w}", int(w in {"good", "great", "wonderful", "best"})) for w in WORDS[:16]]
     frame = pd.DataFrame(rows * 4, columns=["sentence", "label"])
-    return write_tsv(frame, tmp_path / "train.tsv"), write_tsv(frame.head(16), tmp_path / "dev.tsv")
+    return write_tsv(frame, folder / "train.tsv"), write_tsv(frame.head(16), folder / "dev.tsv")
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> tuple[Path, Path]:
+    return make_tiny_data(tmp_path)
+
+
+def tiny_args(model_dir, data, run_dir, *extra) -> list[str]:
+    """Flags for a 6-step tiny-BERT run with checkpoints at steps 3 and 6."""
+    return [
+        "--config", str(ROOT / "configs/quick.yaml"),
+        "--model_name_or_path", str(model_dir),
+        "--train_file", str(data[0]), "--validation_file", str(data[1]),
+        "--output_dir", str(run_dir),
+        "--max_steps", "6", "--save_steps", "3", "--eval_steps", "3", "--logging_steps", "1",
+        "--learning_rate", "1e-3", "--per_device_train_batch_size", "8",
+        "--disable_tqdm", "true", "--n_bootstrap", "20", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model_dir, tmp_path_factory) -> Path:
+    """A finished tiny run folder with the full analysis; copy it before changing anything in it."""
+    from trainer.config import load_config
+    from trainer.train import train
+
+    folder = tmp_path_factory.mktemp("tiny-run")
+    run_dir, _ = train(load_config(tiny_args(tiny_model_dir, make_tiny_data(folder), folder / "run")))
+    return run_dir

@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import load_file
 from transformers import pipeline
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tiny_args
 from trainer.config import load_config
 from trainer.train import main, train
 
@@ -37,18 +37,6 @@ RUN_FILES = [
     "plots/confusion_matrix.png",
     "plots/reliability_diagram.png",
 ]
-
-
-def tiny_args(model_dir, data, run_dir, *extra):
-    return [
-        "--config", str(ROOT / "configs/quick.yaml"),
-        "--model_name_or_path", str(model_dir),
-        "--train_file", str(data[0]), "--validation_file", str(data[1]),
-        "--output_dir", str(run_dir),
-        "--max_steps", "6", "--save_steps", "3", "--eval_steps", "3", "--logging_steps", "1",
-        "--learning_rate", "1e-3", "--per_device_train_batch_size", "8",
-        "--disable_tqdm", "true", "--n_bootstrap", "20", *extra,
-    ]  # fmt: skip
 
 
 def test_training_writes_a_complete_run_folder_that_pipeline_loads(tiny_model_dir, tiny_data, tmp_path):

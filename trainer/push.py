@@ -72,10 +72,11 @@ def check_no_secrets(files: list[tuple[str, Path | bytes]], secrets: list[str]) 
             raise UserError(f"{name} contains one of your tokens: remove it from the file before pushing")
 
 
-def hub_token() -> str:
+def hub_token(token: str | None = None) -> str:
+    """The given token, else the logged-in one (HF_TOKEN or `hf auth login`)."""
     from huggingface_hub import get_token
 
-    token = get_token()
+    token = token or get_token()
     if not token:
         raise UserError("no Hugging Face token: run `hf auth login` (or set HF_TOKEN) with a token that can write")
     return token
@@ -137,13 +138,14 @@ def with_retries(call, repo_id: str, endpoint: str, retries: int, wait: float):
             time.sleep(delay)
 
 
-def resolve_repo_id(repo_id: str | None, default_name: str, retries: int = 3, retry_wait: float = 2.0) -> str:
+def resolve_repo_id(repo_id: str | None, default_name: str, token: str | None = None, retries: int = 3,
+                    retry_wait: float = 2.0) -> str:  # fmt: skip
     """The given repo id, checked; or "<token's user>/<default_name>"."""
     from huggingface_hub import HfApi
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     if repo_id is None:
-        api = HfApi(token=hub_token())
+        api = HfApi(token=hub_token(token))
         repo_id = f"{with_retries(api.whoami, 'the Hub', api.endpoint, retries, retry_wait)['name']}/{default_name}"
     try:
         validate_repo_id(repo_id)
@@ -156,7 +158,7 @@ def resolve_repo_id(repo_id: str | None, default_name: str, retries: int = 3, re
 
 def publish(files: list[tuple[str, Path | bytes]], repo_id: str, *, repo_type: str = "model", private: bool = False,
             revision: str | None = None, create_pr: bool = False, commit_message: str, space_sdk: str | None = None,
-            retries: int = 3, retry_wait: float = 2.0) -> PushResult:  # fmt: skip
+            token: str | None = None, retries: int = 3, retry_wait: float = 2.0) -> PushResult:  # fmt: skip
     """Upload `files` to a Hub repo in one commit, creating the repo (and branch) when needed.
 
     Args:
@@ -170,7 +172,7 @@ def publish(files: list[tuple[str, Path | bytes]], repo_id: str, *, repo_type: s
     from huggingface_hub import CommitOperationAdd, HfApi
 
     warnings.filterwarnings("ignore", message=".*data file.*model repository")  # embeddings.parquet is meant to go
-    token = hub_token()
+    token = hub_token(token)
     api = HfApi(token=token)
     check_no_secrets(files, known_secrets(token))
 
@@ -196,8 +198,8 @@ def publish(files: list[tuple[str, Path | bytes]], repo_id: str, *, repo_type: s
 
 
 def push_run(run_dir: str | Path, repo_id: str | None = None, *, private: bool = False, revision: str | None = None,
-             create_pr: bool = False, commit_message: str | None = None, retries: int = 3,
-             retry_wait: float = 2.0) -> PushResult:  # fmt: skip
+             create_pr: bool = False, commit_message: str | None = None, token: str | None = None,
+             retries: int = 3, retry_wait: float = 2.0) -> PushResult:  # fmt: skip
     """Write the run's card for `repo_id`, then upload the run's allowed files in one commit."""
     import json
 
@@ -205,13 +207,14 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, *, private: bool =
 
     run = Path(run_dir).resolve()
     run_files(run)  # complete before anything is written or sent
-    repo_id = resolve_repo_id(repo_id, run.name, retries, retry_wait)
+    token = hub_token(token)  # checked before the card is written
+    repo_id = resolve_repo_id(repo_id, run.name, token, retries, retry_wait)
     write_card(run, repo_id)
     metrics = json.loads((run / "metrics.json").read_text())
     accuracy = metrics.get("accuracy", float("nan"))
     message = commit_message or f"Upload {run.name}: accuracy {accuracy:.2%} on {metrics.get('data')}"
     return publish(run_files(run), repo_id, private=private, revision=revision, create_pr=create_pr,
-                   commit_message=message, retries=retries, retry_wait=retry_wait)  # fmt: skip
+                   commit_message=message, token=token, retries=retries, retry_wait=retry_wait)  # fmt: skip
 
 
 def describe(files: list[tuple[str, Path | bytes]]) -> str:

@@ -257,7 +257,9 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
         from trainer.push import push_run
 
         try:
-            metrics["pushed"] = push_run(run_dir, args.hub_model_id, private=bool(args.hub_private_repo))
+            metrics["pushed"] = push_run(
+                run_dir, args.hub_model_id, private=bool(args.hub_private_repo), token=args.hub_token
+            )
         except UserError as err:
             raise UserError(f"{err} (the run is saved: push it later with `make push RUN={run_dir}`)") from None
     return run_dir, metrics
