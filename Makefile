@@ -13,7 +13,12 @@ RUN ?= runs/latest
 HUB_MODEL_ID ?=
 PUSH_ARGS ?=
 
-.PHONY: setup train evaluate predict card push test test-fast lint format clean
+SPACE_ID ?=
+MODEL_ID ?=
+SPACE_MODEL = $(or $(MODEL_ID),$(RUN))
+SPACE_MODEL_ARG = $(if $(wildcard $(SPACE_MODEL)),$(abspath $(SPACE_MODEL)),$(SPACE_MODEL))
+
+.PHONY: setup train evaluate predict card push space push-space bench-space test test-fast lint format clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +45,16 @@ card: setup
 # `make train push` trains, then publishes the new run (runs/latest) to HUB_MODEL_ID (default <you>/<run name>).
 push: setup
 	$(PY) -m trainer.push --run_dir $(RUN) $(if $(HUB_MODEL_ID),--hub_model_id $(HUB_MODEL_ID)) $(PUSH_ARGS)
+
+# The Gradio app on http://127.0.0.1:7860, serving MODEL_ID (a Hub repo id or a run folder; default runs/latest).
+space: setup
+	cd space && MODEL_ID=$(SPACE_MODEL_ARG) ../$(PY) app.py
+
+push-space: setup
+	$(PY) -m trainer.push_space --model_id $(MODEL_ID) $(if $(SPACE_ID),--space_id $(SPACE_ID)) $(PUSH_ARGS)
+
+bench-space: setup
+	cd space && MODEL_ID=$(SPACE_MODEL_ARG) ../$(PY) benchmark.py --output ../space-bench.json
 
 test: setup
 	HF_HUB_OFFLINE=1 WANDB_MODE=disabled $(PY) -m pytest -q

@@ -1,0 +1,283 @@
+"""The Space's logic without Gradio: load a model and its artifacts, predict, explain, project, parse uploads.
+
+Self-contained (torch, transformers, pandas, scikit-learn, huggingface_hub) so this folder deploys as a Space.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+MAX_CHARS = 2000  # per text: the model reads 128-512 tokens; longer inputs only cost time
+MAX_ROWS = 5000  # per batch request
+MAX_FILE_BYTES = 2_000_000
+ARTIFACTS = [
+    "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+    "special_tokens_map.json", "train_config.yaml", "README.md", "metrics.json", "incorrect_predictions.csv",
+    "embeddings.parquet", "predictions.parquet", "slices.csv", "behavioral_tests.json", "plots/*.png",
+]  # fmt: skip
+EXPLANATION_METHOD = "occlusion: how much the predicted class's log-odds fall when the word is left out"
+
+
+def locate(model_id: str) -> Path:
+    """A local model folder as is, or a Hub repo downloaded (model and artifacts only) into the local cache."""
+    if Path(model_id).is_dir():
+        return Path(model_id).resolve()
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model_id, allow_patterns=ARTIFACTS))
+    except Exception as err:  # noqa: BLE001 - turned into one line for the Space log
+        raise ValueError(
+            f"cannot load model {model_id!r} ({type(err).__name__}): set MODEL_ID to a run folder or Hub repo id"
+        ) from None
+
+
+class SentimentModel:
+    """A sequence classifier with batched, length-sorted inference under `torch.inference_mode()`."""
+
+    def __init__(self, folder: Path, max_length: int = 128):
+        self.folder = folder
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        self.max_length = min(max_length, self.tokenizer.model_max_length)
+
+    @torch.inference_mode()
+    def run(self, texts: list[str], batch_size: int = 64, embeddings: bool = False, logits: bool = False):
+        """Probabilities (n, labels) in input order (raw logits with `logits`), and the mean-pooled last hidden
+        state when `embeddings`."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        pooled = np.empty((len(texts), self.model.config.hidden_size), dtype=np.float32) if embeddings else None
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt")  # fmt: skip
+            out = self.model(**batch, output_hidden_states=embeddings)
+            probs[idx] = (out.logits.float() if logits else out.logits.float().softmax(-1)).numpy()
+            if embeddings:
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                pooled[idx] = ((out.hidden_states[-1].float() * mask).sum(1) / mask.sum(1)).numpy()
+        return (probs, pooled) if embeddings else probs
+
+    def explain(self, text: str) -> tuple[list[str], np.ndarray, np.ndarray, float]:
+        """Words, occlusion score per word, the text's probabilities, and the ms one forward pass of it took.
+
+        Scores are log-odds, not probabilities: a confident model's probability hardly moves when one word goes.
+        """
+        words = text.split()
+        started = time.perf_counter()
+        full = self.run([text], logits=True)
+        latency_ms = (time.perf_counter() - started) * 1000
+        target = int(full[0].argmax())
+        variants = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
+        without = self.run(variants, logits=True) if len(words) > 1 else full
+        probs = np.exp(full[0] - full[0].max())
+        return words, log_odds(full, target)[0] - log_odds(without, target), probs / probs.sum(), latency_ms
+
+
+# --- pure helpers (unit-tested) ---
+
+
+def check_text(text: str | None) -> str:
+    """The stripped text, or ValueError with what to do."""
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("Type a sentence first.")
+    if len(text) > MAX_CHARS:
+        raise ValueError(
+            f"That text has {len(text):,} characters; the limit is {MAX_CHARS:,}. "
+            "Shorten it, or split it into lines in the Batch tab."
+        )
+    return text
+
+
+def log_odds(logits: np.ndarray, target: int) -> np.ndarray:
+    """log P(target) - log P(not target) per row, computed from logits (no saturation at p = 1)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    others = np.delete(logits, target, axis=1)
+    rest = others.max(1) + np.log(np.exp(others - others.max(1, keepdims=True)).sum(1))
+    return logits[:, target] - rest
+
+
+def label_value(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
+    """gr.Label's value: every class with its probability."""
+    return {label: float(p) for label, p in zip(labels, probs)}
+
+
+def highlights(words: list[str], scores: np.ndarray) -> list[tuple[str, float]]:
+    """HighlightedText value: each word with its score scaled to [-1, 1] (the colour's strength)."""
+    scale = float(np.abs(scores).max()) if len(scores) else 0.0
+    scaled = scores / scale if scale > 0 else np.zeros_like(scores)
+    return [(word + " ", round(float(s), 3)) for word, s in zip(words, scaled)]
+
+
+def parse_lines(text: str | None) -> list[str]:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return _check_rows(lines, "the text box")
+
+
+def parse_upload(path: str | Path) -> list[str]:
+    """Texts from an uploaded .txt (one per line) or .csv/.tsv (a `text` or `sentence` column, or the only text one)."""
+    path = Path(path)
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError(
+            f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB."
+        )
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".txt":
+            return parse_lines(path.read_text(encoding="utf-8"))
+        if suffix not in (".csv", ".tsv"):
+            raise ValueError(f"{path.name}: upload a .txt (one text per line), .csv or .tsv file.")
+        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",",
+                            quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL)  # fmt: skip
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} is not UTF-8 text: save it as UTF-8 and upload again.") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{path.name} is not a readable table ({str(err).splitlines()[0]}).") from None
+    named = [c for c in frame.columns if str(c).lower() in ("text", "sentence", "review")]
+    textual = [c for c in frame.columns if frame[c].dtype == object]
+    column = named[0] if named else textual[0] if len(textual) == 1 else None
+    if column is None:
+        raise ValueError(
+            f"{path.name}: no column named text or sentence (columns: {', '.join(map(str, frame.columns))})."
+        )
+    return _check_rows([str(t).strip() for t in frame[column].dropna() if str(t).strip()], path.name)
+
+
+def _check_rows(texts: list[str], source: str) -> list[str]:
+    if not texts:
+        raise ValueError(f"No text found in {source}: give one text per line.")
+    if len(texts) > MAX_ROWS:
+        raise ValueError(f"{source} has {len(texts):,} texts; the limit is {MAX_ROWS:,} per request.")
+    return [t[:MAX_CHARS] for t in texts]
+
+
+def batch_table(texts: list[str], probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    best = probs.argmax(1)
+    return pd.DataFrame({"text": texts, "label": [labels[i] for i in best], "confidence": probs.max(1).round(4),
+                         **{f"p_{name}": probs[:, j].round(4) for j, name in enumerate(labels)}})  # fmt: skip
+
+
+def nearest(query: np.ndarray, matrix: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine similarities of the k rows of `matrix` most similar to `query`, most similar first."""
+    q = query / (np.linalg.norm(query) or 1.0)
+    m = matrix / np.clip(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12, None)
+    sims = m @ q
+    top = np.argsort(-sims, kind="stable")[:k]
+    return top, sims[top]
+
+
+@dataclass
+class Projection:
+    """PCA fitted on the validation embeddings; new sentences are placed with the same fitted transform."""
+
+    mean: np.ndarray
+    components: np.ndarray  # (2, hidden)
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray) -> Projection:
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=2, svd_solver="full").fit(embeddings)
+        return cls(pca.mean_, pca.components_)
+
+    def transform(self, embeddings: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(embeddings) - self.mean) @ self.components.T
+
+
+def filter_errors(frame: pd.DataFrame, error_type: str | None, min_confidence: float) -> pd.DataFrame:
+    keep = frame["confidence"] >= min_confidence
+    if error_type and error_type != "all":
+        keep &= frame["error_types"].fillna("").str.split(";").apply(lambda tags: error_type in tags)
+    return frame[keep].reset_index(drop=True)
+
+
+def metrics_markdown(metrics: dict | None, model_id: str) -> str:
+    """The Model report tab's text: headline metrics with their intervals, and where the model lives."""
+    if not metrics:
+        return "No `metrics.json` next to this model: evaluate it with `make evaluate` and push the run folder."
+    scores = metrics.get("evaluation") or metrics.get("metrics") or {}
+    link = f"[{model_id}](https://huggingface.co/{model_id})" if _is_hub_id(model_id) else f"`{model_id}`"
+    n = metrics.get("eval_samples") or metrics.get("n")
+    lines = [f"**Model:** {link} · **data:** `{metrics.get('data')}` · **examples:** {n}",
+             "", "| metric | value | 95% CI |", "|---|---|---|"]  # fmt: skip
+    for key, score in scores.items():
+        if isinstance(score, dict) and "value" in score:
+            ci = f"{score['ci_low']:.4f}-{score['ci_high']:.4f}" if "ci_low" in score else ""
+            lines.append(f"| {key} | {score['value']:.4f} | {ci} |")
+    return "\n".join(lines)
+
+
+def _is_hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/"))
+
+
+# --- artifacts next to the model ---
+
+
+@dataclass
+class Artifacts:
+    """What the run folder (or Hub repo) holds besides the model; each is None when missing."""
+
+    folder: Path
+    metrics: dict | None = None
+    errors: pd.DataFrame | None = None
+    points: pd.DataFrame | None = None  # validation texts with label, predicted, correct
+    embeddings: np.ndarray | None = None
+    slices: pd.DataFrame | None = None
+    behavioral: pd.DataFrame | None = None
+    plots: dict[str, Path] = field(default_factory=dict)
+    widget: list[str] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, folder: Path) -> Artifacts:
+        found = cls(folder)
+        if (folder / "metrics.json").is_file():
+            found.metrics = json.loads((folder / "metrics.json").read_text())
+        if (folder / "incorrect_predictions.csv").is_file():
+            found.errors = pd.read_csv(folder / "incorrect_predictions.csv", keep_default_na=False)
+        if (folder / "embeddings.parquet").is_file():
+            table = pd.read_parquet(folder / "embeddings.parquet")
+            found.embeddings = np.stack(table.pop("embedding").to_numpy()).astype(np.float32)
+            found.points = table
+        elif (folder / "predictions.parquet").is_file():  # texts only: embedded on first use
+            found.points = pd.read_parquet(folder / "predictions.parquet")
+        if (folder / "slices.csv").is_file():
+            found.slices = pd.read_csv(folder / "slices.csv")
+        if (folder / "behavioral_tests.json").is_file():
+            tests = json.loads((folder / "behavioral_tests.json").read_text())["tests"]
+            found.behavioral = pd.DataFrame(tests)[["name", "type", "n", "failures", "failure_rate", "description"]]
+        found.plots = (
+            {p.stem: p for p in sorted((folder / "plots").glob("*.png"))} if (folder / "plots").is_dir() else {}
+        )
+        found.widget = widget_texts(folder / "README.md", found.points)
+        return found
+
+
+def widget_texts(readme: Path, points: pd.DataFrame | None, n: int = 4) -> list[str]:
+    """Example sentences: the model card's widget examples, else short validation sentences."""
+    if readme.is_file():
+        from huggingface_hub import ModelCard
+
+        try:
+            widget = getattr(ModelCard.load(readme).data, "widget", None) or []
+        except Exception:  # noqa: BLE001 - a hand-edited card must not stop the app
+            widget = []
+        texts = [w["text"] for w in widget if isinstance(w, dict) and w.get("text")]
+        if texts:
+            return texts[:n]
+    if points is None or points.empty:
+        return ["A gorgeous, witty and moving film.", "Two hours I will never get back."]
+    words = points["text"].str.split().str.len()
+    return points.loc[words.between(6, 20), "text"].head(n).str.strip().tolist()

@@ -1,0 +1,276 @@
+"""The Gradio Space: pure helpers, then the app on 127.0.0.1 queried through gradio_client, locally and from a Hub."""
+
+import importlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from transformers import pipeline
+
+from tests.conftest import ROOT
+from tests.hub_server import FakeHub
+
+sys.path.insert(0, str(ROOT / "space"))
+import backend  # noqa: E402
+
+TOKEN = "hf_alice_0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- pure helpers ---
+
+
+def test_check_text_rejects_empty_and_over_long_input_with_the_fix():
+    assert backend.check_text("  good film \n") == "good film"
+    with pytest.raises(ValueError, match="Type a sentence first"):
+        backend.check_text("   ")
+    with pytest.raises(ValueError, match=r"2,001 characters; the limit is 2,000.*Batch tab"):
+        backend.check_text("x" * 2001)
+
+
+def test_label_value_and_highlights_format():
+    assert backend.label_value(np.array([0.25, 0.75]), ["negative", "positive"]) == {"negative": 0.25, "positive": 0.75}
+    assert backend.highlights(["not", "bad", "at"], np.array([2.0, -1.0, 0.0])) == [
+        ("not ", 1.0), ("bad ", -0.5), ("at ", 0.0),
+    ]  # fmt: skip
+    assert backend.highlights(["same"], np.array([0.0])) == [("same ", 0.0)]
+
+
+def test_log_odds_from_logits_matches_the_definition():
+    logits = np.array([[0.0, 2.0], [1.0, 1.0]])
+    p = np.exp(2.0) / (1 + np.exp(2.0))
+    np.testing.assert_allclose(backend.log_odds(logits, 1), [np.log(p / (1 - p)), 0.0])
+    three = np.array([[1.0, 2.0, 3.0]])  # log P(2) - log(P(0) + P(1))
+    np.testing.assert_allclose(backend.log_odds(three, 2), [3.0 - np.log(np.exp(1.0) + np.exp(2.0))])
+
+
+def test_parse_upload_reads_txt_csv_and_tsv_and_names_the_problem(tmp_path):
+    (tmp_path / "a.txt").write_text("good film\n\n  bad film  \n")
+    assert backend.parse_upload(tmp_path / "a.txt") == ["good film", "bad film"]
+    (tmp_path / "b.csv").write_text('id,review\n1,"great, really"\n2,awful\n')
+    assert backend.parse_upload(tmp_path / "b.csv") == ["great, really", "awful"]
+    (tmp_path / "c.tsv").write_text('sentence\tlabel\nhe said "wow\t1\n')  # quotes are text in tsv
+    assert backend.parse_upload(tmp_path / "c.tsv") == ['he said "wow']
+
+    (tmp_path / "d.json").write_text("{}")
+    (tmp_path / "e.txt").write_bytes(b"caf\xe9\n")
+    (tmp_path / "f.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "g.txt").write_text("\n \n")
+    (tmp_path / "h.txt").write_text("x\n" * (backend.MAX_ROWS + 1))
+    (tmp_path / "i.txt").write_text("x" * (backend.MAX_FILE_BYTES + 1))
+    cases = [("d.json", "upload a .txt"), ("e.txt", "not UTF-8"), ("f.csv", "no column named text"),
+             ("g.txt", "No text found"), ("h.txt", "the limit is 5,000"), ("i.txt", "the limit is 2 MB")]  # fmt: skip
+    for name, message in cases:
+        with pytest.raises(ValueError, match=message):
+            backend.parse_upload(tmp_path / name)
+
+
+def test_nearest_is_cosine_similarity_most_similar_first():
+    matrix = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    idx, sims = backend.nearest(np.array([3.0, 0.0]), matrix, k=2)
+    assert idx.tolist() == [0, 2]
+    np.testing.assert_allclose(sims, [1.0, np.sqrt(0.5)])
+
+
+def test_projection_places_new_points_with_the_fitted_pca():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(50, 8)) * np.arange(1, 9)
+    projection = backend.Projection.fit(embeddings)
+    reference = PCA(n_components=2, svd_solver="full").fit(embeddings)
+    np.testing.assert_allclose(projection.transform(embeddings[:3]), reference.transform(embeddings[:3]), atol=1e-9)
+    np.testing.assert_allclose(projection.transform(embeddings.mean(0)), [[0.0, 0.0]], atol=1e-9)
+
+
+def test_filter_errors_by_type_and_confidence():
+    frame = pd.DataFrame({"text": ["a", "b", "c"], "confidence": [0.95, 0.6, 0.99],
+                          "error_types": ["negation;false_positive", "contrast", "negation"]})  # fmt: skip
+    assert backend.filter_errors(frame, "negation", 0.9)["text"].tolist() == ["a", "c"]
+    assert backend.filter_errors(frame, "all", 0.5)["text"].tolist() == ["a", "b", "c"]
+    assert backend.filter_errors(frame, "neg", 0.5).empty  # whole tags only
+
+
+def test_batch_table_and_report_text():
+    table = backend.batch_table(["x", "y"], np.array([[0.9, 0.1], [0.2, 0.8]]), ["negative", "positive"])
+    assert table[["label", "confidence", "p_positive"]].values.tolist() == [
+        ["negative", 0.9, 0.1],
+        ["positive", 0.8, 0.8],
+    ]
+    assert "No `metrics.json`" in backend.metrics_markdown(None, "alice/m")
+    text = backend.metrics_markdown({"evaluation": {"accuracy": {"value": 0.9, "ci_low": 0.88, "ci_high": 0.92}}},
+                                    "alice/m")  # fmt: skip
+    assert "[alice/m](https://huggingface.co/alice/m)" in text and "| accuracy | 0.9000 | 0.8800-0.9200 |" in text
+
+
+def test_a_bare_model_folder_has_no_artifacts(tiny_run, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_run / name, bare / name)
+    found = backend.Artifacts.read(bare)
+    assert (found.metrics, found.errors, found.points, found.slices, found.behavioral) == (None,) * 5
+    assert found.plots == {} and len(found.widget) == 2  # fallback examples
+
+
+# --- the app, in this process ---
+
+
+@pytest.fixture(scope="module")
+def app_client(tiny_run, tmp_path_factory):
+    run = shutil.copytree(tiny_run, tmp_path_factory.mktemp("space") / "run")
+    from model_card import write_card
+
+    write_card(run, "alice/tiny")
+    os.environ["MODEL_ID"] = str(run)
+    app = importlib.import_module("app") if "app" not in sys.modules else importlib.reload(sys.modules["app"])
+    _, url, _ = app.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield Client(url, verbose=False), run, app
+    app.demo.close()
+
+
+def test_api_names_the_endpoints(app_client):
+    client, _, _ = app_client
+    named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert named == {"/predict", "/explain", "/batch", "/explore", "/export_selection", "/errors"}
+
+
+def test_predict_returns_the_label_value_that_pipeline_agrees_with(app_client):
+    client, run, _ = app_client
+    text = "good film , really good"
+    result = client.predict(text, api_name="/predict")
+    expected = pipeline("text-classification", model=str(run), top_k=None)([text])[0]
+    assert result["label"] == max(expected, key=lambda r: r["score"])["label"]
+    assert {c["label"]: round(c["confidence"], 4) for c in result["confidences"]} == {
+        r["label"]: round(r["score"], 4) for r in expected
+    }
+
+
+def test_explain_highlights_every_word_and_reports_latency(app_client):
+    client, _, _ = app_client
+    tokens, note = client.predict("worst film , really worst", api_name="/explain")
+    assert [t["token"] for t in tokens] == ["worst ", "film ", ", ", "really ", "worst "]
+    assert max(abs(t["class_or_confidence"]) for t in tokens) == 1.0
+    assert " ms**" in note and "occlusion" in note
+
+
+def test_empty_and_over_long_text_get_a_message_not_a_trace(app_client):
+    client, _, _ = app_client
+    with pytest.raises(AppError, match="Type a sentence first"):
+        client.predict("   ", api_name="/predict")
+    with pytest.raises(AppError, match="the limit is 2,000"):
+        client.predict("good " * 1000, api_name="/explain")
+
+
+def test_batch_scores_lines_and_uploads_and_offers_a_csv(app_client, tmp_path):
+    client, _, app = app_client
+    table, csv_path = client.predict("good film\nworst film", None, api_name="/batch")
+    assert table["headers"][:3] == ["text", "label", "confidence"] and len(table["data"]) == 2
+    downloaded = pd.read_csv(csv_path)
+    assert downloaded["text"].tolist() == ["good film", "worst film"]
+    probs = app.MODEL.run(["good film", "worst film"])
+    assert downloaded["label"].tolist() == [app.MODEL.labels[i] for i in probs.argmax(1)]
+
+    upload = tmp_path / "reviews.csv"
+    upload.write_text("review\nbest film\nawful film\nfun\n")
+    table, _ = client.predict("", handle_file(str(upload)), api_name="/batch")
+    assert [row[0] for row in table["data"]] == ["best film", "awful film", "fun"]
+    no_text = tmp_path / "numbers.csv"
+    no_text.write_text("a,b\n1,2\n")
+    with pytest.raises(AppError, match=r"numbers.csv: no column named text or sentence \(columns: a, b\)"):
+        client.predict("", handle_file(str(no_text)), api_name="/batch")
+    wrong_type = tmp_path / "reviews.json"
+    wrong_type.write_text("{}")
+    with pytest.raises(AppError, match="Invalid file type"):  # Gradio enforces file_types before our code runs
+        client.predict("", handle_file(str(wrong_type)), api_name="/batch")
+
+
+def test_explorer_places_the_sentence_and_lists_neighbours(app_client):
+    client, run, app = app_client
+    plot, neighbours, note = client.predict("best film , really best", "correct / incorrect", 3, api_name="/explore")
+    rows = pd.DataFrame(plot["data"], columns=plot["columns"])
+    assert len(rows) == 17 and rows["color"].iloc[-1] == "your sentence"  # 16 validation rows + yours
+    assert set(rows["color"].iloc[:-1]) <= {"correct", "incorrect"}
+    assert len(neighbours["data"]) == 3 and "cosine" in note
+    # The listed neighbours are the most similar by cosine in the full embedding space.
+    _, pooled = app.MODEL.run(["best film , really best"], embeddings=True)
+    stored = pd.read_parquet(run / "embeddings.parquet")
+    sims = (
+        np.stack(stored["embedding"])
+        @ pooled[0]
+        / (np.linalg.norm(np.stack(stored["embedding"]), axis=1) * np.linalg.norm(pooled[0]))
+    )
+    assert [row[4] for row in neighbours["data"]] == pytest.approx(sorted(sims, reverse=True)[:3], abs=1e-3)
+    exported = pd.read_csv(client.predict(api_name="/export_selection"))
+    assert exported["text"].tolist() == [row[1] for row in neighbours["data"]]
+
+
+def test_errors_tab_filters_by_confidence(app_client):
+    client, run, _ = app_client
+    table = client.predict("all", 0.5, api_name="/errors")
+    wrong = pd.read_csv(run / "incorrect_predictions.csv")
+    assert len(table["data"]) == int((wrong["confidence"] >= 0.5).sum())
+
+
+# --- the app as deployed: its own process, the model and artifacts from a Hub repo ---
+
+
+def test_app_serves_a_pushed_model_from_the_hub(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("embeddings.parquet"))
+    with FakeHub(tokens={TOKEN: "alice"}) as hub:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+        env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_TOKEN=TOKEN,
+                   HF_HOME=str(tmp_path / "hf"))  # fmt: skip
+        pushed = subprocess.run([sys.executable, "-m", "trainer.push", "--run_dir", str(run), "--hub_model_id",
+                                 "alice/tiny"], capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
+        assert pushed.returncode == 0, pushed.stderr
+        command = [sys.executable, "-m", "trainer.push_space", "--space_id", "alice/tiny-demo"]
+        command += ["--model_id", "alice/tiny"]
+        space = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+        assert space.returncode == 0, space.stderr
+        repo = hub.repo("alice/tiny-demo", "space")
+        assert set(repo.files("main")) == {".gitattributes", "app.py", "backend.py", "requirements.txt", "README.md"}
+        assert repo.variables == {"MODEL_ID": "alice/tiny"} and repo.sdk == "gradio"
+        assert "models:\n- alice/tiny\n" in repo.files("main")["README.md"].decode()
+
+        port = free_port()
+        env.update(MODEL_ID="alice/tiny", GRADIO_SERVER_PORT=str(port))
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT / "space", env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            client = None
+            for _ in range(600):
+                if proc.poll() is not None:
+                    pytest.fail(proc.stderr.read())
+                try:
+                    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                    break
+                except Exception:  # noqa: BLE001 - not up yet
+                    time.sleep(0.1)
+            assert client is not None
+            assert client.predict("good film", api_name="/predict")["label"] in {"negative", "positive"}
+            # Only predictions.parquet was pushed: the explorer embeds the validation texts on first use.
+            plot, _, _ = client.predict("", "true label", 5, api_name="/explore")
+            assert len(plot["data"]) == 16
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_push_space_refuses_a_local_model_path(tiny_run, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "trainer.push_space", "--model_id", str(tiny_run)],
+                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "push the model first" in done.stderr
