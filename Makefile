@@ -63,12 +63,12 @@ test-fast: setup
 	HF_HUB_OFFLINE=1 WANDB_MODE=disabled $(PY) -m pytest -q -m "not slow"
 
 lint: setup
-	$(PY) -m ruff check trainer model_card tests
-	$(PY) -m ruff format --check trainer model_card tests
+	$(PY) -m ruff check trainer model_card space tests
+	$(PY) -m ruff format --check trainer model_card space tests
 
 format: setup
-	$(PY) -m ruff format trainer model_card tests
-	$(PY) -m ruff check --fix trainer model_card tests
+	$(PY) -m ruff format trainer model_card space tests
+	$(PY) -m ruff check --fix trainer model_card space tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -173,7 +173,8 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
         label = gr.Label(label="Prediction", num_top_classes=len(MODEL.labels))
         note = gr.Markdown()
         words = gr.HighlightedText(label="Which words drove it", combine_adjacent=False)
-        gr.Examples(examples=[[t] for t in ART.widget], inputs=[text])
+        if ART.widget:
+            gr.Examples(examples=[[t] for t in ART.widget], inputs=[text])
         button.click(predict, text, label, api_name="predict", concurrency_limit=4).then(
             explain, text, [words, note], api_name="explain"
         )
