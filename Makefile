@@ -18,7 +18,7 @@ MODEL_ID ?=
 SPACE_MODEL = $(or $(MODEL_ID),$(RUN))
 SPACE_MODEL_ARG = $(if $(wildcard $(SPACE_MODEL)),$(abspath $(SPACE_MODEL)),$(SPACE_MODEL))
 
-.PHONY: setup train evaluate predict card push space push-space bench-space test test-fast lint format clean
+.PHONY: setup train evaluate predict card push space push-space bench bench-quick bench-space test test-fast lint format clean
 
 setup: $(VENV)/.installed
 
@@ -52,6 +52,13 @@ space: setup
 
 push-space: setup
 	$(PY) -m trainer.push_space --model_id $(MODEL_ID) $(if $(SPACE_ID),--space_id $(SPACE_ID)) $(PUSH_ARGS)
+
+# Ours against the notebook recipe and pipeline(), same run, same machine: bench.json and plots/bench.png.
+bench: setup
+	$(PY) -m trainer.bench --output bench/bench.json $(ARGS)
+
+bench-quick: setup
+	$(PY) -m trainer.bench --quick --output bench/bench-quick.json $(ARGS)
 
 bench-space: setup
 	cd space && MODEL_ID=$(SPACE_MODEL_ARG) ../$(PY) benchmark.py --output ../space-bench.json

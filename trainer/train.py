@@ -141,7 +141,7 @@ def link_latest(run_dir: Path) -> None:
         latest.symlink_to(run_dir.name, target_is_directory=True)
 
 
-def train(cfg: TrainConfig) -> tuple[Path, dict]:
+def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     """Run one fine-tuning job; returns the run folder and its final metrics."""
     started = time.time()
     run_dir, checkpoint = resolve_run_dir(cfg)
@@ -175,7 +175,7 @@ def train(cfg: TrainConfig) -> tuple[Path, dict]:
     args.push_to_hub = False
     gpu_half = (args.bf16 or args.fp16) and not args.use_cpu  # tensor cores like multiples of 8
     stopper = StopOnSignal()
-    callbacks = [stopper]
+    callbacks = [stopper, *(callbacks or [])]
     if cfg.run.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.run.early_stopping_patience))
     trainer = SentimentTrainer(
