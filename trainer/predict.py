@@ -52,7 +52,7 @@ class Predictor:
         """Class probabilities, one row per text, in input order; with `embeddings`, also the mean-pooled last
         hidden state of each text (returns a pair)."""
         fast = self.fast is not None and not embeddings
-        batch_size = batch_size or (128 if fast else 64)
+        batch_size = batch_size or 64
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         probs = torch.empty(len(texts), len(self.labels))
         pooled = torch.empty(len(texts), self.model.config.hidden_size) if embeddings else None
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="runs/latest", help="run folder, model folder or Hub id")
     parser.add_argument("--file", help="a .txt file (one text per line) or a table with --text_column")
     parser.add_argument("--text_column", default="sentence", help="text column of --file tables")
-    parser.add_argument("--batch_size", type=int, help="default 128 for onnx-int8, 64 for torch")
+    parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--backend", choices=BACKENDS, help="default: onnx-int8 on CPU when onnxruntime is installed")
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,55 @@
+"""`trainer.bench --quick` on the tiny model writes every key and the plot; the int8 fast path agrees with torch."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from trainer import UserError
+from trainer.bench import main
+from trainer.predict import Predictor
+
+KEYS = {
+    "train_speedup", "inference_speedup", "baseline_train_samples_per_s", "train_samples_per_s",
+    "baseline_infer_samples_per_s", "infer_samples_per_s", "accuracy_fp32", "accuracy_fast", "latency_ms", "machine",
+    "peak_rss_mb", "time_to_89_accuracy", "setup",
+}  # fmt: skip
+
+
+def test_quick_bench_writes_the_report_and_the_plot(tiny_model_dir, tiny_run, tmp_path, capsys):
+    output = tmp_path / "out" / "bench.json"
+    flags = ["--quick", "--model", str(tiny_model_dir), "--infer_model", str(tiny_run), "--max_length", "64"]
+    assert main([*flags, "--output", str(output)]) == 0
+
+    report = json.loads(output.read_text())
+    assert set(report) >= KEYS
+    assert (tmp_path / "out" / "plots" / "bench.png").stat().st_size > 10_000
+    assert report["setup"] == {**report["setup"], "quick": True, "train_steps": 20, "eval_examples": 256}
+    for key in ("baseline_train_samples_per_s", "train_samples_per_s", "baseline_infer_samples_per_s"):
+        assert report[key] > 0
+    assert report["train_speedup"] == round(report["train_samples_per_s"] / report["baseline_train_samples_per_s"], 2)
+    assert 0 <= report["accuracy_fast"] <= 1 and 0 <= report["accuracy_fp32"] <= 1
+    assert set(report["latency_ms"]) == {"pipeline", "torch", "onnx-int8"}
+    assert set(report["peak_rss_mb"]) == {"train_notebook", "train_ours", "infer_pipeline", "infer_torch",
+                                          "infer_onnx-int8"}  # fmt: skip
+    assert report["machine"]["cores"] >= 1 and "training samples/s" in capsys.readouterr().out
+
+
+def test_int8_path_agrees_with_torch_and_caches_its_export(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "onnx"))
+    texts = ["good film , really good", "worst film , really worst", "a movie", "fun"] * 8
+    fp32 = Predictor(str(run)).predict_proba(texts).numpy()
+    fast = Predictor(str(run), backend="onnx-int8")
+    cached = run / "onnx" / "model.int8-matmul-perchannel.onnx"
+    stamp = cached.stat().st_mtime_ns
+    int8 = fast.predict_proba(texts).numpy()
+    assert np.abs(int8 - fp32).max() < 0.05
+    assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.9
+    Predictor(str(run), backend="onnx-int8")
+    assert cached.stat().st_mtime_ns == stamp  # reused, not exported again
+
+
+def test_unknown_backend_is_a_one_line_error(tiny_run):
+    with pytest.raises(UserError, match="unknown backend 'tensorrt': use one of torch, onnx-int8"):
+        Predictor(str(tiny_run), backend="tensorrt")
