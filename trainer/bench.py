@@ -124,9 +124,11 @@ def infer(model: str, path: str, n: int | None, calls: int) -> dict:
             return predictor.predict_proba(batch).argmax(1).numpy()
 
     classify(texts[:8])  # warm-up (and the ONNX export, when it is not cached yet)
-    started = time.perf_counter()
-    predicted = classify(texts)
-    seconds = time.perf_counter() - started
+    seconds = float("inf")
+    for _ in range(2):  # the faster of two passes: steady state for every path alike
+        started = time.perf_counter()
+        predicted = classify(texts)
+        seconds = min(seconds, time.perf_counter() - started)
     latency = {}
     for name, text in SENTENCES.items():
         times = []

@@ -52,7 +52,7 @@ class Predictor:
         """Class probabilities, one row per text, in input order; with `embeddings`, also the mean-pooled last
         hidden state of each text (returns a pair)."""
         fast = self.fast is not None and not embeddings
-        batch_size = batch_size or 64
+        batch_size = batch_size or 64  # the int8 path's best batch too (trainer.onnx_int8)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         probs = torch.empty(len(texts), len(self.labels))
         pooled = torch.empty(len(texts), self.model.config.hidden_size) if embeddings else None
