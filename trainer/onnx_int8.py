@@ -70,7 +70,7 @@ class OnnxInt8Session:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def logits(self, batch) -> np.ndarray:
-        feeds = {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy()}
+        feeds = {key: np.asarray(batch[key]) for key in ("input_ids", "attention_mask")}
         return self.session.run(["logits"], feeds)[0]
 
 
