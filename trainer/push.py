@@ -23,9 +23,10 @@ from trainer import UserError
 
 logger = logging.getLogger(__name__)
 
+# README.md is not taken from the folder: the card is rendered for the target repo id at push time.
 ALLOWED = (
     "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "vocab.txt", "added_tokens.json", "README.md", "train_config.yaml", "metrics.json", "log_history.json",
+    "vocab.txt", "added_tokens.json", "train_config.yaml", "metrics.json", "log_history.json",
     "classification_report.txt", "incorrect_predictions.csv", "slices.csv", "behavioral_tests.json",
     "error_analysis.md", "training_summary.json", "predictions.parquet", "embeddings.parquet", "plots/*.png",
     "evaluations/*/metrics.json",
@@ -43,7 +44,8 @@ class PushResult:
 
 
 def run_files(run_dir: str | Path) -> list[tuple[str, Path]]:
-    """(path in repo, local file) for every allowed file of a finished run folder, checked for completeness."""
+    """(path in repo, local file) for every allowed file of a finished run folder, checked for completeness; the
+    card (README.md) is the caller's to add."""
     from model_card import REQUIRED_FILES
 
     run = Path(run_dir)
@@ -206,14 +208,14 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, *, private: bool =
     from model_card import write_card
 
     run = Path(run_dir).resolve()
-    run_files(run)  # complete before anything is written or sent
+    files = run_files(run)  # complete before anything is written or sent
     token = hub_token(token)  # checked before the card is written
     repo_id = resolve_repo_id(repo_id, run.name, token, retries, retry_wait)
-    write_card(run, repo_id)
+    files = sorted([*files, ("README.md", write_card(run, repo_id))])
     metrics = json.loads((run / "metrics.json").read_text())
     accuracy = metrics.get("accuracy", float("nan"))
     message = commit_message or f"Upload {run.name}: accuracy {accuracy:.2%} on {metrics.get('data')}"
-    return publish(run_files(run), repo_id, private=private, revision=revision, create_pr=create_pr,
+    return publish(files, repo_id, private=private, revision=revision, create_pr=create_pr,
                    commit_message=message, token=token, retries=retries, retry_wait=retry_wait)  # fmt: skip
 
 
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             from model_card import render_card
 
-            files = [(name, src) for name, src in run_files(args.run_dir) if name != "README.md"]
+            files = run_files(args.run_dir)
             card = render_card(args.run_dir, args.hub_model_id).encode()
             target = args.hub_model_id or f"<your user>/{Path(args.run_dir).resolve().name}"
             print(f"dry run: would upload to {target} in one commit (README.md generated):")
