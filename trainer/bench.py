@@ -171,9 +171,8 @@ def time_to_accuracy(target: float, workdir: str) -> dict:
 def machine() -> dict:
     import torch
 
-    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}  # fmt: skip
-    return info
 
 
 def run(model: str, quick: bool, infer_model: str | None = None, max_length: int = 128, progress: bool = True) -> dict:
