@@ -9,6 +9,11 @@ export SST2_DIR
 export HF_HUB_DISABLE_TELEMETRY = 1
 export TOKENIZERS_PARALLELISM = false
 
+# NPROC=N trains with N processes (DDP: gloo on CPU, NCCL on GPU) through torchrun; TORCHRUN_ARGS adds nodes.
+NPROC ?= 1
+TORCHRUN_ARGS ?=
+TRAIN_CMD = $(if $(or $(filter-out 1,$(NPROC)),$(TORCHRUN_ARGS)),$(PY) -m trainer.launch --nproc_per_node $(NPROC) $(TORCHRUN_ARGS),$(PY))
+
 RUN ?= runs/latest
 HUB_MODEL_ID ?=
 PUSH_ARGS ?=
@@ -18,7 +23,7 @@ MODEL_ID ?=
 SPACE_MODEL = $(or $(MODEL_ID),$(RUN))
 SPACE_MODEL_ARG = $(if $(wildcard $(SPACE_MODEL)),$(abspath $(SPACE_MODEL)),$(SPACE_MODEL))
 
-.PHONY: setup train evaluate predict card push space push-space bench bench-quick bench-space test test-fast lint format clean
+.PHONY: setup train hpo evaluate predict card push space push-space bench bench-quick bench-space test test-fast lint format clean
 
 setup: $(VENV)/.installed
 
@@ -30,7 +35,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 train: setup
-	$(PY) -m trainer.train $(if $(findstring --resume,$(ARGS)),,--config $(CONFIG)) $(ARGS)
+	$(TRAIN_CMD) -m trainer.train $(if $(findstring --resume,$(ARGS)),,--config $(CONFIG)) $(ARGS)
+
+# Optuna search over CONFIG: `make hpo ARGS="--n_trials 6 --max_steps 300"`; rerun to resume; writes runs/hpo-<preset>/.
+hpo: setup
+	$(PY) -m trainer.hpo --config $(CONFIG) $(ARGS)
 
 evaluate: setup
 	$(PY) -m trainer.evaluate --model $(or $(MODEL),runs/latest) --data $(or $(DATA),stanfordnlp/sst2:validation) \

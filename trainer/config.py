@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import logging
 import os
 import sys
@@ -141,13 +142,26 @@ class TrainConfig:
 # TrainingArguments first: our --label_names (label names) replaces its --label_names (input keys, always "labels").
 _SECTIONS = (TrainingArguments, ModelConfig, DataConfig, RunConfig)
 # Fields we derive per run or that must never be written down.
-# Publishing is a per-run decision too: rerunning a saved config must not push again.
-_UNSAVED = {"output_dir", "logging_dir", "resume_from_checkpoint", "config", "resume", "push_to_hub"}
+# Publishing is a per-run decision too: rerunning a saved config must not push again. Progress bars are a display
+# choice whose default follows the logging level of the moment.
+_UNSAVED = {"output_dir", "logging_dir", "resume_from_checkpoint", "config", "resume", "push_to_hub", "disable_tqdm"}
+
+
+@functools.cache
+def library_defaults() -> dict:
+    """TrainingArguments' defaults, built once: every instance sets up devices and resets accelerate's shared
+    state, so a second one made mid-run would silently turn a distributed run into independent copies."""
+    quiet = logging.getLogger("transformers.training_args")
+    level, quiet.level = quiet.level, logging.ERROR  # its device check would warn about the run's process group
+    try:
+        return TrainingArguments(output_dir="unused").to_dict()
+    finally:
+        quiet.setLevel(level)
 
 
 def training_overrides(args: TrainingArguments) -> dict:
     """The TrainingArguments fields whose value differs from the library default."""
-    defaults = TrainingArguments(output_dir=args.output_dir).to_dict()
+    defaults = library_defaults()
     current = args.to_dict()
     return {
         key: value
@@ -202,6 +216,8 @@ def auto_precision(chosen: set[str]) -> dict:
     import torch
 
     auto: dict = {}
+    if "LOCAL_RANK" in os.environ and "ddp_find_unused_parameters" not in chosen:
+        auto["ddp_find_unused_parameters"] = False  # BERT classifiers use every weight: skip DDP's extra graph walk
     if torch.cuda.is_available() and not chosen & {"use_cpu"}:
         if not chosen & {"bf16", "fp16"}:
             auto["bf16"] = torch.cuda.is_bf16_supported()
@@ -210,6 +226,8 @@ def auto_precision(chosen: set[str]) -> dict:
             auto["tf32"] = True
         return auto
     auto["dataloader_pin_memory"] = False
+    if "LOCAL_RANK" in os.environ and not chosen & {"use_cpu"} and not torch.backends.mps.is_available():
+        auto["use_cpu"] = True  # torchrun on CPU: accelerate sets up DDP over gloo only for use_cpu
     if not chosen & {"bf16", "fp16"} and cpu_has_native_bf16():
         logger.info("CPU has native bf16: training with bf16 autocast (pass --bf16 false for fp32)")
         auto.update(bf16=True, use_cpu=True)
@@ -240,6 +258,7 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
         hint = f"did you mean --{near[0]}?" if near else "see --help"
         raise UserError(f"unknown flag {rest[0]}: {hint}")
     values = vars(namespace)
+    library_defaults()  # before the run's own TrainingArguments, whose device setup must be the last one
     try:
         training, model, data, run = (
             section(**{f.name: values[f.name] for f in dataclasses.fields(section) if f.init and f.name in values})

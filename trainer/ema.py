@@ -44,7 +44,7 @@ class WeightEMA(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.shadow is not None and folder.is_dir():
+        if self.shadow is not None and state.is_world_process_zero and folder.is_dir():
             save_file(self.shadow, folder / EMA_FILE)
 
     @contextlib.contextmanager

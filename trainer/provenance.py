@@ -67,18 +67,24 @@ def redact(argv: list[str]) -> list[str]:
     return out
 
 
-def environment(argv: list[str], precision: str) -> dict:
-    """Hardware, precision, library versions, git commit and the (redacted) command of this process."""
+def environment(argv: list[str], precision: str, processes: int = 1) -> dict:
+    """Hardware, precision, library versions, git commit and the (redacted) command of this run."""
     import torch
 
     hardware = {"cpu": cpu_name(), "cpu_cores": os.cpu_count()}
     if torch.cuda.is_available():
         hardware["gpu"] = torch.cuda.get_device_name(0)
         hardware["gpu_count"] = torch.cuda.device_count()
+    launcher = "python -m"
+    if processes > 1:
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
+        nodes = f" --nnodes {processes // per_node}" if per_node < processes else ""
+        launcher = f"torchrun{nodes} --nproc_per_node {per_node} -m"
     return {
         "hardware": hardware,
+        "processes": processes,
         "precision": precision,
         "versions": library_versions(),
         "git_commit": git_commit(Path(__file__).parent),
-        "command": "python -m trainer.train " + shlex.join(redact(argv)),
+        "command": f"{launcher} trainer.train " + shlex.join(redact(argv)),
     }

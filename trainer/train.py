@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -48,6 +49,18 @@ class SentimentTrainer(Trainer):
         with self.ema.swapped_in(self.model):
             return super().evaluate(*args, **kwargs)
 
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):  # fmt: skip
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        key = f"{metric_key_prefix}_loss"
+        if self.args.world_size > 1 and key in output.metrics and output.predictions is not None:
+            # Trainer averages per-batch mean losses, and the batches that pad the last shard repeat rows; the
+            # gathered logits hold every row exactly once, so the loss is recomputed from them.
+            logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+            labels = torch.as_tensor(output.label_ids).long()
+            output.metrics[key] = torch.nn.functional.cross_entropy(torch.as_tensor(logits).float(), labels).item()
+        return output
+
     def create_optimizer(self, model=None):
         if self.optimizer is None and (self.layer_decay != 1.0 or self.head_multiplier != 1.0):
             groups = parameter_groups(
@@ -67,10 +80,16 @@ class SentimentTrainer(Trainer):
 
 
 class StopOnSignal(TrainerCallback):
-    """First Ctrl-C (or SIGTERM): save a checkpoint at the end of the current step and stop; a second one aborts."""
+    """First Ctrl-C (or SIGTERM): save a checkpoint at the end of the current step and stop; a second one aborts.
+
+    In a distributed run every process stops at the same step: the request is shared after each step.
+    """
+
+    REPEAT_SECONDS = 2.0  # a launcher forwards the terminal's Ctrl-C too: the same press arrives twice
 
     def __init__(self):
         self.requested = False
+        self.requested_at = 0.0
 
     @contextlib.contextmanager
     def installed(self):
@@ -87,11 +106,20 @@ class StopOnSignal(TrainerCallback):
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping: saving a checkpoint after this step (press Ctrl-C again to abort)", file=sys.stderr)
+            if time.monotonic() - self.requested_at > self.REPEAT_SECONDS:
+                raise KeyboardInterrupt
+            return
+        self.requested, self.requested_at = True, time.monotonic()
+        if is_main_process():
+            print("\nstopping: saving a checkpoint after this step (press Ctrl-C again to abort)", file=sys.stderr)
 
     def on_step_end(self, args, state, control, **kwargs):
+        if args.world_size > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([int(self.requested)], device=args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.requested = bool(flag.item())
         if self.requested:
             control.should_save = True
             control.should_training_stop = True
@@ -99,6 +127,25 @@ class StopOnSignal(TrainerCallback):
 
 class Interrupted(Exception):
     """Training stopped on request after saving a checkpoint."""
+
+
+def shared_run_dir(cfg: TrainConfig) -> tuple[Path, str | None]:
+    """`resolve_run_dir` decided once, by the main process, and sent to every process of a distributed run
+    (each would otherwise stamp its own time into the name)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return resolve_run_dir(cfg)
+    decision: list = [None]
+    if dist.get_rank() == 0:
+        try:
+            decision[0] = resolve_run_dir(cfg)
+        except UserError as err:
+            decision[0] = err
+    dist.broadcast_object_list(decision, src=0)
+    if isinstance(decision[0], UserError):
+        raise decision[0]
+    return decision[0]
 
 
 def resolve_run_dir(cfg: TrainConfig) -> tuple[Path, str | None]:
@@ -133,6 +180,11 @@ def default_report_to() -> list[str]:
     return ["wandb"]
 
 
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a torchrun/accelerate launch."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def link_latest(run_dir: Path) -> None:
     """Point runs/latest at the newest run folder."""
     latest = run_dir.parent / "latest"
@@ -144,25 +196,36 @@ def link_latest(run_dir: Path) -> None:
 def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     """Run one fine-tuning job; returns the run folder and its final metrics."""
     started = time.time()
-    run_dir, checkpoint = resolve_run_dir(cfg)
     args = cfg.training
+    main_process = args.process_index == 0  # sets up the process group when launched by torchrun/accelerate
+    if not main_process:  # one set of progress bars: the main process's
+        import datasets
+
+        datasets.disable_progress_bars()
+    run_dir, checkpoint = shared_run_dir(cfg)
     set_seed(args.seed)
 
-    # Data and model.
+    # Data and model (the main process first: it fills the caches that the others then read).
     tokenizer = load_tokenizer(cfg.model.model_name_or_path)
-    train_data, eval_data, data_id = load_data(cfg.data, seed=args.seed)
-    train_set = tokenize(train_data, tokenizer, cfg.model.max_length)
-    eval_set = tokenize(eval_data, tokenizer, cfg.model.max_length)
+    with args.main_process_first(desc="loading the data", local=False):
+        train_data, eval_data, data_id = load_data(cfg.data, seed=args.seed)
+        train_set = tokenize(train_data, tokenizer, cfg.model.max_length)
+        eval_set = tokenize(eval_data, tokenizer, cfg.model.max_length)
+    check_world_size(args.world_size, len(train_set), len(eval_set))
     model = load_model(cfg.model, cfg.data.label_names)
+    # The classification loss is a batch mean that ignores Trainer's token count: without this, Trainer would
+    # multiply it by the number of processes (and skip the gradient-accumulation division), scaling the gradients.
+    model.accepts_loss_kwargs = False
 
     # The run folder: config first, so an interrupted run can be resumed from it.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    link_latest(run_dir)
     config_text = f"# Rerun with: python -m trainer.train --config {run_dir}/train_config.yaml\n" + yaml.safe_dump(
         cfg.to_dict(), sort_keys=False
     )
-    if checkpoint is None:
-        (run_dir / "train_config.yaml").write_text(config_text)
+    if main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        link_latest(run_dir)
+        if checkpoint is None:
+            (run_dir / "train_config.yaml").write_text(config_text)
     args.output_dir = str(run_dir / "checkpoints")
     args.run_name = args.run_name or run_dir.name
     if args.report_to in (None, "none", []) or args.report_to == ["none"]:
@@ -208,15 +271,20 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
             f"stopped at step {trainer.state.global_step}, checkpoint saved: "
             f"continue with `python -m trainer.train --resume {run_dir}`"
         )
-    if checkpoint is not None:  # a resumed run keeps its config file until the resume has worked
+    if checkpoint is not None and main_process:  # a resumed run keeps its config file until the resume has worked
         (run_dir / "train_config.yaml").write_text(config_text)
     if trainer.ema is not None:
         best = trainer.state.best_model_checkpoint if args.load_best_model_at_end else None
         trainer.ema.finalize(trainer.model, best)
         trainer.ema = None
-    if trainer.is_world_process_zero():  # weights, config with id2label, tokenizer; no pickled training_args.bin
-        trainer.model.save_pretrained(run_dir)
-        tokenizer.save_pretrained(run_dir)
+    if not main_process:  # the other processes' part ends with the training (and its evaluations)
+        if cfg.run.run_analysis:
+            return run_dir, {}
+        trainer.evaluate(metric_key_prefix="final")  # a collective: every process takes its share
+        return run_dir, {}
+    # Weights, config with id2label, tokenizer; no pickled training_args.bin.
+    trainer.model.save_pretrained(run_dir)
+    tokenizer.save_pretrained(run_dir)
     metrics = {
         "model": cfg.model.model_name_or_path,
         "data": data_id,
@@ -232,28 +300,27 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
             "train": label_counts(train_data["label"], cfg.data.label_names),
             "eval": label_counts(eval_data["label"], cfg.data.label_names),
         },
-        "environment": environment(cfg.argv, precision_of(args)),
+        "environment": environment(cfg.argv, precision_of(args), processes=args.world_size),
     }
     (run_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
 
     # The saved model is scored once: by the analysis (in fp32, as pipeline() users will run it), or by Trainer.
     if cfg.run.run_analysis:
-        if trainer.is_world_process_zero():
-            evaluation = analyse(
-                Predictor(str(run_dir)), str(run_dir), eval_data["text"], np.asarray(eval_data["label"]), run_dir,
-                data_id, n_bootstrap=cfg.run.n_bootstrap, seed=args.seed, metrics_file=None,
-            )  # fmt: skip
-            metrics.update({key: score["value"] for key, score in evaluation["metrics"].items()})
-            metrics["loss"] = metrics["log_loss"]
-            metrics["evaluation"] = evaluation["metrics"]
-            metrics["evaluation_seconds"] = evaluation["timing"]["total_seconds"]
+        evaluation = analyse(
+            Predictor(str(run_dir)), str(run_dir), eval_data["text"], np.asarray(eval_data["label"]), run_dir,
+            data_id, n_bootstrap=cfg.run.n_bootstrap, seed=args.seed, metrics_file=None,
+        )  # fmt: skip
+        metrics.update({key: score["value"] for key, score in evaluation["metrics"].items()})
+        metrics["loss"] = metrics["log_loss"]
+        metrics["evaluation"] = evaluation["metrics"]
+        metrics["evaluation_seconds"] = evaluation["timing"]["total_seconds"]
     else:
         final = trainer.evaluate(metric_key_prefix="final")  # final_*: kept apart from the curves' eval_*
         metrics.update({key.removeprefix("final_"): value for key, value in final.items()})
         plot_training_curves(trainer.state.log_history, run_dir / "plots" / "training_curves.png")
     metrics["wall_time_seconds"] = round(time.time() - started, 1)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    if push and trainer.is_world_process_zero():
+    if push:
         from trainer.push import push_run
 
         try:
@@ -263,6 +330,15 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
         except UserError as err:
             raise UserError(f"{err} (the run is saved: push it later with `make push RUN={run_dir}`)") from None
     return run_dir, metrics
+
+
+def check_world_size(processes: int, train_rows: int, eval_rows: int) -> None:
+    """Every process needs at least one training and one validation example."""
+    if processes > min(train_rows, eval_rows):
+        raise UserError(
+            f"{processes} processes but only {train_rows} training and {eval_rows} validation examples: "
+            f"use at most NPROC={min(train_rows, eval_rows)} or more data"
+        )
 
 
 def label_counts(labels, names: list[str]) -> dict[str, int]:
@@ -276,23 +352,29 @@ def precision_of(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    level = logging.INFO if is_main_process() else logging.WARNING  # one process reports; the others only warn
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         cfg = load_config(argv)
         run_dir, metrics = train(cfg)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except UserError as err:  # every process of a distributed run hits the same one: the main one says it
+        if is_main_process():
+            print(f"error: {err}", file=sys.stderr)
         return 2
     except Interrupted as stop:
-        print(stop, file=sys.stderr)
+        if is_main_process():
+            print(stop, file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print(
-            "\ninterrupted: continue with `make train ARGS=--resume` (latest checkpoint of runs/latest)",
-            file=sys.stderr,
-        )
+        if is_main_process():
+            print(
+                "\ninterrupted: continue with `make train ARGS=--resume` (latest checkpoint of runs/latest)",
+                file=sys.stderr,
+            )
         return 130
+    if not is_main_process():
+        return 0
     print(
         f"\naccuracy {metrics['accuracy']:.2%} on {metrics['eval_samples']} validation examples | "
         f"train {metrics['train_runtime']:.0f}s, {metrics['train_samples_per_second']:.1f} samples/s | "

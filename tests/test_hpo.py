@@ -1,0 +1,179 @@
+"""Hyperparameter search: a real 2-trial Optuna study on the tiny BERT, resuming, pruning, and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT
+
+from trainer import UserError
+from trainer.config import load_config
+from trainer.hpo import ReportToOptuna, Study, drop_flags, main, parse_args, parse_space, read_space
+from trainer.train import train
+
+SPACE = {"learning_rate": {"low": 1.0e-4, "high": 3.0e-3, "log": True}, "per_device_train_batch_size": [4, 8]}
+
+
+def hpo_flags(model_dir, data, output_dir, space_file, *extra) -> list[str]:
+    return [
+        "--config", str(ROOT / "configs/quick.yaml"),
+        "--model_name_or_path", str(model_dir),
+        "--train_file", str(data[0]), "--validation_file", str(data[1]),
+        "--output_dir", str(output_dir), "--search_space", str(space_file),
+        "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "2",
+        "--disable_tqdm", "true", "--sampler", "random", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def space_file(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    return path
+
+
+def test_a_study_writes_trials_plots_and_a_trainable_best_yaml(tiny_model_dir, tiny_data, tmp_path, space_file):
+    out = tmp_path / "hpo"
+    assert main([*hpo_flags(tiny_model_dir, tiny_data, out, space_file), "--n_trials", "2"]) == 0
+
+    trials = pd.read_csv(out / "trials.csv")
+    assert list(trials.trial) == [0, 1] and set(trials.state) == {"COMPLETE"}
+    assert {"accuracy", "seconds", "learning_rate", "per_device_train_batch_size", "run_dir"} <= set(trials.columns)
+    for row in trials.itertuples():  # each row's accuracy is its own run's final accuracy
+        metrics = json.loads(Path(row.run_dir, "metrics.json").read_text())
+        assert row.accuracy == pytest.approx(metrics["accuracy"])
+        assert 1.0e-4 <= row.learning_rate <= 3.0e-3 and row.per_device_train_batch_size in (4, 8)
+        assert not (out / "trials" / f"trial-{row.trial:03d}" / "checkpoints").exists()
+    for plot in ("hpo_history.png", "hpo_importance.png"):
+        assert (out / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+
+    best = trials.sort_values(["accuracy", "trial"], ascending=[False, True]).iloc[0]
+    kept = sorted(p.parent.name for p in (out / "trials").glob("*/model.safetensors"))
+    assert kept == [f"trial-{best.trial:03d}"]  # only the best trial keeps its weights
+
+    best_yaml = (out / "best.yaml").read_text()
+    assert f"make train CONFIG={out}/best.yaml" in best_yaml and "--max_steps 4" in best_yaml
+    preset = yaml.safe_load(best_yaml)
+    assert preset["learning_rate"] == pytest.approx(best.learning_rate)
+    assert preset["per_device_train_batch_size"] == best.per_device_train_batch_size
+    assert preset["max_steps"] == 50  # the preset's own length, not the trials' shortened one
+    final = ["--config", str(out / "best.yaml"), "--max_steps", "2", "--output_dir", str(tmp_path / "final")]
+    run_dir, metrics = train(load_config([*final, "--disable_tqdm", "true"]))
+    assert metrics["global_step"] == 2 and (run_dir / "model.safetensors").is_file()
+
+    # The same command with a larger --n_trials adds to the study instead of starting over.
+    assert main([*hpo_flags(tiny_model_dir, tiny_data, out, space_file), "--n_trials", "3"]) == 0
+    again = pd.read_csv(out / "trials.csv")
+    assert list(again.trial) == [0, 1, 2]
+    pd.testing.assert_frame_equal(again.head(2)[["learning_rate", "accuracy"]], trials[["learning_rate", "accuracy"]])
+    # And with the target reached, it runs nothing.
+    assert main([*hpo_flags(tiny_model_dir, tiny_data, out, space_file), "--n_trials", "3"]) == 0
+    assert len(pd.read_csv(out / "trials.csv")) == 3
+
+
+def test_a_trial_cut_off_by_a_kill_runs_again_first(tiny_model_dir, tiny_data, tmp_path, space_file):
+    out = tmp_path / "hpo"
+    flags = hpo_flags(tiny_model_dir, tiny_data, out, space_file)
+    opts, train_flags = parse_args(flags)
+    study = Study(["--config", opts.config, *train_flags], read_space(opts.search_space), out, opts.sampler, 1)
+    killed = study.study.ask()  # what a SIGKILLed search leaves behind: a RUNNING trial of a dead process
+    params = {p.name: p.suggest(killed) for p in study.space}
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    killed.set_user_attr("pid", dead.pid)
+    killed.set_user_attr("host", socket.gethostname())
+
+    assert main([*flags, "--n_trials", "1"]) == 0
+    trials = optuna.load_study(study_name="hpo", storage=f"sqlite:///{out / 'study.db'}").trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].params == params and trials[1].user_attrs["retry_of"] == 0
+
+
+def test_the_preset_runs_first_as_the_baseline(tmp_path):
+    study = Study(["--config", str(ROOT / "configs/sst2-minilm.yaml")], read_space(None), tmp_path, "tpe", 6)
+    (first,) = study.study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert first.system_attrs["fixed_params"] == {"learning_rate": 5e-5, "per_device_train_batch_size": 32, "num_train_epochs": 3,
+                            "warmup_steps": 0.06, "weight_decay": 0.01}  # fmt: skip
+    assert first.user_attrs == {"preset": True}
+    assert not Study(["--config", str(ROOT / "configs/sst2-minilm.yaml")], read_space(None), tmp_path / "grid",
+                     "grid", 6).study.trials  # fmt: skip  # grid points only
+
+
+def test_median_pruning_stops_a_poor_trial():
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    for _ in range(2):
+        trial = study.ask()
+        trial.report(0.9, 1)
+        study.tell(trial, 0.9)
+    trial = study.ask()
+    callback = ReportToOptuna(trial, "accuracy")
+    callback.on_evaluate(None, type("State", (), {"global_step": 10})(), None, metrics={"eval_loss": 0.3})  # ignored
+    with pytest.raises(optuna.TrialPruned, match="accuracy 0.5000 at step 10 is below the median"):
+        callback.on_evaluate(None, type("State", (), {"global_step": 10})(), None, metrics={"eval_accuracy": 0.5})
+    assert trial.user_attrs["pruned_at_step"] == 10
+
+
+def test_search_space_and_flags():
+    params = parse_space(
+        {"learning_rate": {"low": 1e-5, "high": 1e-4, "log": True, "grid": [1e-5, 1e-4]},
+         "num_train_epochs": {"low": 1, "high": 3}, "per_device_train_batch_size": [16, 32]}, "s"
+    )  # fmt: skip
+    assert [p.grid_values() for p in params] == [[1e-5, 1e-4], [1, 2, 3], [16, 32]]
+    assert [p.is_int for p in params] == [False, True, False]
+    assert drop_flags(["--config", "c", "--max_steps", "5", "--max_train_samples=9", "--seed", "1"],
+                      {"max_steps", "max_train_samples"}) == ["--config", "c", "--seed", "1"]  # fmt: skip
+    assert len(read_space(None)) == 5
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"learning_rat": [1e-5]}, "unknown option 'learning_rat': did you mean 'learning_rate'?"),
+        ({"learning_rate": {"low": 1e-3, "high": 1e-5}}, "learning_rate needs low < high"),
+        ({"learning_rate": {"low": 0.0, "high": 1e-3, "log": True}}, "low > 0 when log: true"),
+        ({"learning_rate": {"low": 1e-5}}, "must be a list of choices or {low, high}"),
+        ({"weight_decay": {"low": 0.0, "high": 0.1, "grid": [0.5]}}, "grid values must lie between 0.0 and 0.1"),
+        ([1, 2], "must map option names"),
+    ],
+)
+def test_bad_search_spaces(space, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_space(space, "space.yaml")
+
+
+def test_bad_searches_are_one_line(tiny_model_dir, tiny_data, tmp_path, space_file, capsys):
+    flags = hpo_flags(tiny_model_dir, tiny_data, tmp_path / "hpo", space_file)
+    cases = [
+        (["--n_trials", "0"], "--n_trials 0: run at least one trial"),
+        (["--n_trials", "1", "--sampler", "grid"], "learning_rate is a float range with no grid"),
+        (["--n_trials", "1", "--resume"], "--resume is not a search option"),
+        (["--n_trials", "1", "--learning_rat", "1"], "unknown flag --learning_rat: did you mean --learning_rate?"),
+    ]
+    for extra, message in cases:
+        assert main([*flags, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err, err
+    missing = [
+        *flags[: flags.index("--search_space") + 1],
+        str(tmp_path / "nope.yaml"),
+        *flags[flags.index("--search_space") + 2 :],
+    ]
+    assert main([*missing, "--n_trials", "1"]) == 2
+    assert "search space" in capsys.readouterr().err
+
+    assert main([*flags, "--n_trials", "1"]) == 0  # a study, then the same folder with another space
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"learning_rate": [1e-3, 2e-3]}))
+    changed = [*flags[: flags.index("--search_space") + 1], str(other), *flags[flags.index("--search_space") + 2 :]]
+    capsys.readouterr()
+    assert main([*changed, "--n_trials", "2"]) == 2
+    assert "searched a different space" in capsys.readouterr().err
+    assert len(pd.read_csv(tmp_path / "hpo" / "trials.csv")) == 1  # nothing in the folder was touched
