@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -100,25 +101,33 @@ def test_a_trial_cut_off_by_a_kill_runs_again_first(tiny_model_dir, tiny_data, t
 def test_the_preset_runs_first_as_the_baseline(tmp_path):
     study = Study(["--config", str(ROOT / "configs/sst2-minilm.yaml")], read_space(None), tmp_path, "tpe", 6)
     (first,) = study.study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert first.system_attrs["fixed_params"] == {"learning_rate": 5e-5, "per_device_train_batch_size": 32, "num_train_epochs": 3,
-                            "warmup_steps": 0.06, "weight_decay": 0.01}  # fmt: skip
+    preset = {"learning_rate": 5e-5, "per_device_train_batch_size": 32, "num_train_epochs": 3, "warmup_steps": 0.06}
+    assert first.system_attrs["fixed_params"] == {**preset, "weight_decay": 0.01}
     assert first.user_attrs == {"preset": True}
     assert not Study(["--config", str(ROOT / "configs/sst2-minilm.yaml")], read_space(None), tmp_path / "grid",
                      "grid", 6).study.trials  # fmt: skip  # grid points only
 
 
+@dataclasses.dataclass
+class State:
+    global_step: int
+
+
 def test_median_pruning_stops_a_poor_trial():
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    study = optuna.create_study(direction="maximize", pruner=Study._pruner("median"))
     for _ in range(2):
         trial = study.ask()
-        trial.report(0.9, 1)
+        for evaluation in (1, 2, 3):
+            trial.report(0.9, evaluation)
         study.tell(trial, 0.9)
     trial = study.ask()
     callback = ReportToOptuna(trial, "accuracy")
-    callback.on_evaluate(None, type("State", (), {"global_step": 10})(), None, metrics={"eval_loss": 0.3})  # ignored
-    with pytest.raises(optuna.TrialPruned, match="accuracy 0.5000 at step 10 is below the median"):
-        callback.on_evaluate(None, type("State", (), {"global_step": 10})(), None, metrics={"eval_accuracy": 0.5})
-    assert trial.user_attrs["pruned_at_step"] == 10
+    callback.on_evaluate(None, State(5), None, metrics={"eval_loss": 0.3})  # no accuracy: not counted
+    for step in (5, 10):  # the first two evaluations are never pruned, however poor
+        callback.on_evaluate(None, State(step), None, metrics={"eval_accuracy": 0.5})
+    with pytest.raises(optuna.TrialPruned, match="accuracy 0.5000 at step 15 is below the median"):
+        callback.on_evaluate(None, State(15), None, metrics={"eval_accuracy": 0.5})
+    assert trial.user_attrs["pruned_at_step"] == 15
 
 
 def test_search_space_and_flags():

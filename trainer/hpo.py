@@ -45,6 +45,7 @@ TRIAL_ONLY_FLAGS = {
     "run_analysis",
 }  # fmt: skip
 SAMPLERS = ("tpe", "random", "grid")
+PRUNE_FROM_EVALUATION = 3  # reports are numbered by evaluation (1, 2, ...): optuna prunes from step n_warmup_steps
 
 
 @dataclasses.dataclass
@@ -203,15 +204,23 @@ class Study:
             direction="maximize" if maximize else "minimize",
             load_if_exists=True,
             sampler=self._sampler(sampler, args.seed + len(existing.trials) if existing else args.seed),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2)
-            if pruner == "median"
-            else optuna.pruners.NopPruner(),
+            pruner=self._pruner(pruner),
         )
         if existing is None and sampler != "grid":
             self.enqueue_preset()
         self.study.set_user_attr("search_space", described)
         self.study.set_user_attr("sampler", sampler)
         self.sampler = sampler
+
+    @staticmethod
+    def _pruner(name: str):
+        """Median pruning once two trials have finished, from a trial's third evaluation on: the first ones
+        mostly measure warm-up, and a slow starter (small learning rate, large batch) is not a bad trial."""
+        import optuna
+
+        if name == "none":
+            return optuna.pruners.NopPruner()
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=PRUNE_FROM_EVALUATION)
 
     def enqueue_preset(self) -> None:
         """The preset's own values run first (when the space holds them): the trials are then compared against
