@@ -154,3 +154,51 @@ def test_launch_helpers(monkeypatch):
     check_world_size(2, 2, 2)
     with pytest.raises(UserError, match="use at most NPROC=3"):
         check_world_size(4, 10, 3)
+
+
+def test_two_nodes_rendezvous_with_the_documented_command(tiny_model_dir, tiny_data, tmp_path):
+    """The README's multi-node line, with two 'machines' on 127.0.0.1: one process each, one run folder."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    node = ["--nnodes", "2", "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "t"]
+    args = tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--max_steps", "2")
+    command = [sys.executable, "-m", "trainer.launch", "--nproc_per_node", "1", *node, "-m", "trainer.train", *args]
+    nodes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert sum(out.count("run folder:") for out, _ in outputs) == 1
+    environment = json.loads((tmp_path / "run" / "metrics.json").read_text())["environment"]
+    assert environment["processes"] == 2
+    assert environment["command"].startswith("torchrun --nnodes 2 --nproc_per_node 1 -m trainer.train")
+
+
+def test_a_crashed_process_is_named_in_one_line(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text(
+        "import os, signal, time\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "time.sleep(60)\n"
+    )
+    proc = launch(str(script))
+    assert proc.returncode == 1
+    assert messages(proc.stderr) == ["error: training process 1 was killed by signal SIGKILL: see its output above"]
+
+
+def test_accelerate_launch_works_too(tiny_model_dir, tiny_data, tmp_path):
+    args = tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--max_steps", "3", "--run_analysis", "false")
+    accelerate = Path(sys.executable).parent / "accelerate"
+    proc = subprocess.run(
+        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "trainer.train", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["environment"]["processes"] == 2 and metrics["global_step"] == 3
+    assert {p.name for p in (tmp_path / "run/checkpoints/checkpoint-3").glob("rng_state*")} == {
+        "rng_state_0.pth",
+        "rng_state_1.pth",
+    }

@@ -17,7 +17,7 @@ from conftest import ROOT
 
 from trainer import UserError
 from trainer.config import load_config
-from trainer.hpo import ReportToOptuna, Study, drop_flags, main, parse_args, parse_space, read_space
+from trainer.hpo import ReportToOptuna, Study, drop_flags, main, parse_args, parse_space, read_space, trial_argv
 from trainer.train import train
 
 SPACE = {"learning_rate": {"low": 1.0e-4, "high": 3.0e-3, "log": True}, "per_device_train_batch_size": [4, 8]}
@@ -140,6 +140,14 @@ def test_search_space_and_flags():
     assert drop_flags(["--config", "c", "--max_steps", "5", "--max_train_samples=9", "--seed", "1"],
                       {"max_steps", "max_train_samples"}) == ["--config", "c", "--seed", "1"]  # fmt: skip
     assert len(read_space(None)) == 5
+    cadence = {"per_device_train_batch_size": 32, "eval_steps": 700, "save_steps": 700}
+    argv = trial_argv(["--config", "c"], cadence, {"per_device_train_batch_size": 64, "learning_rate": 1e-5},
+                      Path("d/trial-001"), "hpo")  # fmt: skip
+    assert argv == ["--config", "c", "--run_analysis", "false", "--per_device_train_batch_size", "64",
+                    "--learning_rate", "1e-05", "--eval_steps", "350", "--save_steps", "350",
+                    "--output_dir", "d/trial-001", "--run_name", "hpo-trial-001"]  # fmt: skip
+    same_batch = trial_argv(["--run_analysis", "true"], cadence, {"weight_decay": 0.1}, Path("t"), "g")
+    assert same_batch == ["--run_analysis", "true", "--weight_decay", "0.1", "--output_dir", "t", "--run_name", "g-t"]
 
 
 @pytest.mark.parametrize(
@@ -186,3 +194,23 @@ def test_bad_searches_are_one_line(tiny_model_dir, tiny_data, tmp_path, space_fi
     assert main([*changed, "--n_trials", "2"]) == 2
     assert "searched a different space" in capsys.readouterr().err
     assert len(pd.read_csv(tmp_path / "hpo" / "trials.csv")) == 1  # nothing in the folder was touched
+
+
+def test_ray_backend_runs_the_trials_into_the_same_study(tiny_model_dir, tiny_data, tmp_path, space_file):
+    import ray
+
+    out = tmp_path / "hpo"
+    flags = [*hpo_flags(tiny_model_dir, tiny_data, out, space_file), "--backend", "ray", "--cpus_per_trial", "1"]
+    try:
+        assert main([*flags, "--n_trials", "2"]) == 0
+    finally:
+        ray.shutdown()
+    trials = pd.read_csv(out / "trials.csv")
+    assert list(trials.state) == ["COMPLETE", "COMPLETE"] and trials.accuracy.between(0, 1).all()
+    runs = sorted((out / "trials").glob("ray-*"))
+    assert len(runs) == 2 and all((run / "metrics.json").is_file() for run in runs)
+    finals = sorted(json.loads((run / "metrics.json").read_text())["accuracy"] for run in runs)
+    assert sorted(trials.accuracy) == pytest.approx(finals)  # Optuna recorded each trial's final accuracy
+    assert not list((out / "trials").glob("ray-*/*.safetensors")) and (out / "ray").is_dir()
+    preset = yaml.safe_load((out / "best.yaml").read_text())
+    assert preset["learning_rate"] in set(trials.learning_rate)

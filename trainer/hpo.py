@@ -183,6 +183,10 @@ class Study:
         if args.max_steps and args.max_steps > 0 and any(p.name == "num_train_epochs" for p in space):
             logger.warning("num_train_epochs is not searched: --max_steps %d fixes each trial's length", args.max_steps)
             self.space = [p for p in space if p.name != "num_train_epochs"]
+        # What trial_argv needs to keep evaluations aligned when the batch size changes (plain values: Ray pickles it).
+        self.cadence = {
+            name: getattr(args, name) for name in ("per_device_train_batch_size", "eval_steps", "save_steps")
+        }
         output_dir.mkdir(parents=True, exist_ok=True)
         self.storage = storage or f"sqlite:///{(output_dir / 'study.db').resolve()}"
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -214,13 +218,14 @@ class Study:
 
     @staticmethod
     def _pruner(name: str):
-        """Median pruning once two trials have finished, from a trial's third evaluation on: the first ones
-        mostly measure warm-up, and a slow starter (small learning rate, large batch) is not a bad trial."""
+        """Median pruning from a trial's third evaluation on (the first ones mostly measure warm-up: a slow
+        starter is not a bad trial), against at least two finished trials that reached the same evaluation
+        (one longer schedule alone, still at a high learning rate, would prune every other long trial)."""
         import optuna
 
         if name == "none":
             return optuna.pruners.NopPruner()
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=PRUNE_FROM_EVALUATION)
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=PRUNE_FROM_EVALUATION, n_min_trials=2)
 
     def enqueue_preset(self) -> None:
         """The preset's own values run first (when the space holds them): the trials are then compared against
@@ -272,32 +277,15 @@ class Study:
                 logger.info("trial %d was cut off: it runs again first", trial.number)
                 shutil.rmtree(self.output_dir / "trials" / trial_name(trial.number) / "checkpoints", ignore_errors=True)
 
-    def trial_flags(self, params: dict) -> list[str]:
-        """The searched values as flags; evaluation and checkpoint intervals follow the batch size, so every
-        trial is evaluated after the same number of examples (the pruner compares trials evaluation by evaluation)."""
-        flags = dict(params)
-        base_batch = self.base.training.per_device_train_batch_size
-        batch = params.get("per_device_train_batch_size", base_batch)
-        if batch != base_batch:
-            for name in ("eval_steps", "save_steps"):
-                steps = getattr(self.base.training, name)
-                if isinstance(steps, (int, float)) and steps >= 1:
-                    flags[name] = max(1, round(steps * base_batch / batch))
-        return as_flags(flags)
-
     def objective(self, trial) -> float:
         from trainer.train import Interrupted, train
 
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("host", socket.gethostname())
         params = {p.name: p.suggest(trial) for p in self.space}
-        flags = self.trial_flags(params)
         run_dir = self.output_dir / "trials" / trial_name(trial.number)
-        trial.set_user_attr("flags", flags)
         trial.set_user_attr("run_dir", str(run_dir))
-        extra = [] if any(a.startswith("--run_analysis") for a in self.base_argv) else ["--run_analysis", "false"]
-        cfg = load_config([*self.base_argv, *extra, *flags, "--output_dir", str(run_dir),
-                           "--run_name", f"{self.output_dir.name}-{trial_name(trial.number)}"])  # fmt: skip
+        cfg = load_config(trial_argv(self.base_argv, self.cadence, params, run_dir, self.output_dir.name))
         os.environ.setdefault("WANDB_RUN_GROUP", self.output_dir.name)
         logger.info("trial %d: %s", trial.number, ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                                               for k, v in params.items()))  # fmt: skip
@@ -335,13 +323,18 @@ class Study:
         except ValueError:
             return None
 
-    def run(self) -> None:
+    def run(self, ray: dict | None = None) -> None:
+        """Run the remaining trials here, one after another, or on Ray (`ray`: run_with_ray's options)."""
         from optuna.trial import TrialState
 
         self.recover()
         done = len(self.finished())
         remaining = self.n_trials - done
-        if remaining <= 0:
+        if ray is not None:
+            from trainer.hpo_ray import run_with_ray
+
+            run_with_ray(self, **ray)
+        elif remaining <= 0:
             print(f"the study already has {done} finished trials: raise --n_trials to add more", flush=True)
         else:
             print(f"study {self.output_dir}: {done} finished, {remaining} to run ({self.sampler} sampler)", flush=True)
@@ -421,6 +414,22 @@ class Study:
         atomic_write(self.output_dir / "best.yaml", text)
 
 
+def trial_argv(base_argv: list[str], cadence: dict, params: dict, run_dir: Path, group: str) -> list[str]:
+    """A trial's training command line: the base flags plus the searched values. Evaluation and checkpoint
+    intervals follow the batch size, so every trial is evaluated after the same number of examples (the pruner
+    compares trials evaluation by evaluation); the analysis is off unless asked for."""
+    flags = dict(params)
+    base_batch = cadence["per_device_train_batch_size"]
+    batch = params.get("per_device_train_batch_size", base_batch)
+    if batch != base_batch:
+        for name in ("eval_steps", "save_steps"):
+            steps = cadence[name]
+            if isinstance(steps, (int, float)) and steps >= 1:
+                flags[name] = max(1, round(steps * base_batch / batch))
+    extra = [] if any(a.startswith("--run_analysis") for a in base_argv) else ["--run_analysis", "false"]
+    return [*base_argv, *extra, *as_flags(flags), "--output_dir", str(run_dir), "--run_name", f"{group}-{run_dir.name}"]
+
+
 def trial_name(number: int) -> str:
     return f"trial-{number:03d}"
 
@@ -459,6 +468,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--storage", help="Optuna storage URL shared by several workers (default: SQLite in the folder)."
     )
     parser.add_argument("--study_name", default="hpo", help="Study name inside the storage.")
+    parser.add_argument("--backend", choices=("optuna", "ray"), default="optuna", help="Run trials here or on Ray.")
+    parser.add_argument("--ray_address", help="Ray cluster to join (e.g. auto); default: start Ray on this machine.")
+    parser.add_argument("--cpus_per_trial", type=float, default=float(os.cpu_count() or 1), help="Ray: CPUs per trial.")
+    parser.add_argument("--gpus_per_trial", type=float, default=None, help="Ray: GPUs per trial (default 1 if any).")
     return parser.parse_known_args(argv)
 
 
@@ -477,7 +490,13 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--output_dir {output_dir} is a file: choose a folder")
         study = Study([*["--config", opts.config], *train_flags], read_space(opts.search_space), output_dir,
                       opts.sampler, opts.n_trials, opts.pruner, opts.storage, opts.study_name)  # fmt: skip
-        study.run()
+        ray = None
+        if opts.backend == "ray":
+            import torch
+
+            gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else float(torch.cuda.is_available())
+            ray = {"address": opts.ray_address, "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": gpus}
+        study.run(ray)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
