@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from model_card.card import write_card
+from trainer import files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
         path = write_card(args.run_dir, args.hub_model_id)
     except FileNotFoundError as err:
         print(f"error: {err}: train one with `make train`, or point RUN= at a finished run folder", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if (line := files.write_error(err)) is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     print(f"model card: {path}")
     return 0

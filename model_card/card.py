@@ -10,6 +10,8 @@ import pandas as pd
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from trainer import files
+
 TEMPLATE = Path(__file__).with_name("template.md")
 REQUIRED_FILES = ("config.json", "model.safetensors", "metrics.json", "train_config.yaml")
 CARD_METRICS = [  # model-index entries: (metrics.json key, Hub metric id, display name, metric args)
@@ -310,5 +312,5 @@ def render_card(run_dir: str | Path, repo_id: str | None = None) -> str:
 def write_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
     """Render and write `<run>/README.md`; returns its path."""
     path = Path(run_dir) / "README.md"
-    path.write_text(render_card(run_dir, repo_id))
+    files.write_text(path, render_card(run_dir, repo_id))
     return path

@@ -46,8 +46,10 @@ class SentimentModel:
 
     def __init__(self, folder: Path, max_length: int = 128):
         self.folder = folder
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=False
+        ).eval()
         self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         self.max_length = min(max_length, self.tokenizer.model_max_length)
 

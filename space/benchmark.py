@@ -85,6 +85,62 @@ def in_process(calls: int) -> dict:
     return out
 
 
+def load_texts(n: int) -> list[str]:
+    """n different review-like sentences."""
+    openings = ["the film", "this movie", "the plot", "the acting", "the ending", "every scene", "the script",
+                "the cast", "the score", "the story"]  # fmt: skip
+    verdicts = ["is wonderful", "is dull", "is a mess", "is moving", "never works", "is a delight", "drags on",
+                "feels fresh", "is forgettable", "is beautifully shot", "falls flat", "is great fun", "is tedious",
+                "is smart and warm", "is not bad at all", "is not good", "could have been better", "is the best",
+                "is the worst", "is perfectly fine"]  # fmt: skip
+    return [f"{o} {v}" for v in verdicts for o in openings][:n]
+
+
+def load_test(url: str, texts: list[str], clients: int = 20, oversized: int = 0) -> dict:
+    """Every text sent to /predict once, spread over `clients` concurrent gradio_client clients, with `oversized`
+    over-long texts mixed in. Returns the labels in input order, latency percentiles, and how the over-long
+    texts were answered (each must be rejected with the app's message)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    jobs = [(i, text) for i, text in enumerate(texts)]
+    step = max(1, len(jobs) // max(1, oversized))
+    for n in range(oversized):  # spread through the run, so they meet the queue while it is busy
+        jobs.insert(n * (step + 1), (-1 - n, "great " * 500))
+    shares = [jobs[k::clients] for k in range(clients)]
+    labels: list[str | None] = [None] * len(texts)
+    latencies: list[float] = []
+    rejected: list[str] = []
+
+    def work(share):
+        client = Client(url, verbose=False)
+        for index, text in share:
+            started = time.perf_counter()
+            try:
+                result = client.predict(text, api_name="/predict")
+            except AppError as err:
+                rejected.append(str(err))
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+            labels[index] = result["label"]
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(work, shares))
+    wall = time.perf_counter() - started
+    return {
+        "labels": labels,
+        "latency_ms": percentiles(latencies),
+        "rejected": rejected,
+        "clients": clients,
+        "requests": len(jobs),
+        "wall_seconds": round(wall, 2),
+        "requests_per_second": round(len(jobs) / wall, 1),
+    }
+
+
 def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50": round(float(np.percentile(samples, 50)), 1), "p95": round(float(np.percentile(samples, 95)), 1),
             "n": len(samples)}  # fmt: skip
@@ -94,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--output", default="space-bench.json")
+    parser.add_argument("--load_requests", type=int, default=200, help="load test: /predict calls (0 = skip)")
+    parser.add_argument("--load_clients", type=int, default=20, help="load test: concurrent gradio_client clients")
     args = parser.parse_args(argv)
     port = free_port()
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
@@ -113,6 +171,18 @@ def main(argv: list[str] | None = None) -> int:
                     client.predict(text, api_name=endpoint)
                     times.append((time.perf_counter() - t) * 1000)
                 results[f"{endpoint.strip('/')}_{name}_ms"] = percentiles(times)
+        if args.load_requests:
+            texts = load_texts(args.load_requests)
+            load = load_test(client.src, texts, clients=args.load_clients, oversized=args.load_requests // 10)
+            from backend import SentimentModel, locate
+
+            model = SentimentModel(locate(os.environ.get("MODEL_ID", "runs/latest")))
+            expected = [model.labels[i] for i in model.run(texts).argmax(axis=1)]
+            results["load"] = {
+                **{k: v for k, v in load.items() if k not in ("labels", "rejected")},
+                "answered_like_offline": sum(a == b for a, b in zip(load["labels"], expected)),
+                "oversized_rejected": len(load["rejected"]),
+            }
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -124,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in [*results.items(), *results["in_process"].items()]:
         if key.endswith("_ms"):
             print(f"{key:28s} p50 {value['p50']:7.1f} ms   p95 {value['p95']:7.1f} ms   ({value['n']} calls)")
+    if "load" in results:
+        load = results["load"]
+        print(f"load: {load['requests']} requests from {load['clients']} clients in {load['wall_seconds']:.1f}s "
+              f"({load['requests_per_second']} req/s): p50 {load['latency_ms']['p50']:.0f} ms, p95 "
+              f"{load['latency_ms']['p95']:.0f} ms; {load['answered_like_offline']}/{load['latency_ms']['n']} as "
+              f"offline, {load['oversized_rejected']} over-long texts rejected")  # fmt: skip
     print(f"written: {args.output}")
     return 0
 

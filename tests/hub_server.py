@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
@@ -56,6 +57,7 @@ class FakeHub:
         self.orgs = orgs or {}  # user -> organisations they can write to
         self.repos: dict[tuple[str, str], Repo] = {}
         self.fail: dict[str, tuple[int, int]] = {}  # endpoint name -> (status, times; -1 forever)
+        self.delay: dict[str, float] = {}  # endpoint name -> seconds to wait before answering
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -158,6 +160,7 @@ def _handler(hub: FakeHub):
             query = parse_qs(url.query)
             hub.requests.append((self.command, url.path))
             name = self.endpoint_name(parts)
+            time.sleep(hub.delay.get(name, 0))
             status = hub.injected(name) or hub.injected("*")
             if status:
                 self.body()

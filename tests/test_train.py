@@ -97,7 +97,7 @@ def test_resume_without_checkpoints_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "train_config.yaml").write_text("seed: 1\n")
     assert main(["--resume", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: --resume") and "no checkpoint" in err and "\n" not in err
+    assert err.startswith("error: --resume") and "no complete checkpoint" in err and "\n" not in err
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer import UserError
+from trainer import UserError, files
 from trainer.provenance import cpu_name
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def train_notebook(model: str, n: int, steps: int, workdir: str, max_length: int
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments, default_data_collator
 
-    from trainer.modeling import load_tokenizer, resolve_model_path
+    from trainer.modeling import SAFE_LOADING, load_tokenizer, resolve_model_path
 
     texts, labels = _sst2("train", n)
     tokenizer = load_tokenizer(model)
@@ -87,7 +87,7 @@ def train_notebook(model: str, n: int, steps: int, workdir: str, max_length: int
         lambda b: tokenizer(b["text"], padding="max_length", truncation=True, max_length=max_length), batched=True,
         remove_columns=["text"],
     )  # fmt: skip
-    net = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(model), num_labels=2)
+    net = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(model), num_labels=2, **SAFE_LOADING)
     args = TrainingArguments(output_dir=f"{workdir}/notebook", per_device_train_batch_size=32, max_steps=steps,
                              learning_rate=5e-5, optim="adamw_torch", use_cpu=not _cuda(), bf16=False,
                              train_sampling_strategy="random", save_strategy="no", report_to="none",
@@ -257,7 +257,7 @@ def plot(report: dict, path: Path) -> None:
                  fontsize=9)  # fmt: skip
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    files.save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -293,15 +293,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="bench.json", help="where bench.json goes; plots/bench.png beside it")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    output = Path(args.output)
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=output.parent).close()  # writable? find out before measuring for minutes
         infer_model = args.infer_model or ("runs/latest" if Path("runs/latest/model.safetensors").is_file() else None)
         report = run(args.model, args.quick, infer_model, args.max_length)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as err:
+        if (line := files.write_error(err)) is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2
+    files.write_text(output, json.dumps(report, indent=2) + "\n")
     plot(report, output.parent / "plots" / "bench.png")
     print(table(report))
     print(f"written: {output}, {output.parent / 'plots' / 'bench.png'}")

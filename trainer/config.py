@@ -108,6 +108,9 @@ class RunConfig:
             "const": "runs/latest",
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace the run already in --output_dir (otherwise that is an error)."}
+    )
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without a better accuracy."}
     )
@@ -127,6 +130,7 @@ class TrainConfig:
     training: TrainingArguments
     preset: str = "custom"
     auto_keys: set[str] = field(default_factory=set)  # chosen for this machine: not saved, so a rerun re-detects
+    chosen_keys: set[str] = field(default_factory=set)  # set by the preset or a flag
     argv: list[str] = field(default_factory=list)  # the command line, for the record (token values redacted there)
 
     def to_dict(self) -> dict:
@@ -136,6 +140,10 @@ class TrainConfig:
         out["run_analysis"] = self.run.run_analysis
         out["n_bootstrap"] = self.run.n_bootstrap
         out.update({k: v for k, v in training_overrides(self.training).items() if k not in self.auto_keys})
+        # A choice that machine detection would otherwise override is kept even when it equals the library
+        # default: `--bf16 false` must stay fp32 on a rerun or a resume, not become bf16 on a bf16 CPU.
+        for key in sorted(DETECTED & self.chosen_keys):
+            out.setdefault(key, getattr(self.training, key))
         return out
 
 
@@ -144,7 +152,10 @@ _SECTIONS = (TrainingArguments, ModelConfig, DataConfig, RunConfig)
 # Fields we derive per run or that must never be written down.
 # Publishing is a per-run decision too: rerunning a saved config must not push again. Progress bars are a display
 # choice whose default follows the logging level of the moment.
-_UNSAVED = {"output_dir", "logging_dir", "resume_from_checkpoint", "config", "resume", "push_to_hub", "disable_tqdm"}
+_UNSAVED = {
+    "output_dir", "logging_dir", "resume_from_checkpoint", "config", "resume", "push_to_hub", "disable_tqdm",
+    "overwrite_output_dir",
+}  # fmt: skip
 
 
 @functools.cache
@@ -202,6 +213,10 @@ def read_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+# Options auto_precision may set from the machine.
+DETECTED = {"bf16", "fp16", "tf32", "use_cpu", "dataloader_pin_memory", "ddp_find_unused_parameters"}
+
+
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 autocast then runs about twice as fast as fp32 (measured 2.3x here)."""
     try:
@@ -232,6 +247,19 @@ def auto_precision(chosen: set[str]) -> dict:
         logger.info("CPU has native bf16: training with bf16 autocast (pass --bf16 false for fp32)")
         auto.update(bf16=True, use_cpu=True)
     return auto
+
+
+def check_training(args: TrainingArguments) -> None:
+    """Values TrainingArguments accepts but that cannot train, as one-line errors."""
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if (value := getattr(args, name)) < 1:
+            raise UserError(f"{name}={value} must be at least 1: try 32 (16 if memory is short)")
+    if args.max_steps == 0:
+        raise UserError("max_steps=0 trains nothing: pass a positive number, or -1 to train for num_train_epochs")
+    if args.max_steps < 0 and args.num_train_epochs <= 0:
+        raise UserError(f"num_train_epochs={args.num_train_epochs} trains nothing: pass a positive number")
+    if args.learning_rate <= 0:
+        raise UserError(f"learning_rate={args.learning_rate} must be positive: try 5e-5")
 
 
 def load_config(argv: list[str] | None = None) -> TrainConfig:
@@ -267,9 +295,17 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
     except ValueError as err:  # raised by TrainingArguments.__post_init__ on inconsistent options
         raise UserError(f"invalid training options: {str(err).splitlines()[0]}") from None
     training.label_names = None
+    check_training(training)
     run.config = config_path
     run.output_dir = pre.output_dir or defaults.get("output_dir")
     preset = Path(config_path).stem if config_path and not pre.resume else "custom"
     return TrainConfig(
-        model=model, data=data, run=run, training=training, preset=preset, auto_keys=set(auto), argv=argv
+        model=model,
+        data=data,
+        run=run,
+        training=training,
+        preset=preset,
+        auto_keys=set(auto),
+        argv=argv,
+        chosen_keys=(set(defaults) | flags) & _field_names(),
     )

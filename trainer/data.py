@@ -36,6 +36,32 @@ def _read_json(path) -> pd.DataFrame:
         return pd.read_json(path, lines=True)
 
 
+MAX_TEXT_CHARS = 100_000  # far beyond any review; a longer "text" is a file that was split wrongly
+
+
+def not_utf8(err: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text (byte {err.object[err.start]:#04x} at byte {err.start}): save the file as UTF-8"
+
+
+def check_texts(texts: pd.Series, source: str) -> pd.Series:
+    """The texts as strings; an empty or missing text, or an absurdly long one, is an error naming its row."""
+    empty = (texts.isna() | (texts.astype(str).str.strip() == "")).to_numpy()
+    if empty.any():
+        raise UserError(
+            f"{source}: {int(empty.sum())} empty or missing texts (the first in data row {int(empty.argmax()) + 1}): "
+            "remove those rows or fill them in"
+        )
+    texts = texts.astype(str)
+    lengths = texts.str.len().to_numpy()
+    if lengths.max(initial=0) > MAX_TEXT_CHARS:
+        raise UserError(
+            f"{source}: data row {int(lengths.argmax()) + 1} holds {int(lengths.max()):,} characters: the file is "
+            f"probably mis-parsed (an unclosed quote, missing line breaks); fix it or split texts over "
+            f"{MAX_TEXT_CHARS:,} characters"
+        )
+    return texts
+
+
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read one local file into a DataFrame; bad files raise a one-line UserError."""
     path = Path(path)
@@ -50,6 +76,8 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         frame = reader(path)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty: give a file with a header and labelled rows") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: {not_utf8(err)}") from None
     except Exception as err:  # pandas/pyarrow raise many types for malformed files
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(f"{path}: cannot read it as {path.suffix[1:]} ({reason}): fix the file or its suffix") from None
@@ -123,7 +151,7 @@ def encode_labels(frame: pd.DataFrame, cfg: DataConfig, source: str) -> pd.DataF
             f"{source}: label column '{cfg.label_column}' has values {found} outside the label set "
             f"{names} (ids 0-{len(names) - 1}): fix the data or pass --label_names"
         )
-    text = frame[cfg.text_column].astype(str)
+    text = check_texts(frame[cfg.text_column], source)
     return pd.DataFrame({"text": text.to_numpy(), "label": ids.astype(int).to_numpy()})
 
 

@@ -17,7 +17,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import classification_report
 from transformers import AutoConfig
 
-from trainer import UserError
+from trainer import UserError, files
 from trainer.analysis import (
     ERROR_TAGS,
     confusion,
@@ -66,7 +66,7 @@ def load_labelled(spec: str, text_column: str, label_column: str, label_names: l
 def label_names_of(model: str) -> list[str]:
     """The model's label names in id order, from its config alone."""
     try:
-        config = AutoConfig.from_pretrained(resolve_model_path(model))
+        config = AutoConfig.from_pretrained(resolve_model_path(model), trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise UserError(load_error(model, err)) from None
     return [config.id2label[i] for i in range(config.num_labels)]
@@ -129,14 +129,16 @@ def analyse(
     trained_on = training_data_of(model)
 
     out.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(out / "predictions.parquet", index=False)
-    wrong.to_csv(out / "incorrect_predictions.csv", index=False)
-    slices.to_csv(out / "slices.csv", index=False)
-    (out / "behavioral_tests.json").write_text(json.dumps(behaviour, indent=2) + "\n")
-    (out / "classification_report.txt").write_text(
+    with files.atomic_path(out / "predictions.parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
+    files.write_text(out / "incorrect_predictions.csv", wrong.to_csv(index=False))
+    files.write_text(out / "slices.csv", slices.to_csv(index=False))
+    files.write_text(out / "behavioral_tests.json", json.dumps(behaviour, indent=2) + "\n")
+    files.write_text(
+        out / "classification_report.txt",
         classification_report(
             labels, probs.argmax(1), labels=range(len(names)), target_names=names, digits=4, zero_division=0
-        )
+        ),
     )
     write_embeddings(out / "embeddings.parquet", frame, pooled, xy, umap_xy)
     matrix = confusion(np.asarray(labels), probs.argmax(1), len(names))
@@ -153,7 +155,7 @@ def analyse(
     if history_file.is_file():
         history = json.loads(history_file.read_text())
         summary = training_summary(history)
-        (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        files.write_text(out / "training_summary.json", json.dumps(summary, indent=2) + "\n")
         plot_training_curves(history, plots / "training_curves.png")
 
     metrics = {
@@ -172,7 +174,7 @@ def analyse(
     write_report(out / "error_analysis.md", metrics, error_counts, slices, wrong, behaviour, summary)
     metrics["timing"]["total_seconds"] = round(time.perf_counter() - started, 2)
     if metrics_file:
-        (out / metrics_file).write_text(json.dumps(metrics, indent=2) + "\n")
+        files.write_text(out / metrics_file, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
@@ -208,7 +210,8 @@ def write_embeddings(path: Path, frame, pooled: np.ndarray, xy: np.ndarray, umap
         b"pooling": b"mean of the last hidden state over non-padding tokens",
         b"projection": b"PCA" + (b" and UMAP" if umap_xy is not None else b""),
     }
-    pq.write_table(arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **meta}), path)
+    with files.atomic_path(path) as tmp:
+        pq.write_table(arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **meta}), tmp)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if (line := files.write_error(err)) is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     acc = metrics["metrics"]["accuracy"]
     print(

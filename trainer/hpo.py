@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 from transformers import TrainerCallback
 
-from trainer import UserError
+from trainer import UserError, files
 from trainer.config import DEFAULT_CONFIG, _field_names, load_config
 
 logger = logging.getLogger(__name__)
@@ -366,7 +366,7 @@ class Study:
         if "user_attrs_pruned_at_step" in frame:
             frame["pruned_at_step"] = frame["user_attrs_pruned_at_step"]
             keep.append("pruned_at_step")
-        atomic_write(self.output_dir / "trials.csv", frame[[c for c in keep if c in frame]].to_csv(index=False))
+        files.write_text(self.output_dir / "trials.csv", frame[[c for c in keep if c in frame]].to_csv(index=False))
 
     def write_plots(self) -> None:
         import matplotlib
@@ -392,8 +392,7 @@ class Study:
                 figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
                 figure.set_size_inches(7, 4.5)
                 figure.tight_layout()
-                figure.savefig(plots / f".{name}.tmp.png", dpi=110)
-                os.replace(plots / f".{name}.tmp.png", plots / name)
+                files.save_figure(figure, plots / name, dpi=110)
                 plt.close(figure)
 
     def write_best_yaml(self) -> None:
@@ -411,7 +410,7 @@ class Study:
         if shortened:
             header.append(f"# The trials were shortened with {' '.join(shortened)}; this preset trains in full.")
         text = "\n".join(header) + "\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-        atomic_write(self.output_dir / "best.yaml", text)
+        files.write_text(self.output_dir / "best.yaml", text)
 
 
 def trial_argv(base_argv: list[str], cadence: dict, params: dict, run_dir: Path, group: str) -> list[str]:
@@ -442,12 +441,6 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -499,6 +492,11 @@ def main(argv: list[str] | None = None) -> int:
         study.run(ray)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if (line := files.write_error(err)) is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: rerun the same command to continue the study", file=sys.stderr)

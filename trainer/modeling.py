@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def resolve_model_path(name_or_path: str) -> str:
     if Path(name_or_path).exists():
         if not (Path(name_or_path) / "config.json").is_file():
             raise UserError(f"model folder {name_or_path} has no config.json: point at a saved model or run folder")
+        check_safe_folder(Path(name_or_path))
         return str(name_or_path)
     package = PACKAGED_MODELS.get(name_or_path)
     if package:
@@ -35,10 +37,36 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+# Loading is safetensors-only and never runs code that comes with a model.
+SAFE_LOADING = {"use_safetensors": True, "trust_remote_code": False}
+
+
+def check_safe_folder(folder: Path) -> None:
+    """Refuse a model folder that could only be loaded by unpickling weights or by running its own code."""
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            settings = json.loads((folder / name).read_text()) if (folder / name).is_file() else {}
+        except ValueError:
+            raise UserError(f"{folder / name} is not valid JSON: re-save the model with save_pretrained") from None
+        if isinstance(settings, dict) and settings.get("auto_map"):
+            raise UserError(
+                f"model folder {folder} needs its own code ({name} has auto_map), and remote code is never run here: "
+                "use a standard transformers architecture"
+            )
+    if not any(folder.glob("*.safetensors")):
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
+        found = f"only pickle weights ({', '.join(pickles)})" if pickles else "no model.safetensors"
+        raise UserError(
+            f"model folder {folder} has {found}: weights load from safetensors only (pickle can run code); "
+            "re-save it with save_pretrained(..., safe_serialization=True) where you trust it"
+        )
+
+
 def load_tokenizer(name_or_path: str):
     path = resolve_model_path(name_or_path)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise UserError(load_error(name_or_path, err)) from None
 
@@ -55,6 +83,7 @@ def load_model(cfg: ModelConfig, label_names: list[str]):
             label2id={name: i for i, name in enumerate(label_names)},
             attn_implementation=cfg.attn_implementation,
             ignore_mismatched_sizes=True,  # a fine-tuned model with another head can be re-fine-tuned
+            **SAFE_LOADING,
             **extra,
         )
     except (OSError, ValueError) as err:

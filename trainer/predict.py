@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification
 
-from trainer import UserError
-from trainer.data import read_table
-from trainer.modeling import load_error, load_tokenizer, resolve_model_path
+from trainer import UserError, files
+from trainer.data import check_texts, not_utf8, read_table
+from trainer.modeling import SAFE_LOADING, load_error, load_tokenizer, resolve_model_path
 
 BACKENDS = ("torch", "onnx-int8")
 
@@ -32,7 +33,7 @@ class Predictor:
         path = resolve_model_path(model)
         self.tokenizer = load_tokenizer(model)
         try:
-            self.model = AutoModelForSequenceClassification.from_pretrained(path)
+            self.model = AutoModelForSequenceClassification.from_pretrained(path, **SAFE_LOADING)
         except (OSError, ValueError) as err:
             raise UserError(load_error(model, err)) from None
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -101,13 +102,17 @@ def read_texts(path: str, text_column: str) -> list[str]:
     if Path(path).suffix.lower() == ".txt":
         if not Path(path).is_file():
             raise UserError(f"{path}: file not found: check the path")
-        texts = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise UserError(f"{path}: {not_utf8(err)}") from None
+        texts = [line.strip() for line in content.splitlines() if line.strip()]
     else:
         frame = read_table(path)
         if text_column not in frame.columns:
             found = ", ".join(map(str, frame.columns))
             raise UserError(f"{path}: column '{text_column}' not found (columns: {found}): pass --text_column")
-        texts = frame[text_column].astype(str).tolist()
+        texts = check_texts(frame[text_column], path).tolist()
     if not texts:
         raise UserError(f"{path}: no texts found: give one text per line")
     return texts
@@ -132,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         texts = list(args.texts) + (read_texts(args.file, args.text_column) if args.file else [])
         if not texts:
             raise UserError('nothing to classify: pass texts ("a great film") or --file FILE')
+        if args.batch_size < 1:
+            raise UserError(f"--batch_size {args.batch_size}: use at least 1")
+        texts = check_texts(pd.Series(texts, dtype=object), "input").tolist()
         predictor = Predictor(args.model, backend=args.backend or default_backend())
         if len(texts) <= 16:  # interactive use: latency of each text on its own
             for text in texts:
@@ -149,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {len(texts)} texts in {ms:.0f} ms ({ms / len(texts):.2f} ms each, batched)", file=sys.stderr)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if (line := files.write_error(err)) is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     return 0
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from trainer import files
+
 HEADLINE = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "roc_auc", "log_loss", "brier", "ece"]
 
 
@@ -98,5 +100,5 @@ def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong
 
 def write_report(path: str | Path, *args) -> Path:
     path = Path(path)
-    path.write_text(render_report(*args))
+    files.write_text(path, render_report(*args))
     return path

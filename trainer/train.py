@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -17,18 +18,17 @@ import numpy as np
 import torch
 import yaml
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
-from trainer import UserError
+from trainer import UserError, files
 from trainer.config import TrainConfig, load_config
 from trainer.data import load_data, tokenize
-from trainer.ema import WeightEMA
+from trainer.ema import EMA_FILE, WeightEMA
 from trainer.evaluate import analyse
 from trainer.metrics import compute_metrics
 from trainer.modeling import load_model, load_tokenizer, parameter_groups
 from trainer.plots import plot_training_curves
 from trainer.predict import Predictor
-from trainer.provenance import environment
+from trainer.provenance import environment, redact
 
 logger = logging.getLogger(__name__)
 RUNS_DIR = Path("runs")
@@ -149,21 +149,49 @@ def shared_run_dir(cfg: TrainConfig) -> tuple[Path, str | None]:
 
 
 def resolve_run_dir(cfg: TrainConfig) -> tuple[Path, str | None]:
-    """The run folder, and the checkpoint to resume from (None for a fresh run)."""
+    """The run folder, and the checkpoint to resume from (None for a fresh run). An existing run is never
+    overwritten unless asked for."""
     if cfg.run.resume:
         run_dir = Path(cfg.run.resume).resolve()
-        checkpoints = run_dir / "checkpoints"
-        last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        last = last_complete_checkpoint(run_dir / "checkpoints", need_ema=bool(cfg.model.ema_decay))
         if last is None:
-            raise UserError(f"--resume {cfg.run.resume}: no checkpoint in {checkpoints}: start a new run instead")
+            raise UserError(f"--resume {cfg.run.resume}: no complete checkpoint in {run_dir / 'checkpoints'}: "
+                            "start a new run instead")  # fmt: skip
         return run_dir, last
     if cfg.run.output_dir:
         run_dir = Path(cfg.run.output_dir)
     else:
         run_dir = RUNS_DIR / f"{cfg.preset}-{datetime.now():%Y%m%d-%H%M%S}"
-    if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
-        raise UserError(f"{run_dir} already holds checkpoints: pass --resume {run_dir} or choose another --output_dir")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--output_dir {run_dir} is a file: choose a folder name")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not cfg.run.overwrite_output_dir:
+            raise UserError(
+                f"{run_dir} already holds a run: continue it with --resume {run_dir}, replace it with "
+                "--overwrite_output_dir true, or choose another --output_dir"
+            )
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # or a later --resume would mix the two runs
     return run_dir, None
+
+
+def last_complete_checkpoint(folder: Path, need_ema: bool = False) -> str | None:
+    """The newest checkpoint that was written to the end (a kill while saving leaves a partial one)."""
+    if not folder.is_dir():
+        return None
+    steps = sorted(
+        (int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit()
+    )
+    for _, checkpoint in reversed(steps):
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            logger.warning("%s is incomplete (the run stopped while saving it): skipping it", checkpoint)
+            continue
+        if need_ema and not (checkpoint / EMA_FILE).is_file():
+            logger.warning("%s has no %s (the run stopped while saving it): skipping it", checkpoint, EMA_FILE)
+            continue
+        return str(checkpoint)
+    return None
 
 
 def default_report_to() -> list[str]:
@@ -225,7 +253,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
         run_dir.mkdir(parents=True, exist_ok=True)
         link_latest(run_dir)
         if checkpoint is None:
-            (run_dir / "train_config.yaml").write_text(config_text)
+            files.write_text(run_dir / "train_config.yaml", config_text)
     args.output_dir = str(run_dir / "checkpoints")
     args.run_name = args.run_name or run_dir.name
     if args.report_to in (None, "none", []) or args.report_to == ["none"]:
@@ -235,6 +263,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
         os.environ.setdefault("WANDB_PROJECT", "sentiment-trainer")
 
     push = args.push_to_hub  # our push, once, at the end: Trainer's own would upload checkpoints as it goes
+    hub_token, args.hub_token = args.hub_token, None  # or Trainer pickles it into every checkpoint's training_args.bin
     args.push_to_hub = False
     gpu_half = (args.bf16 or args.fp16) and not args.use_cpu  # tensor cores like multiples of 8
     stopper = StopOnSignal()
@@ -272,7 +301,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
             f"continue with `python -m trainer.train --resume {run_dir}`"
         )
     if checkpoint is not None and main_process:  # a resumed run keeps its config file until the resume has worked
-        (run_dir / "train_config.yaml").write_text(config_text)
+        files.write_text(run_dir / "train_config.yaml", config_text)
     if trainer.ema is not None:
         best = trainer.state.best_model_checkpoint if args.load_best_model_at_end else None
         trainer.ema.finalize(trainer.model, best)
@@ -282,15 +311,17 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
             return run_dir, {}
         trainer.evaluate(metric_key_prefix="final")  # a collective: every process takes its share
         return run_dir, {}
-    # Weights, config with id2label, tokenizer; no pickled training_args.bin.
-    trainer.model.save_pretrained(run_dir)
-    tokenizer.save_pretrained(run_dir)
+    # Weights, config with id2label, tokenizer; no pickled training_args.bin. Each file lands whole.
+    with files.atomic_folder_files(run_dir) as staging:
+        trainer.model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     metrics = {
         "model": cfg.model.model_name_or_path,
         "data": data_id,
         "train_samples": len(train_set),
         "eval_samples": len(eval_set),
-        "train_loss": train_output.training_loss,
+        # Trainer averages only the steps this process ran; a resumed run takes the mean of every logged step.
+        "train_loss": train_output.training_loss if checkpoint is None else logged_loss(trainer.state.log_history),
         "train_runtime": train_output.metrics.get("train_runtime"),
         "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
         "global_step": trainer.state.global_step,
@@ -302,7 +333,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
         },
         "environment": environment(cfg.argv, precision_of(args), processes=args.world_size),
     }
-    (run_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
+    files.write_text(run_dir / "log_history.json", json.dumps(trainer.state.log_history, indent=2) + "\n")
 
     # The saved model is scored once: by the analysis (in fp32, as pipeline() users will run it), or by Trainer.
     if cfg.run.run_analysis:
@@ -319,17 +350,28 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
         metrics.update({key.removeprefix("final_"): value for key, value in final.items()})
         plot_training_curves(trainer.state.log_history, run_dir / "plots" / "training_curves.png")
     metrics["wall_time_seconds"] = round(time.time() - started, 1)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    files.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     if push:
         from trainer.push import push_run
 
         try:
             metrics["pushed"] = push_run(
-                run_dir, args.hub_model_id, private=bool(args.hub_private_repo), token=args.hub_token
+                run_dir, args.hub_model_id, private=bool(args.hub_private_repo), token=hub_token
             )
         except UserError as err:
             raise UserError(f"{err} (the run is saved: push it later with `make push RUN={run_dir}`)") from None
     return run_dir, metrics
+
+
+def logged_loss(history: list[dict]) -> float:
+    """Mean training loss over the logged steps, each logging window weighted by its number of steps."""
+    total = steps = previous = 0
+    for entry in history:
+        if "loss" in entry and "step" in entry:
+            total += entry["loss"] * (entry["step"] - previous)
+            steps += entry["step"] - previous
+            previous = entry["step"]
+    return total / steps if steps else float("nan")
 
 
 def check_world_size(processes: int, train_rows: int, eval_rows: int) -> None:
@@ -357,10 +399,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         cfg = load_config(argv)
+        if argv is None:  # libraries that record the command line (wandb) see token values as ***
+            sys.argv[1:] = redact(sys.argv[1:])
         run_dir, metrics = train(cfg)
     except UserError as err:  # every process of a distributed run hits the same one: the main one says it
         if is_main_process():
             print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if (line := files.write_error(err)) is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except Interrupted as stop:
         if is_main_process():

@@ -1,0 +1,76 @@
+"""Atomic file writes: every file the project writes appears whole or not at all (temp file + rename)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside `path`; when the block succeeds it replaces `path` in one rename.
+
+    A crash, a full disk or Ctrl-C inside the block leaves the old file (or no file) and no partial one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def save_figure(figure, path: str | os.PathLike, **kwargs) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+
+
+@contextlib.contextmanager
+def atomic_folder_files(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yields an empty staging folder inside `folder`; its files are moved into `folder` one rename each when the
+    block succeeds (for writers such as `save_pretrained` that take a folder, not a file)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
+    try:
+        yield staging
+        for item in sorted(staging.rglob("*")):
+            if item.is_file():
+                target = folder / item.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(item, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+_WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR}
+
+
+def write_error(err: OSError) -> str | None:
+    """One line for an OSError a user can fix (no space, no permission, a file where a folder should be)."""
+    if err.errno not in _WRITE_ERRORS:
+        return None
+    where = err.filename or "the output folder"
+    return (
+        f"cannot write {where} ({err.strerror}): free disk space, fix the folder's permissions, "
+        "or choose another output folder"
+    )
