@@ -273,6 +273,8 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
         raise UserError(f"--resume reuses {pre.resume}/train_config.yaml: drop --config (flags still override it)")
     if pre.resume:
         config_path = str(Path(pre.resume) / "train_config.yaml")
+        if not Path(config_path).is_file():
+            raise UserError(f"--resume {pre.resume}: no run to resume there (no train_config.yaml): pass a run folder")
     elif config_path is None and Path(DEFAULT_CONFIG).is_file():
         config_path = DEFAULT_CONFIG
     defaults = read_yaml(config_path) if config_path else {}

@@ -1,0 +1,224 @@
+"""Bad input at every entry point: exit code 2, one line naming the problem and the fix, no traceback, and no
+file that was in the way changed. One table; each row builds its input in a fresh folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, make_tiny_data, tiny_args
+from tests.hub_server import FakeHub
+from tests.test_push import TOKEN, hub_env
+
+sys.path.insert(0, str(ROOT / "space"))
+import backend  # noqa: E402
+
+
+@dataclass
+class Ctx:
+    tmp: Path
+    model: Path
+    train: Path
+    dev: Path
+    tiny_run: Path
+
+    def write(self, name: str, content: str | bytes) -> Path:
+        path = self.tmp / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return path
+
+    def run(self) -> Path:
+        return shutil.copytree(self.tiny_run, self.tmp / "run", ignore=shutil.ignore_patterns("onnx"))
+
+    def train_args(self, *extra: str, train: Path | None = None, dev: Path | None = None) -> list[str]:
+        return tiny_args(self.model, (train or self.train, dev or self.dev), self.tmp / "out", *extra)
+
+
+@dataclass
+class Case:
+    entry: str  # train, evaluate, predict, card, bench, hpo, push (a subprocess against a local Hub), space
+    build: Callable[[Ctx], list[str]]
+    says: str  # a part of the one line
+
+
+def rows(ctx: Ctx, text: str) -> Path:
+    return ctx.write("data.tsv", "sentence\tlabel\n" + text)
+
+
+def unsafe(ctx: Ctx) -> Path:
+    folder = shutil.copytree(ctx.model, ctx.tmp / "pickle-model")
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
+    return folder
+
+
+def read_only(ctx: Ctx) -> Path:
+    """A folder nothing can be written to; root ignores permissions, so then a read-only filesystem path."""
+    if os.geteuid() == 0:
+        return Path("/sys/kernel/sentiment-trainer-test")
+    folder = ctx.tmp / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder / "run"
+
+
+CASES = {
+    # train: files
+    "train: missing file": Case("train", lambda c: c.train_args(train=c.tmp / "nope.tsv"), "file not found"),
+    "train: empty file": Case("train", lambda c: c.train_args(train=c.write("e.tsv", "")), "the file is empty"),
+    "train: header only": Case("train", lambda c: c.train_args(train=c.write("h.tsv", "sentence\tlabel\n")), "no data rows"),
+    "train: unreadable": Case("train", lambda c: c.train_args(train=c.write("x.parquet", b"not parquet")), "cannot read it as parquet"),
+    "train: wrong format": Case("train", lambda c: c.train_args(train=c.write("x.xlsx", "a")), "unsupported file type '.xlsx'"),
+    "train: a directory": Case("train", lambda c: c.train_args(train=c.tmp), "unsupported file type"),
+    "train: no text column": Case("train", lambda c: c.train_args(train=c.write("t.tsv", "review\tlabel\ngood\t1\n")), "column 'sentence' not found"),
+    "train: no label column": Case("train", lambda c: c.train_args(train=c.write("t.tsv", "sentence\tstars\ngood\t1\n")), "column 'label' not found"),
+    "train: unknown label": Case("train", lambda c: c.train_args(train=rows(c, "good\tmaybe\nbad\t0\n")), "values ['maybe'] outside the label set"),
+    "train: non-binary label": Case("train", lambda c: c.train_args(train=rows(c, "good\t1\nbad\t0\nhuh\t2\n")), "values ['2'] outside the label set"),
+    "train: NaN text": Case("train", lambda c: c.train_args(train=rows(c, "good\t1\n\t0\n")), "1 empty or missing texts (the first in data row 2)"),
+    "train: blank text": Case("train", lambda c: c.train_args(train=rows(c, "good\t1\n   \t0\n")), "empty or missing texts"),
+    "train: non-UTF-8": Case("train", lambda c: c.train_args(train=c.write("l.tsv", b"sentence\tlabel\ncaf\xe9\t1\n")), "not UTF-8 text (byte 0xe9"),
+    "train: 1 MB text": Case("train", lambda c: c.train_args(train=rows(c, "good " * 200_000 + "\t1\nbad\t0\n")), "holds 1,000,000 characters"),
+    "train: one class": Case("train", lambda c: c.train_args(train=rows(c, "good\t1\ngreat\t1\n")), "a single label"),
+    # train: model and options
+    "train: wrong model path": Case("train", lambda c: c.train_args("--model_name_or_path", str(c.tmp / "no-model")), "model folder"),
+    "train: folder without config": Case("train", lambda c: c.train_args("--model_name_or_path", str(c.tmp)), "has no config.json"),
+    "train: pickle weights only": Case("train", lambda c: c.train_args("--model_name_or_path", str(unsafe(c))), "only pickle weights (pytorch_model.bin)"),
+    "train: config key typo": Case("train", lambda c: ["--config", str(c.write("p.yaml", "learnin_rate: 1e-4\n"))], "unknown option 'learnin_rate'"),
+    "train: flag typo": Case("train", lambda c: c.train_args("--num_train_epoch", "2"), "did you mean --num_train_epochs?"),
+    "train: bad YAML": Case("train", lambda c: ["--config", str(c.write("p.yaml", "a: [1,\n"))], "is not valid YAML"),
+    "train: missing preset": Case("train", lambda c: ["--config", str(c.tmp / "none.yaml")], "not found: pass one of configs/"),
+    "train: negative batch": Case("train", lambda c: c.train_args("--per_device_train_batch_size", "-8"), "per_device_train_batch_size=-8 must be at least 1"),
+    "train: zero batch": Case("train", lambda c: c.train_args("--per_device_train_batch_size", "0"), "must be at least 1"),
+    "train: max_steps 0": Case("train", lambda c: c.train_args("--max_steps", "0"), "max_steps=0 trains nothing"),
+    "train: output is a file": Case("train", lambda c: tiny_args(c.model, (c.train, c.dev), c.write("taken", "x")), "is a file"),
+    "train: read-only output": Case("train", lambda c: tiny_args(c.model, (c.train, c.dev), read_only(c)), "cannot write"),
+    "train: existing run": Case("train", lambda c: tiny_args(c.model, (c.train, c.dev), c.run()), "already holds a run"),
+    "train: resume nothing": Case("train", lambda c: ["--resume", str(c.tmp / "nothing")], "no run to resume there"),
+    # evaluate, predict, card, bench, hpo
+    "evaluate: missing data": Case("evaluate", lambda c: ["--model", str(c.run()), "--data", str(c.tmp / "no.tsv"), "--output_dir", str(c.tmp / "e")], "file not found"),
+    "evaluate: no label column": Case("evaluate", lambda c: ["--model", str(c.run()), "--data", str(c.write("u.tsv", "sentence\ngood\n")), "--output_dir", str(c.tmp / "e")], "no label column 'label'"),
+    "evaluate: wrong model": Case("evaluate", lambda c: ["--model", str(c.tmp / "gone"), "--data", str(c.dev), "--output_dir", str(c.tmp / "e")], "not found"),
+    "predict: nothing to classify": Case("predict", lambda c: ["--model", str(c.run())], "nothing to classify"),
+    "predict: empty file": Case("predict", lambda c: ["--model", str(c.run()), "--file", str(c.write("e.txt", "\n \n"))], "no texts found"),
+    "predict: non-UTF-8 file": Case("predict", lambda c: ["--model", str(c.run()), "--file", str(c.write("b.txt", b"bon\xe9\n"))], "not UTF-8 text"),
+    "predict: 1 MB text": Case("predict", lambda c: ["--model", str(c.run()), "x" * 1_000_000], "holds 1,000,000 characters"),
+    "predict: zero batch": Case("predict", lambda c: ["--model", str(c.run()), "--batch_size", "0", "ok"], "--batch_size 0"),
+    "predict: custom code": Case("predict", lambda c: ["--model", str(custom_code(c)), "ok"], "remote code is never run here"),
+    "card: not a run": Case("card", lambda c: ["--run_dir", str(c.tmp / "none")], "train one with `make train`"),
+    "bench: wrong model": Case("bench", lambda c: ["--quick", "--model", str(c.tmp / "none"), "--output", str(c.tmp / "b.json")], "model folder"),
+    "bench: output read-only": Case("bench", lambda c: ["--quick", "--output", str(read_only(c) / "b.json")], "cannot write"),
+    "hpo: no trials": Case("hpo", lambda c: ["--n_trials", "0"], "run at least one trial"),
+    "hpo: search space typo": Case("hpo", lambda c: ["--n_trials", "1", "--search_space", str(c.write("s.yaml", yaml.safe_dump({"learnin_rate": [1e-5]})))], "unknown option 'learnin_rate'"),
+    # push: a subprocess against the local Hub
+    "push: no token": Case("push", lambda c: ["--run_dir", str(c.run()), "--hub_model_id", "alice/x", "@no-token"], "hf auth login"),
+    "push: bad repo id": Case("push", lambda c: ["--run_dir", str(c.run()), "--hub_model_id", "not a repo/id!"], "repo id"),
+    "push: incomplete run": Case("push", lambda c: ["--run_dir", str(c.tmp), "--hub_model_id", "alice/x"], "model.safetensors"),
+    "push: 401": Case("push", lambda c: ["--run_dir", str(c.run()), "--hub_model_id", "alice/x", "@bad-token"], "401"),
+    "push: 403": Case("push", lambda c: ["--run_dir", str(c.run()), "--hub_model_id", "bob/x"], "403"),
+    "push: 404": Case("push", lambda c: ["--run_dir", str(c.run()), "--hub_model_id", "alice/x", "--revision", "dev", "@fail:branch:404"], "404"),
+    "push: 500": Case("push", lambda c: ["--run_dir", str(c.run()), "--hub_model_id", "alice/x", "--retries", "1", "@fail:commit:500"], "500"),
+    "push: connection refused": Case("push", lambda c: ["--run_dir", str(c.run()), "--hub_model_id", "alice/x", "--retries", "0", "@refused"], "cannot reach"),
+    # the Space's functions (the app turns these into gr.Error messages)
+    "space: empty text": Case("space", lambda c: ["check_text", "   "], "Type a sentence first"),
+    "space: over-long text": Case("space", lambda c: ["check_text", "x" * 2001], "the limit is 2,000"),
+    "space: non-UTF-8 upload": Case("space", lambda c: ["parse_upload", str(c.write("u.txt", b"caf\xe9\n"))], "not UTF-8"),
+    "space: table without text": Case("space", lambda c: ["parse_upload", str(c.write("u.csv", "a,b\n1,2\n"))], "no column named text"),
+}  # fmt: skip
+
+
+def custom_code(ctx: Ctx) -> Path:
+    folder = shutil.copytree(ctx.model, ctx.tmp / "custom-model")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "evil.Model"}}))
+    return folder
+
+
+def snapshot(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def problems(stderr: str) -> list[str]:
+    """What a user reads: stderr without progress bars, log lines and retry notices."""
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.strip()
+        and not re.search(r"\d+%\|", line)
+        and not line.startswith(("INFO", "WARNING", "[transformers]"))
+        and "retry" not in line
+    ]
+
+
+def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
+    if entry == "push":
+        return run_push(argv, ctx)
+    if entry == "space":
+        function, value = argv
+        with pytest.raises(ValueError) as raised:
+            getattr(backend, function)(value)
+        return 2, f"error: {raised.value}"
+    from model_card.__main__ import main as card_main
+    from trainer.bench import main as bench_main
+    from trainer.evaluate import main as evaluate_main
+    from trainer.hpo import main as hpo_main
+    from trainer.predict import main as predict_main
+    from trainer.train import main as train_main
+
+    mains = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "card": card_main,
+             "bench": bench_main, "hpo": hpo_main}  # fmt: skip
+    capsys.readouterr()
+    code = mains[entry](argv)
+    return code, capsys.readouterr().err
+
+
+def run_push(argv: list[str], ctx: Ctx) -> tuple[int, str]:
+    markers = [a for a in argv if a.startswith("@")]
+    argv = [a for a in argv if not a.startswith("@")]
+    with FakeHub(tokens={TOKEN: "alice"}) as hub:
+        hub.add_repo("bob/x")
+        for marker in markers:
+            if marker.startswith("@fail:"):
+                _, endpoint, status = marker.split(":")
+                hub.fail[endpoint] = (int(status), -1)
+        token = None if "@no-token" in markers else "hf_unknown_0123456789" if "@bad-token" in markers else TOKEN
+        env = hub_env(hub.url, ctx.tmp, token=token)
+        if "@refused" in markers:
+            env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens on the discard port
+        done = subprocess.run([sys.executable, "-m", "trainer.push", "--retry_wait", "0", *argv],
+                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)  # fmt: skip
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name, tmp_path, tiny_model_dir, tiny_run, capsys, monkeypatch):
+    case = CASES[name]
+    monkeypatch.chdir(ROOT)
+    train, dev = make_tiny_data(tmp_path)
+    ctx = Ctx(tmp_path, tiny_model_dir, train, dev, tiny_run)
+    argv = case.build(ctx)
+    before = snapshot(tmp_path)
+    code, stderr = run_entry(case.entry, argv, ctx, capsys)
+    assert code == 2, stderr[-3000:]
+    lines = problems(stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-3000:]
+    assert case.says in lines[0], lines[0]
+    assert "Traceback" not in stderr
+    assert TOKEN not in stderr
+    for path, data in before.items():  # nothing that was there is changed or gone
+        assert path.is_file() and path.read_bytes() == data, path
+
+
+def test_the_table_covers_every_entry_point_with_at_least_30_cases():
+    assert len(CASES) >= 30
+    assert {case.entry for case in CASES.values()} == {"train", "evaluate", "predict", "card", "bench", "hpo",
+                                                       "push", "space"}  # fmt: skip
