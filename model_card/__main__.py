@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from model_card.card import write_card
-from trainer import files
+from trainer import fail
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,10 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}: train one with `make train`, or point RUN= at a finished run folder", file=sys.stderr)
         return 2
     except OSError as err:
-        if (line := files.write_error(err)) is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        return 2
+        return fail(err)
     print(f"model card: {path}")
     return 0
 

@@ -5,3 +5,20 @@ __version__ = "0.1.0"
 
 class UserError(Exception):
     """A problem with the user's input, reported as one line naming the problem and the fix."""
+
+
+def fail(err: Exception, show: bool = True) -> int:
+    """Print the one line for a problem the user can fix and return exit code 2: a UserError, or an OSError
+    such as a full disk or a read-only folder. Any other error is a bug and is raised again."""
+    import sys
+
+    if isinstance(err, OSError):
+        from trainer.files import write_error
+
+        if (line := write_error(err)) is None:
+            raise err
+    else:
+        line = str(err)
+    if show:
+        print(f"error: {line}", file=sys.stderr)
+    return 2

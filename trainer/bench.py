@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer import UserError, files
+from trainer import UserError, fail, files
 from trainer.provenance import cpu_name
 
 logger = logging.getLogger(__name__)
@@ -299,14 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryFile(dir=output.parent).close()  # writable? find out before measuring for minutes
         infer_model = args.infer_model or ("runs/latest" if Path("runs/latest/model.safetensors").is_file() else None)
         report = run(args.model, args.quick, infer_model, args.max_length)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        if (line := files.write_error(err)) is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        return 2
+    except (UserError, OSError) as err:
+        return fail(err)
     files.write_text(output, json.dumps(report, indent=2) + "\n")
     plot(report, output.parent / "plots" / "bench.png")
     print(table(report))

@@ -17,7 +17,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import classification_report
 from transformers import AutoConfig
 
-from trainer import UserError, files
+from trainer import UserError, fail, files
 from trainer.analysis import (
     ERROR_TAGS,
     confusion,
@@ -241,14 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             predictor, args.model, data["text"].tolist(), data["label"].to_numpy(), args.output_dir, args.data,
             n_bootstrap=args.n_bootstrap, seed=args.seed, batch_size=args.batch_size,
         )  # fmt: skip
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        if (line := files.write_error(err)) is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        return 2
+    except (UserError, OSError) as err:
+        return fail(err)
     acc = metrics["metrics"]["accuracy"]
     print(
         f"accuracy {acc['value']:.2%} (95% CI {acc['ci_low']:.2%}-{acc['ci_high']:.2%}) on {metrics['n']} examples "

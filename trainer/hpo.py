@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 from transformers import TrainerCallback
 
-from trainer import UserError, files
+from trainer import UserError, fail, files
 from trainer.config import DEFAULT_CONFIG, _field_names, load_config
 
 logger = logging.getLogger(__name__)
@@ -490,14 +490,8 @@ def main(argv: list[str] | None = None) -> int:
             gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else float(torch.cuda.is_available())
             ray = {"address": opts.ray_address, "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": gpus}
         study.run(ray)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        if (line := files.write_error(err)) is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        return 2
+    except (UserError, OSError) as err:
+        return fail(err)
     except KeyboardInterrupt:
         print("\ninterrupted: rerun the same command to continue the study", file=sys.stderr)
         return 130

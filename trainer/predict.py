@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification
 
-from trainer import UserError, files
+from trainer import UserError, fail
 from trainer.data import check_texts, not_utf8, read_table
 from trainer.modeling import SAFE_LOADING, load_error, load_tokenizer, resolve_model_path
 
@@ -155,14 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             for text, result in zip(texts, results):
                 print(f"{result['label']}\t{result['score']:.4f}\t{text}")
             print(f"# {len(texts)} texts in {ms:.0f} ms ({ms / len(texts):.2f} ms each, batched)", file=sys.stderr)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        if (line := files.write_error(err)) is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        return 2
+    except (UserError, OSError) as err:
+        return fail(err)
     return 0
 
 

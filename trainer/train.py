@@ -19,7 +19,7 @@ import torch
 import yaml
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 
-from trainer import UserError, files
+from trainer import UserError, fail, files
 from trainer.config import TrainConfig, load_config
 from trainer.data import load_data, tokenize
 from trainer.ema import EMA_FILE, WeightEMA
@@ -402,15 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None:  # libraries that record the command line (wandb) see token values as ***
             sys.argv[1:] = redact(sys.argv[1:])
         run_dir, metrics = train(cfg)
-    except UserError as err:  # every process of a distributed run hits the same one: the main one says it
-        if is_main_process():
-            print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        if (line := files.write_error(err)) is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        return 2
+    except (UserError, OSError) as err:  # every process of a distributed run hits the same one: the main one says it
+        return fail(err, show=is_main_process())
     except Interrupted as stop:
         if is_main_process():
             print(stop, file=sys.stderr)
