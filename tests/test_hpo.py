@@ -47,7 +47,8 @@ def test_a_study_writes_trials_plots_and_a_trainable_best_yaml(tiny_model_dir, t
 
     trials = pd.read_csv(out / "trials.csv")
     assert list(trials.trial) == [0, 1] and set(trials.state) == {"COMPLETE"}
-    assert {"accuracy", "seconds", "learning_rate", "per_device_train_batch_size", "run_dir"} <= set(trials.columns)
+    columns = {"accuracy", "seconds", "learning_rate", "per_device_train_batch_size", "run_dir"}
+    assert columns <= set(trials.columns)
     for row in trials.itertuples():  # each row's accuracy is its own run's final accuracy
         metrics = json.loads(Path(row.run_dir, "metrics.json").read_text())
         assert row.accuracy == pytest.approx(metrics["accuracy"])

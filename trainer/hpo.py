@@ -23,11 +23,14 @@ import sys
 import warnings
 from pathlib import Path
 
+import optuna
 import yaml
+from optuna.trial import TrialState
 from transformers import TrainerCallback
 
 from trainer import UserError, fail, files
 from trainer.config import DEFAULT_CONFIG, _field_names, load_config
+from trainer.train import Interrupted, train
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +158,6 @@ class ReportToOptuna(TrainerCallback):
         self.trial, self.metric, self.evaluations = trial, metric, 0
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        import optuna
-
         value = (metrics or {}).get(f"eval_{self.metric}")
         if value is None:
             return
@@ -172,8 +173,6 @@ class Study:
 
     def __init__(self, base_argv: list[str], space: list[Param], output_dir: Path, sampler: str, n_trials: int,
                  pruner: str = "median", storage: str | None = None, study_name: str = "hpo"):  # fmt: skip
-        import optuna
-
         self.base_argv, self.space, self.output_dir, self.n_trials = base_argv, space, output_dir, n_trials
         self.base = load_config([*base_argv, "--output_dir", str(output_dir / "trials" / "check")])
         args = self.base.training
@@ -221,8 +220,6 @@ class Study:
         """Median pruning from a trial's third evaluation on (the first ones mostly measure warm-up: a slow
         starter is not a bad trial), against at least two finished trials that reached the same evaluation
         (one longer schedule alone, still at a high learning rate, would prune every other long trial)."""
-        import optuna
-
         if name == "none":
             return optuna.pruners.NopPruner()
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=PRUNE_FROM_EVALUATION, n_min_trials=2)
@@ -244,16 +241,12 @@ class Study:
         self.study.enqueue_trial(values, user_attrs={"preset": True})
 
     def _existing(self, study_name: str):
-        import optuna
-
         try:
             return optuna.load_study(study_name=study_name, storage=self.storage)
         except KeyError:
             return None
 
     def _sampler(self, name: str, seed: int):
-        import optuna
-
         if name == "grid":
             return optuna.samplers.GridSampler({p.name: p.grid_values() for p in self.space}, seed=seed)
         if name == "random":  # seeded by the trials already run, so a resumed study does not repeat them
@@ -261,14 +254,10 @@ class Study:
         return optuna.samplers.TPESampler(seed=seed)
 
     def finished(self) -> list:
-        from optuna.trial import TrialState
-
         return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
     def recover(self) -> None:
         """Trials left running by a killed search on this machine are failed and queued again."""
-        from optuna.trial import TrialState
-
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             pid, host = trial.user_attrs.get("pid"), trial.user_attrs.get("host")
             if host == socket.gethostname() and pid is not None and not pid_alive(pid):
@@ -278,8 +267,6 @@ class Study:
                 shutil.rmtree(self.output_dir / "trials" / trial_name(trial.number) / "checkpoints", ignore_errors=True)
 
     def objective(self, trial) -> float:
-        from trainer.train import Interrupted, train
-
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("host", socket.gethostname())
         params = {p.name: p.suggest(trial) for p in self.space}
@@ -325,8 +312,6 @@ class Study:
 
     def run(self, ray: dict | None = None) -> None:
         """Run the remaining trials here, one after another, or on Ray (`ray`: run_with_ray's options)."""
-        from optuna.trial import TrialState
-
         self.recover()
         done = len(self.finished())
         remaining = self.n_trials - done
@@ -373,7 +358,6 @@ class Study:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import optuna
         from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
 
         plots = self.output_dir / "plots"
@@ -495,11 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: rerun the same command to continue the study", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 -- a trial's own stop (Ctrl-C) arrives as Interrupted
-        from trainer.train import Interrupted
-
-        if not isinstance(err, Interrupted):
-            raise
+    except Interrupted:  # the first Ctrl-C: the trial saved a checkpoint and stopped
         print("stopped: rerun the same command to continue the study (the cut trial runs again)", file=sys.stderr)
         return 130
     best = study.best()

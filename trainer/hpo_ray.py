@@ -17,6 +17,8 @@ from transformers import TrainerCallback
 
 from trainer import UserError
 from trainer.config import load_config
+from trainer.hpo import trial_argv
+from trainer.train import train
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +52,6 @@ class SuggestSpace:
 def ray_trial(params: dict, *, base_argv: list[str], cadence: dict, output_dir: str, metric: str) -> None:
     """One trial inside a Ray worker: an ordinary training run; only its metrics and logs are kept."""
     from ray import tune
-
-    from trainer.hpo import trial_argv
-    from trainer.train import train
 
     run_dir = Path(output_dir) / "trials" / f"ray-{tune.get_context().get_trial_id()}"
     cfg = load_config(trial_argv(base_argv, cadence, params, run_dir, Path(output_dir).name))
