@@ -1,8 +1,9 @@
 """Ray Tune as the executor of `trainer.hpo` (`--backend ray`): trials spread over a Ray cluster.
 
 Optuna stays the searcher and the record (Ray's OptunaSearch on the study's own storage), so trials.csv, the
-plots and best.yaml come out exactly as with the default backend; Ray only decides where each trial runs and
-stops poor ones early (its median stopping rule). Needs the optional extra: `pip install -e ".[ray]"`.
+plots and best.yaml come out exactly as with the default backend; Ray only decides where each trial runs. Trials
+run to their end: with Ray's median stopping rule, a cluster started with `ray start` ran every trial twice (the
+rule's stop restarted it), so there is no early stopping on this backend. Needs the extra: `pip install -e ".[ray]"`.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def ray_trial(params: dict, *, base_argv: list[str], cadence: dict, output_dir: 
     from ray import tune
 
     run_dir = Path(output_dir) / "trials" / f"ray-{tune.get_context().get_trial_id()}"
-    cfg = load_config(trial_argv(base_argv, cadence, params, run_dir, Path(output_dir).name))
+    # Ray may run a trial again (a lost worker, a restarted node): the new attempt replaces the old one's folder.
+    argv = trial_argv(base_argv, cadence, params, run_dir, Path(output_dir).name)
+    cfg = load_config([*argv, "--overwrite_output_dir", "true"])
     try:
         _, metrics = train(cfg, callbacks=[ReportToRay(metric)])
     finally:  # checkpoints and weights stay behind only with the default backend (where trials share a disk)
@@ -70,7 +73,6 @@ def run_with_ray(study, address: str | None, cpus_per_trial: float, gpus_per_tri
         import optuna
         import ray
         from ray import tune
-        from ray.tune.schedulers import MedianStoppingRule
         from ray.tune.search.optuna import OptunaSearch
     except ImportError:
         raise UserError('--backend ray needs Ray Tune: pip install -e ".[ray]" (or use the default backend)') from None
@@ -102,7 +104,6 @@ def run_with_ray(study, address: str | None, cpus_per_trial: float, gpus_per_tri
         tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
-            scheduler=MedianStoppingRule(time_attr="training_iteration", grace_period=3, min_samples_required=2),
             metric=study.metric,
             mode=mode,
             num_samples=remaining,
