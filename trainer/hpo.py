@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+import torch
 import yaml
 from optuna.trial import TrialState
 from transformers import TrainerCallback
@@ -315,16 +316,15 @@ class Study:
         self.recover()
         done = len(self.finished())
         remaining = self.n_trials - done
-        if ray is not None:
+        if remaining <= 0:
+            print(f"the study already has {done} finished trials: raise --n_trials to add more", flush=True)
+        elif ray is not None:
             from trainer.hpo_ray import run_with_ray
 
-            run_with_ray(self, **ray)
-        elif remaining <= 0:
-            print(f"the study already has {done} finished trials: raise --n_trials to add more", flush=True)
+            print(f"study {self.output_dir}: {done} finished, {remaining} to run on Ray", flush=True)
+            run_with_ray(self, remaining, **ray)
         else:
             print(f"study {self.output_dir}: {done} finished, {remaining} to run ({self.sampler} sampler)", flush=True)
-            import torch
-
             out_of_memory = (MemoryError, torch.OutOfMemoryError)  # a too-large batch size fails its trial only
             self.study.optimize(self.objective, n_trials=remaining, callbacks=[self.after_trial], catch=out_of_memory)
         self.write_outputs()
@@ -465,12 +465,10 @@ def main(argv: list[str] | None = None) -> int:
         output_dir = Path(opts.output_dir or f"runs/hpo-{Path(opts.config).stem}")
         if output_dir.exists() and not output_dir.is_dir():
             raise UserError(f"--output_dir {output_dir} is a file: choose a folder")
-        study = Study([*["--config", opts.config], *train_flags], read_space(opts.search_space), output_dir,
+        study = Study(["--config", opts.config, *train_flags], read_space(opts.search_space), output_dir,
                       opts.sampler, opts.n_trials, opts.pruner, opts.storage, opts.study_name)  # fmt: skip
         ray = None
         if opts.backend == "ray":
-            import torch
-
             gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else float(torch.cuda.is_available())
             ray = {"address": opts.ray_address, "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": gpus}
         study.run(ray)

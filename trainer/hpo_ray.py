@@ -67,8 +67,8 @@ def ray_trial(params: dict, *, base_argv: list[str], cadence: dict, output_dir: 
     tune.report({metric: metrics[metric], "step": metrics["global_step"]})
 
 
-def run_with_ray(study, address: str | None, cpus_per_trial: float, gpus_per_trial: float) -> None:
-    """Run the study's remaining trials as a Ray Tune experiment in `<output_dir>/ray/`."""
+def run_with_ray(study, remaining: int, address: str | None, cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Run `remaining` trials of the study as a Ray Tune experiment in `<output_dir>/ray/`."""
     try:
         import optuna
         import ray
@@ -77,10 +77,6 @@ def run_with_ray(study, address: str | None, cpus_per_trial: float, gpus_per_tri
     except ImportError:
         raise UserError('--backend ray needs Ray Tune: pip install -e ".[ray]" (or use the default backend)') from None
 
-    remaining = study.n_trials - len(study.finished())
-    if remaining <= 0:
-        print(f"the study already has {len(study.finished())} finished trials: raise --n_trials to add more")
-        return
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials read the same relative paths as the driver
     ray.init(address=address, include_dashboard=False, ignore_reinit_error=True, logging_level=logging.WARNING)
 
@@ -90,7 +86,7 @@ def run_with_ray(study, address: str | None, cpus_per_trial: float, gpus_per_tri
         metric=study.metric,
         mode=mode,
         sampler=study.study.sampler,
-        storage=optuna.storages.RDBStorage(study.storage) if "://" in study.storage else None,
+        storage=optuna.storages.RDBStorage(study.storage),
         study_name=study.study.study_name,
     )
     trainable = tune.with_parameters(
@@ -110,5 +106,4 @@ def run_with_ray(study, address: str | None, cpus_per_trial: float, gpus_per_tri
         ),
         run_config=tune.RunConfig(name="ray", storage_path=str(study.output_dir.resolve()), verbose=1),
     )
-    print(f"study {study.output_dir}: {len(study.finished())} finished, {remaining} to run on Ray", flush=True)
     tuner.fit()

@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 
-from trainer import UserError
+from trainer import UserError, fail
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preflight(args, argv)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     # The agent logs each failure (and each Ctrl-C) with a timestamped box; we report it in one line below.
     for name in list(logging.root.manager.loggerDict):
         if name.startswith(("torch.distributed.elastic", "torch.distributed.run")):
