@@ -49,7 +49,7 @@ predict: setup
 	$(PY) -m trainer.predict --model $(or $(MODEL),runs/latest) $(ARGS)
 
 card: setup
-	$(PY) -m model_card --run_dir $(RUN) $(if $(HUB_MODEL_ID),--hub_model_id $(HUB_MODEL_ID))
+	$(PY) -m trainer.card --run_dir $(RUN) $(if $(HUB_MODEL_ID),--hub_model_id $(HUB_MODEL_ID))
 
 # `make train push` trains, then publishes the new run (runs/latest) to HUB_MODEL_ID (default <you>/<run name>).
 push: setup

@@ -10,10 +10,10 @@ import pandas as pd
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from trainer import files
+from model_card.markdown import pct, quote
 
 TEMPLATE = Path(__file__).with_name("template.md")
-REQUIRED_FILES = ("config.json", "model.safetensors", "metrics.json", "train_config.yaml")
+CARD_INPUTS = ("config.json", "metrics.json", "train_config.yaml")  # the files the card is built from
 CARD_METRICS = [  # model-index entries: (metrics.json key, Hub metric id, display name, metric args)
     ("accuracy", "accuracy", "Accuracy", None),
     ("f1_macro", "f1", "F1 (macro)", {"average": "macro"}),
@@ -25,14 +25,13 @@ RESULT_ROWS = [
     ("recall_macro", "Recall (macro)"), ("mcc", "Matthews correlation"), ("roc_auc", "ROC AUC"),
     ("log_loss", "Log loss"), ("brier", "Brier score"), ("ece", "Expected calibration error"),
 ]  # fmt: skip
-HYPERPARAMETERS = [  # (train_config key, label, default when the key is absent: the library default)
-    ("learning_rate", "learning rate", 5e-5), ("num_train_epochs", "epochs", 3.0),
-    ("max_steps", "max steps", -1), ("per_device_train_batch_size", "batch size (per device)", 8),
-    ("gradient_accumulation_steps", "gradient accumulation", 1), ("warmup_steps", "warmup (ratio or steps)", 0),
-    ("lr_scheduler_type", "schedule", "linear"), ("weight_decay", "weight decay", 0.0),
-    ("max_length", "max tokens", 128), ("freeze_word_embeddings", "frozen word embeddings", False),
-    ("layerwise_lr_decay", "layer-wise lr decay", 1.0), ("ema_decay", "EMA decay", 0.0),
-    ("train_sampling_strategy", "batch order", "random"), ("seed", "seed", 42),
+HYPERPARAMETERS = [  # (key in train_config.yaml or training_args.json, label)
+    ("learning_rate", "learning rate"), ("num_train_epochs", "epochs"), ("max_steps", "max steps"),
+    ("per_device_train_batch_size", "batch size (per device)"),
+    ("gradient_accumulation_steps", "gradient accumulation"), ("warmup_steps", "warmup (ratio or steps)"),
+    ("lr_scheduler_type", "schedule"), ("weight_decay", "weight decay"), ("max_length", "max tokens"),
+    ("freeze_word_embeddings", "frozen word embeddings"), ("layerwise_lr_decay", "layer-wise lr decay"),
+    ("ema_decay", "EMA decay"), ("train_sampling_strategy", "batch order"), ("seed", "seed"),
 ]  # fmt: skip
 DATASETS = {  # Hub id -> (pretty name, what the texts are, BibTeX)
     "stanfordnlp/sst2": ("SST-2 (GLUE)", "single sentences from Rotten Tomatoes movie reviews", """\
@@ -84,24 +83,6 @@ def _read_json(path: Path):
 
 def _read_csv(path: Path, **kwargs) -> pd.DataFrame | None:
     return pd.read_csv(path, **kwargs) if path.is_file() else None
-
-
-def _pct(x) -> str:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return "n/a"
-    return "n/a" if math.isnan(x) else f"{x:.1%}"
-
-
-def _quote(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def is_hub_id(name: str | None) -> bool:
-    """'owner/name' that is not a path on this machine."""
-    return bool(name) and name.count("/") == 1 and not name.startswith((".", "/")) and not Path(name).exists()
 
 
 def dataset_facts(config: dict, metrics: dict) -> dict:
@@ -172,15 +153,15 @@ def limitations(facts: dict) -> list[str]:
             continue
         if pd.notna(row["ci_high"]) and (row["ci_high"] < overall or row["accuracy"] < overall - 0.05):
             out.append(
-                f"Accuracy drops to {_pct(row['accuracy'])} (95% CI {_pct(row['ci_low'])}-{_pct(row['ci_high'])}, "
-                f"n={row['n']}) on the slice *{row['slice']}*, against {_pct(overall)} overall."
+                f"Accuracy drops to {pct(row['accuracy'])} (95% CI {pct(row['ci_low'])}-{pct(row['ci_high'])}, "
+                f"n={row['n']}) on the slice *{row['slice']}*, against {pct(overall)} overall."
             )
     recalls = {name: scores[f"recall_{name}"]["value"] for name in facts["label_names"] if f"recall_{name}" in scores}
     if len(recalls) == 2:
         (weak, r_weak), (strong, r_strong) = sorted(recalls.items(), key=lambda kv: kv[1])
         if r_strong - r_weak >= 0.02:
             out.append(
-                f"It misses more {weak} texts than {strong} ones (recall {_pct(r_weak)} against {_pct(r_strong)}): "
+                f"It misses more {weak} texts than {strong} ones (recall {pct(r_weak)} against {pct(r_strong)}): "
                 f"when unsure it leans towards {strong}."
             )
     for test in facts["behavioral"]:
@@ -195,7 +176,7 @@ def limitations(facts: dict) -> list[str]:
                     flip = f"{first['predicted_original']} to {first['predicted_perturbed']}"
                     example = f' (for example "{before}" -> "{after}" flipped from {flip})'
             out.append(
-                f"Behavioural test *{test['name']}* ({test['type']}): {_pct(test['failure_rate'])} of {test['n']} "
+                f"Behavioural test *{test['name']}* ({test['type']}): {pct(test['failure_rate'])} of {test['n']} "
                 f"cases fail{example}. Expected: {test['description'][0].lower()}{test['description'][1:]}"
             )
     ece = scores.get("ece", {}).get("value")
@@ -216,32 +197,19 @@ def limitations(facts: dict) -> list[str]:
 def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
     """Everything the card says, read from the run folder (no network, no clock)."""
     run = Path(run_dir)
-    missing = [name for name in REQUIRED_FILES if not (run / name).is_file()]
+    missing = [name for name in CARD_INPUTS if not (run / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{run} is not a finished run folder (missing {', '.join(missing)})")
     metrics = _read_json(run / "metrics.json")
     config_lines = (run / "train_config.yaml").read_text().splitlines(True)
     config_text = "".join(line for line in config_lines if not line.startswith("#"))
     config = yaml.safe_load(config_text) or {}
+    settings = {**(_read_json(run / "training_args.json") or {}), **config}  # every value the run trained with
     model_config = _read_json(run / "config.json")
     names = [model_config["id2label"][str(i)] for i in range(len(model_config["id2label"]))]
     evaluation = metrics.get("evaluation") or {k: {"value": metrics[k]} for k, *_ in RESULT_ROWS if k in metrics}
-    wrong = _read_csv(run / "incorrect_predictions.csv", keep_default_na=False)  # a text may read "NA"
-    slices = _read_csv(run / "slices.csv")
-    behavioral = (_read_json(run / "behavioral_tests.json") or {}).get("tests", [])
-    error_counts: dict[str, int] = {}
-    for tags in [] if wrong is None else wrong["error_types"]:
-        for tag in filter(None, str(tags).split(";")):
-            error_counts[tag] = error_counts.get(tag, 0) + 1
-    predictions = pd.read_parquet(run / "predictions.parquet") if (run / "predictions.parquet").is_file() else None
-    out_of_domain = []
-    for path in sorted(run.glob("evaluations/*/metrics.json")):
-        other = json.loads(path.read_text())
-        out_of_domain.append({"name": path.parent.name, "data": other["data"], "n": other["n"],
-                              "out_of_domain": other.get("out_of_domain"), "metrics": other["metrics"]})  # fmt: skip
     base_model = config.get("model_name_or_path")
     dataset = dataset_facts(config, metrics)
-    top = [] if wrong is None else wrong.sort_values("confidence", ascending=False, kind="stable").head(5)
     facts = {
         "repo_id": repo_id,
         "model_ref": repo_id or str(run),
@@ -249,32 +217,57 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
         "label_names": names,
         "model_type": model_config.get("model_type", "bert"),
         "base_model": base_model,
-        "base_model_on_hub": is_hub_id(base_model),
+        "base_model_on_hub": bool(metrics.get("base_model")),  # recorded by training: a Hub id, or null
         "dataset": dataset,
         "metrics": metrics,
         "evaluation": evaluation,
         "result_rows": [(label, evaluation[key]) for key, label in RESULT_ROWS if key in evaluation],
         "config_yaml": config_text.strip(),
-        "max_length": config.get("max_length", 128),
-        "ema": bool(config.get("ema_decay")),
-        "seed": config.get("seed", 42),
-        "hyperparameters": [(label, config.get(key, default)) for key, label, default in HYPERPARAMETERS],
+        "max_length": settings.get("max_length"),
+        "ema": bool(settings.get("ema_decay")),
+        "seed": settings.get("seed"),
+        "hyperparameters": [(label, settings.get(key, "not recorded")) for key, label in HYPERPARAMETERS],
         "eval_rows": eval_rows(_read_json(run / "log_history.json") or [], metrics.get("best_step")),
         "plots": sorted(p.name for p in (run / "plots").glob("*.png")) if (run / "plots").is_dir() else [],
+        "out_of_domain": other_evaluations(run),
+        "environment": metrics.get("environment") or {},
+        "citations": [c for c in (BASE_MODELS.get(base_model), dataset["citation"]) if c],
+        **analysis_facts(run, names),
+    }
+    facts["limitations"] = limitations(facts)
+    return facts
+
+
+def analysis_facts(run: Path, names: list[str]) -> dict:
+    """What the run's analysis files say: mistakes and their types, slices, behavioural tests, widget examples."""
+    wrong = _read_csv(run / "incorrect_predictions.csv", keep_default_na=False)  # a text may read "NA"
+    slices = _read_csv(run / "slices.csv")
+    error_counts: dict[str, int] = {}
+    for tags in [] if wrong is None else wrong["error_types"]:
+        for tag in filter(None, str(tags).split(";")):
+            error_counts[tag] = error_counts.get(tag, 0) + 1
+    predictions = pd.read_parquet(run / "predictions.parquet") if (run / "predictions.parquet").is_file() else None
+    top = [] if wrong is None else wrong.sort_values("confidence", ascending=False, kind="stable").head(5)
+    return {
         "error_counts": dict(sorted(error_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
         "n_mistakes": 0 if wrong is None else len(wrong),
         "confident_mistakes": 0 if wrong is None else int((wrong["confidence"] >= 0.9).sum()),
         "label_noise": error_counts.get("likely_label_noise", 0),
         "top_mistakes": [] if wrong is None else top.to_dict("records"),
         "slices": [] if slices is None else slices.to_dict("records"),
-        "behavioral": behavioral,
-        "out_of_domain": out_of_domain,
-        "environment": metrics.get("environment") or {},
+        "behavioral": (_read_json(run / "behavioral_tests.json") or {}).get("tests", []),
         "widget": widget_examples(predictions, names),
-        "citations": [c for c in (BASE_MODELS.get(base_model), dataset["citation"]) if c],
     }
-    facts["limitations"] = limitations(facts)
-    return facts
+
+
+def other_evaluations(run: Path) -> list[dict]:
+    """`make evaluate` results saved under the run's evaluations/ folder."""
+    out = []
+    for path in sorted(run.glob("evaluations/*/metrics.json")):
+        other = json.loads(path.read_text())
+        out.append({"name": path.parent.name, "data": other["data"], "n": other["n"],
+                    "out_of_domain": other.get("out_of_domain"), "metrics": other["metrics"]})  # fmt: skip
+    return out
 
 
 def card_data(facts: dict) -> ModelCardData:
@@ -305,12 +298,5 @@ def card_data(facts: dict) -> ModelCardData:
 def render_card(run_dir: str | Path, repo_id: str | None = None) -> str:
     """The model card (YAML front matter + Markdown) for a run folder, naming `repo_id` in its usage snippet."""
     facts = card_facts(run_dir, repo_id)
-    card = ModelCard.from_template(card_data(facts), template_path=str(TEMPLATE), f=facts, pct=_pct, quote=_quote)
+    card = ModelCard.from_template(card_data(facts), template_path=str(TEMPLATE), f=facts, pct=pct, quote=quote)
     return str(card).rstrip() + "\n"
-
-
-def write_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
-    """Render and write `<run>/README.md`; returns its path."""
-    path = Path(run_dir) / "README.md"
-    files.write_text(path, render_card(run_dir, repo_id))
-    return path

@@ -53,7 +53,7 @@ def predict(text: str) -> dict[str, float]:
         text = check_text(text)
     except ValueError as err:
         raise _fail(err) from None
-    return label_value(MODEL.run([text])[0], MODEL.labels)
+    return label_value(MODEL.predict_proba([text])[0], MODEL.labels)
 
 
 def explain(text: str) -> tuple[list[tuple[str, float]], str]:
@@ -78,7 +78,7 @@ def score_batch(lines: str, upload) -> tuple[pd.DataFrame, str]:
         texts = parse_upload(upload) if upload else parse_lines(lines)
     except ValueError as err:
         raise _fail(err) from None
-    table = batch_table(texts, MODEL.run(texts), MODEL.labels)
+    table = batch_table(texts, MODEL.predict_proba(texts), MODEL.labels)
     path = EXPORTS / f"predictions-{time.time_ns()}.csv"
     table.to_csv(path, index=False)
     return table, str(path)
@@ -92,7 +92,7 @@ def _explorer_state() -> dict | None:
         points = ART.points.copy()
         embeddings = ART.embeddings
         if embeddings is None:
-            _, embeddings = MODEL.run(points["text"].tolist(), embeddings=True)
+            embeddings = MODEL.score(points["text"].tolist(), embeddings=True).embeddings
         projection = Projection.fit(embeddings)
         xy = projection.transform(embeddings)
         points["x"], points["y"] = xy[:, 0], xy[:, 1]
@@ -119,7 +119,8 @@ def explore(sentence: str, color_by: str, k: float) -> tuple[pd.DataFrame, pd.Da
             sentence = check_text(sentence)
         except ValueError as err:
             raise _fail(err) from None
-        probs, pooled = MODEL.run([sentence], embeddings=True)
+        scored = MODEL.score([sentence], embeddings=True)
+        probs, pooled = scored.probs, scored.embeddings
         x, y = state["projection"].transform(pooled)[0]
         label = MODEL.labels[int(probs[0].argmax())]
         you = pd.DataFrame([{"x": x, "y": y, "text": sentence, "label": "?", "predicted": label,

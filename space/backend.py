@@ -1,6 +1,8 @@
 """The Space's logic without Gradio: load a model and its artifacts, predict, explain, project, parse uploads.
 
-Self-contained (torch, transformers, pandas, scikit-learn, huggingface_hub) so this folder deploys as a Space.
+Scoring comes from `inference.py`, the project's inference core (a link to `trainer/inference.py`; `push_space`
+uploads its content), so the Space and the trainer tokenise, batch and pool texts the same way. This folder needs
+only torch, transformers, pandas, scikit-learn and huggingface_hub, so it deploys as a Space.
 """
 
 from __future__ import annotations
@@ -13,63 +15,30 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from inference import RUN_FILES, Classifier, is_hub_id, softmax
 
 MAX_CHARS = 2000  # per text: the model reads 128-512 tokens; longer inputs only cost time
 MAX_ROWS = 5000  # per batch request
 MAX_FILE_BYTES = 2_000_000
-ARTIFACTS = [
-    "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-    "special_tokens_map.json", "train_config.yaml", "README.md", "metrics.json", "incorrect_predictions.csv",
-    "embeddings.parquet", "predictions.parquet", "slices.csv", "behavioral_tests.json", "plots/*.png",
-]  # fmt: skip
 EXPLANATION_METHOD = "occlusion: how much the predicted class's log-odds fall when the word is left out"
 
 
 def locate(model_id: str) -> Path:
-    """A local model folder as is, or a Hub repo downloaded (model and artifacts only) into the local cache."""
+    """A local model folder as is, or a Hub repo downloaded (a run's published files only) into the local cache."""
     if Path(model_id).is_dir():
         return Path(model_id).resolve()
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(model_id, allow_patterns=ARTIFACTS))
+        return Path(snapshot_download(model_id, allow_patterns=[*RUN_FILES, "README.md"]))
     except Exception as err:  # noqa: BLE001 - turned into one line for the Space log
         raise ValueError(
             f"cannot load model {model_id!r} ({type(err).__name__}): set MODEL_ID to a run folder or Hub repo id"
         ) from None
 
 
-class SentimentModel:
-    """A sequence classifier with batched, length-sorted inference under `torch.inference_mode()`."""
-
-    def __init__(self, folder: Path, max_length: int = 128):
-        self.folder = folder
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            folder, use_safetensors=True, trust_remote_code=False
-        ).eval()
-        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-        self.max_length = min(max_length, self.tokenizer.model_max_length)
-
-    @torch.inference_mode()
-    def run(self, texts: list[str], batch_size: int = 64, embeddings: bool = False, logits: bool = False):
-        """Probabilities (n, labels) in input order (raw logits with `logits`), and the mean-pooled last hidden
-        state when `embeddings`."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        pooled = np.empty((len(texts), self.model.config.hidden_size), dtype=np.float32) if embeddings else None
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt")  # fmt: skip
-            out = self.model(**batch, output_hidden_states=embeddings)
-            probs[idx] = (out.logits.float() if logits else out.logits.float().softmax(-1)).numpy()
-            if embeddings:
-                mask = batch["attention_mask"].unsqueeze(-1).float()
-                pooled[idx] = ((out.hidden_states[-1].float() * mask).sum(1) / mask.sum(1)).numpy()
-        return (probs, pooled) if embeddings else probs
+class SentimentModel(Classifier):
+    """The inference core's classifier, with word-level explanations."""
 
     def explain(self, text: str) -> tuple[list[str], np.ndarray, np.ndarray, float]:
         """Words, occlusion score per word, the text's probabilities, and the ms one forward pass of it took.
@@ -78,13 +47,12 @@ class SentimentModel:
         """
         words = text.split()
         started = time.perf_counter()
-        full = self.run([text], logits=True)
+        full = self.score([text]).logits
         latency_ms = (time.perf_counter() - started) * 1000
         target = int(full[0].argmax())
         variants = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
-        without = self.run(variants, logits=True) if len(words) > 1 else full
-        probs = np.exp(full[0] - full[0].max())
-        return words, log_odds(full, target)[0] - log_odds(without, target), probs / probs.sum(), latency_ms
+        without = self.score(variants).logits if len(words) > 1 else full
+        return words, log_odds(full, target)[0] - log_odds(without, target), softmax(full[0]), latency_ms
 
 
 # --- pure helpers (unit-tested) ---
@@ -210,7 +178,7 @@ def metrics_markdown(metrics: dict | None, model_id: str) -> str:
     if not metrics:
         return "No `metrics.json` next to this model: evaluate it with `make evaluate` and push the run folder."
     scores = metrics.get("evaluation") or metrics.get("metrics") or {}
-    link = f"[{model_id}](https://huggingface.co/{model_id})" if _is_hub_id(model_id) else f"`{model_id}`"
+    link = f"[{model_id}](https://huggingface.co/{model_id})" if is_hub_id(model_id) else f"`{model_id}`"
     n = metrics.get("eval_samples") or metrics.get("n")
     lines = [f"**Model:** {link} · **data:** `{metrics.get('data')}` · **examples:** {n}",
              "", "| metric | value | 95% CI |", "|---|---|---|"]  # fmt: skip
@@ -219,10 +187,6 @@ def metrics_markdown(metrics: dict | None, model_id: str) -> str:
             ci = f"{score['ci_low']:.4f}-{score['ci_high']:.4f}" if "ci_low" in score else ""
             lines.append(f"| {key} | {score['value']:.4f} | {ci} |")
     return "\n".join(lines)
-
-
-def _is_hub_id(name: str) -> bool:
-    return name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/"))
 
 
 # --- artifacts next to the model ---

@@ -59,7 +59,10 @@ def in_process(calls: int) -> dict:
     model = SentimentModel(locate(os.environ.get("MODEL_ID", "runs/latest")))
     out = {}
     for name, text in SENTENCES.items():
-        for label, work in (("forward", lambda t=text: model.run([t])), ("occlusion", lambda t=text: model.explain(t))):
+        for label, work in (
+            ("forward", lambda t=text: model.predict_proba([t])),
+            ("occlusion", lambda t=text: model.explain(t)),
+        ):
             work()
             times = []
             for _ in range(calls):
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             from backend import SentimentModel, locate
 
             model = SentimentModel(locate(os.environ.get("MODEL_ID", "runs/latest")))
-            expected = [model.labels[i] for i in model.run(texts).argmax(axis=1)]
+            expected = [model.labels[i] for i in model.predict_proba(texts).argmax(axis=1)]
             results["load"] = {
                 **{k: v for k, v in load.items() if k not in ("labels", "rejected")},
                 "answered_like_offline": sum(a == b for a, b in zip(load["labels"], expected)),

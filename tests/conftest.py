@@ -111,7 +111,7 @@ def tiny_args(model_dir, data, run_dir, *extra) -> list[str]:
 def tiny_run(tiny_model_dir, tmp_path_factory) -> Path:
     """A finished tiny run folder with the full analysis; copy it before changing anything in it."""
     from trainer.config import load_config
-    from trainer.train import train
+    from trainer.training.loop import train
 
     folder = tmp_path_factory.mktemp("tiny-run")
     run_dir, _ = train(load_config(tiny_args(tiny_model_dir, make_tiny_data(folder), folder / "run")))

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainer.analysis import (
+from trainer.evaluation.analysis import (
     expected_calibration_error,
     incorrect_predictions,
     label_noise_mask,

@@ -167,8 +167,8 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
         with pytest.raises(ValueError) as raised:
             getattr(backend, function)(value)
         return 2, f"error: {raised.value}"
-    from model_card.__main__ import main as card_main
     from trainer.bench import main as bench_main
+    from trainer.card import main as card_main
     from trainer.evaluate import main as evaluate_main
     from trainer.hpo import main as hpo_main
     from trainer.predict import main as predict_main

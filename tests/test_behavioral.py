@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from trainer.behavioral import (
+from trainer.evaluation.behavioral import (
     DIR_SUFFIX,
     MAX_EXAMPLES,
     MAX_SENTENCES,

@@ -8,7 +8,7 @@ import pytest
 
 from trainer import UserError
 from trainer.bench import main
-from trainer.predict import Predictor
+from trainer.modeling import load_classifier
 
 KEYS = {
     "train_speedup", "inference_speedup", "baseline_train_samples_per_s", "train_samples_per_s",
@@ -39,17 +39,17 @@ def test_quick_bench_writes_the_report_and_the_plot(tiny_model_dir, tiny_run, tm
 def test_int8_path_agrees_with_torch_and_caches_its_export(tiny_run, tmp_path):
     run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "onnx"))
     texts = ["good film , really good", "worst film , really worst", "a movie", "fun"] * 8
-    fp32 = Predictor(str(run)).predict_proba(texts).numpy()
-    fast = Predictor(str(run), backend="onnx-int8")
+    fp32 = load_classifier(str(run)).predict_proba(texts)
+    fast = load_classifier(str(run), backend="onnx-int8")
     cached = run / "onnx" / "model.int8-matmul-perchannel.onnx"
     stamp = cached.stat().st_mtime_ns
-    int8 = fast.predict_proba(texts).numpy()
+    int8 = fast.predict_proba(texts)
     assert np.abs(int8 - fp32).max() < 0.05
     assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.9
-    Predictor(str(run), backend="onnx-int8")
+    load_classifier(str(run), backend="onnx-int8")
     assert cached.stat().st_mtime_ns == stamp  # reused, not exported again
 
 
 def test_unknown_backend_is_a_one_line_error(tiny_run):
     with pytest.raises(UserError, match="unknown backend 'tensorrt': use one of torch, onnx-int8"):
-        Predictor(str(tiny_run), backend="tensorrt")
+        load_classifier(str(tiny_run), backend="tensorrt")

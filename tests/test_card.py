@@ -153,11 +153,11 @@ def test_out_of_domain_evaluations_get_their_own_table(tiny_run, tmp_path):
 
 def test_make_card_cli_writes_readme_and_errors_in_one_line(tiny_run, tmp_path):
     run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
-    done = subprocess.run([sys.executable, "-m", "model_card", "--run_dir", str(run)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "trainer.card", "--run_dir", str(run)], capture_output=True, text=True)
     assert done.returncode == 0 and (run / "README.md").read_text() == render_card(run)
 
     (run / "model.safetensors").unlink()
-    done = subprocess.run([sys.executable, "-m", "model_card", "--run_dir", str(run)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "trainer.card", "--run_dir", str(run)], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "missing model.safetensors" in done.stderr and "make train" in done.stderr
 

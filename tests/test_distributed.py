@@ -17,8 +17,8 @@ from conftest import ROOT, make_tiny_data, tiny_args, write_tsv
 
 from trainer import UserError
 from trainer.launch import explicit_port, process_count
-from trainer.predict import Predictor
-from trainer.train import check_world_size
+from trainer.modeling import load_classifier
+from trainer.training.loop import check_world_size
 
 
 def launch(*args: str, nproc: str = "2", env: dict | None = None) -> subprocess.CompletedProcess:
@@ -90,7 +90,7 @@ def test_distributed_evaluation_counts_every_row_once(ddp_run, odd_data):
     last_eval = [entry for entry in json.loads((run_dir / "log_history.json").read_text()) if "eval_loss" in entry][-1]
     assert last_eval["step"] == 6
     rows = pd.read_csv(odd_data[1], sep="\t")
-    proba = Predictor(str(run_dir / "checkpoints/checkpoint-6")).predict_proba(rows.sentence.tolist()).numpy()
+    proba = load_classifier(str(run_dir / "checkpoints/checkpoint-6")).predict_proba(rows.sentence.tolist())
     losses = -np.log(proba[np.arange(len(rows)), rows.label.to_numpy()])
     correct = proba.argmax(axis=1) == rows.label.to_numpy()
     assert last_eval["eval_loss"] == pytest.approx(losses.mean(), abs=2e-5)

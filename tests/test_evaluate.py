@@ -93,7 +93,7 @@ def test_unknown_labels_are_one_line(tiny_model_dir, tmp_path, capsys):
 
 
 def test_out_of_domain_is_judged_from_the_run_config(tmp_path):
-    from trainer.evaluate import is_out_of_domain
+    from trainer.evaluation.run import is_out_of_domain
 
     sst2 = {"dataset_name": "stanfordnlp/sst2"}
     assert not is_out_of_domain(sst2, "stanfordnlp/sst2:validation")

@@ -17,8 +17,9 @@ from conftest import ROOT
 
 from trainer import UserError
 from trainer.config import load_config
-from trainer.hpo import ReportToOptuna, Study, drop_flags, main, parse_args, parse_space, read_space, trial_argv
-from trainer.train import train
+from trainer.hpo import main, parse_args
+from trainer.search.study import ReportToOptuna, Study, drop_flags, parse_space, read_space, trial_argv
+from trainer.training.loop import train
 
 SPACE = {"learning_rate": {"low": 1.0e-4, "high": 3.0e-3, "log": True}, "per_device_train_batch_size": [4, 8]}
 

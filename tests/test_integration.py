@@ -12,8 +12,7 @@ from transformers import pipeline
 
 from tests.conftest import ROOT, read_sst2, write_tsv
 from trainer.evaluate import main as evaluate_main
-from trainer.modeling import resolve_model_path
-from trainer.predict import Predictor
+from trainer.modeling import load_classifier, resolve_model_path
 from trainer.predict import main as predict_main
 from trainer.train import main as train_main
 
@@ -55,7 +54,7 @@ def test_pipeline_loads_the_run_with_human_labels(minilm_run):
 
 def test_predictor_matches_pipeline_probabilities(minilm_run):
     texts = read_sst2("dev", 40)["sentence"].tolist()
-    ours = Predictor(str(minilm_run)).predict(texts, batch_size=16)
+    ours = load_classifier(str(minilm_run)).predict(texts, batch_size=16)
     theirs = pipeline("text-classification", model=str(minilm_run))(texts)
     assert [o["label"] for o in ours] == [t["label"] for t in theirs]
     assert [o["score"] for o in ours] == pytest.approx([t["score"] for t in theirs], abs=1e-4)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from trainer.metrics import classification_metrics, compute_metrics
+from trainer.evaluation.metrics import classification_metrics, compute_metrics
 
 LABELS = [1, 0, 1, 1, 0, 0]
 PREDS = [1, 0, 0, 1, 1, 0]  # tp=2 tn=2 fp=1 fn=1

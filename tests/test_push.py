@@ -17,7 +17,8 @@ from tests.hub_server import FakeHub
 TOKEN = "hf_alice_0123456789abcdef"
 EXPECTED = {
     ".gitattributes", "README.md", "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
-    "train_config.yaml", "metrics.json", "log_history.json", "classification_report.txt", "incorrect_predictions.csv",
+    "train_config.yaml", "training_args.json", "metrics.json", "log_history.json", "classification_report.txt",
+    "incorrect_predictions.csv",
     "slices.csv", "behavioral_tests.json", "error_analysis.md", "training_summary.json", "predictions.parquet",
     "embeddings.parquet", "plots/training_curves.png", "plots/confusion_matrix.png", "plots/reliability_diagram.png",
     "plots/confidence_histogram.png", "plots/slice_accuracy.png", "plots/embeddings_pca.png",
@@ -70,7 +71,7 @@ def test_push_uploads_the_allow_list_in_one_commit_and_pipeline_loads_it(hub, ru
     env = hub_env(hub.url, tmp_path)
     done = push(env, run, "--hub_model_id", "alice/tiny-sentiment")
     assert done.returncode == 0, done.stderr
-    assert "pushed 22 files to alice/tiny-sentiment" in done.stdout
+    assert "pushed 23 files to alice/tiny-sentiment" in done.stdout
 
     repo = hub.repo("alice/tiny-sentiment")
     files = repo.files("main")
@@ -130,7 +131,7 @@ def test_dry_run_lists_files_with_sizes_and_touches_nothing(hub, run, tmp_path):
     assert done.returncode == 0, done.stderr
     listed = [line.split()[-1] for line in done.stdout.splitlines()[1:-1]]
     assert set(listed) == EXPECTED - {".gitattributes"}
-    assert "MB  model.safetensors" in done.stdout and "total, 22 files" in done.stdout
+    assert "MB  model.safetensors" in done.stdout and "total, 23 files" in done.stdout
     assert hub.requests == [] and not (run / "README.md").exists()
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
 

@@ -21,7 +21,9 @@ from tests.test_push import hub_env
 from trainer import UserError, files
 from trainer.config import load_config
 from trainer.modeling import check_safe_folder
-from trainer.train import last_complete_checkpoint, main, train
+from trainer.train import main
+from trainer.training.loop import train
+from trainer.training.run_dir import last_complete_checkpoint
 
 TIMING_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "eval_runtime",
                "eval_samples_per_second", "eval_steps_per_second", "total_flos", "wall_time_seconds",
@@ -32,7 +34,7 @@ SLOW_RUN = """
 import sys, time
 from transformers import TrainerCallback
 from trainer.config import load_config
-from trainer.train import train
+from trainer.training.loop import train
 
 class Slow(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
@@ -144,7 +146,7 @@ def test_planted_tokens_never_reach_a_file_a_log_the_card_or_the_hub(tiny_model_
         done = subprocess.run([sys.executable, "-m", "trainer.train", *flags], capture_output=True, text=True,
                               cwd=ROOT, env=env, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
-        card = subprocess.run([sys.executable, "-m", "model_card", "--run_dir", str(run)], capture_output=True,
+        card = subprocess.run([sys.executable, "-m", "trainer.card", "--run_dir", str(run)], capture_output=True,
                               text=True, cwd=ROOT, env=env)  # fmt: skip
         assert card.returncode == 0, card.stderr
         uploaded = hub.repo("alice/tiny").files("main")

@@ -132,9 +132,9 @@ def test_a_bare_model_folder_has_no_artifacts(tiny_run, tmp_path):
 @pytest.fixture(scope="module")
 def app_client(tiny_run, tmp_path_factory):
     run = shutil.copytree(tiny_run, tmp_path_factory.mktemp("space") / "run")
-    from model_card import write_card
+    from model_card import render_card
 
-    write_card(run, "alice/tiny")
+    (run / "README.md").write_text(render_card(run, "alice/tiny"))
     os.environ["MODEL_ID"] = str(run)
     app = importlib.import_module("app") if "app" not in sys.modules else importlib.reload(sys.modules["app"])
     _, url, _ = app.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
@@ -196,7 +196,7 @@ def test_batch_scores_lines_and_uploads_and_offers_a_csv(app_client, tmp_path):
     assert table["headers"][:3] == ["text", "label", "confidence"] and len(table["data"]) == 2
     downloaded = pd.read_csv(csv_path)
     assert downloaded["text"].tolist() == ["good film", "worst film"]
-    probs = app.MODEL.run(["good film", "worst film"])
+    probs = app.MODEL.predict_proba(["good film", "worst film"])
     assert downloaded["label"].tolist() == [app.MODEL.labels[i] for i in probs.argmax(1)]
 
     upload = tmp_path / "reviews.csv"
@@ -221,7 +221,7 @@ def test_explorer_places_the_sentence_and_lists_neighbours(app_client):
     assert set(rows["color"].iloc[:-1]) <= {"correct", "incorrect"}
     assert len(neighbours["data"]) == 3 and "cosine" in note
     # The listed neighbours are the most similar by cosine in the full embedding space.
-    _, pooled = app.MODEL.run(["best film , really best"], embeddings=True)
+    pooled = app.MODEL.score(["best film , really best"], embeddings=True).embeddings
     stored = pd.read_parquet(run / "embeddings.parquet")
     sims = (
         np.stack(stored["embedding"])
@@ -257,13 +257,20 @@ def test_app_serves_a_pushed_model_from_the_hub(tiny_run, tmp_path):
         space = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
         assert space.returncode == 0, space.stderr
         repo = hub.repo("alice/tiny-demo", "space")
-        assert set(repo.files("main")) == {".gitattributes", "app.py", "backend.py", "requirements.txt", "README.md"}
+        deployed = repo.files("main")
+        assert set(deployed) == {".gitattributes", "app.py", "backend.py", "inference.py", "requirements.txt",
+                                 "README.md"}  # fmt: skip
+        assert deployed["inference.py"] == (ROOT / "trainer" / "inference.py").read_bytes()  # the core, not a copy
         assert repo.variables == {"MODEL_ID": "alice/tiny"} and repo.sdk == "gradio"
-        assert "models:\n- alice/tiny\n" in repo.files("main")["README.md"].decode()
+        assert "models:\n- alice/tiny\n" in deployed["README.md"].decode()
+        space_dir = tmp_path / "deployed"  # the Space runs from the pushed files alone
+        space_dir.mkdir()
+        for name, data in deployed.items():
+            (space_dir / name).write_bytes(data)
 
         port = free_port()
         env.update(MODEL_ID="alice/tiny", GRADIO_SERVER_PORT=str(port))
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT / "space", env=env,
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=space_dir, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
         try:
             client = None
@@ -283,6 +290,14 @@ def test_app_serves_a_pushed_model_from_the_hub(tiny_run, tmp_path):
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def test_the_space_shares_the_trainers_inference_core_and_imports_nothing_else_of_the_repo():
+    assert (ROOT / "space" / "inference.py").resolve() == (ROOT / "trainer" / "inference.py").resolve()
+    probe = "import sys, backend; print(sorted({m.split('.')[0] for m in sys.modules} & {'trainer', 'model_card'}))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT / "space")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_push_space_refuses_a_local_model_path(tiny_run, tmp_path):

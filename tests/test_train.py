@@ -15,7 +15,8 @@ from transformers import pipeline
 
 from tests.conftest import ROOT, tiny_args
 from trainer.config import load_config
-from trainer.train import main, train
+from trainer.train import main
+from trainer.training.loop import train
 
 RUN_FILES = [
     "model.safetensors",

@@ -79,7 +79,8 @@ def train_notebook(model: str, n: int, steps: int, workdir: str, max_length: int
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments, default_data_collator
 
-    from trainer.modeling import SAFE_LOADING, load_tokenizer, resolve_model_path
+    from trainer.inference import SAFE_LOADING
+    from trainer.modeling import load_tokenizer, resolve_model_path
 
     texts, labels = _sst2("train", n)
     tokenizer = load_tokenizer(model)
@@ -116,12 +117,12 @@ def infer(model: str, path: str, n: int | None, calls: int) -> dict:
         def classify(batch):
             return np.array([label2id[r["label"]] for r in pipe(batch)])
     else:
-        from trainer.predict import Predictor
+        from trainer.modeling import load_classifier
 
-        predictor = Predictor(model, backend=path)
+        classifier = load_classifier(model, backend=path)
 
         def classify(batch):
-            return predictor.predict_proba(batch).argmax(1).numpy()
+            return classifier.predict_proba(batch).argmax(1)
 
     classify(texts[:8])  # warm-up (and the ONNX export, when it is not cached yet)
     seconds = float("inf")

@@ -183,3 +183,24 @@ def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:
 
     encoded = dataset.map(encode, batched=True, remove_columns=["text"], desc="Tokenising")
     return encoded.rename_column("label", "labels")
+
+
+def read_texts(path: str, text_column: str) -> list[str]:
+    """Unlabelled texts: one per line for .txt; the text column for tables (csv, tsv, json, jsonl, parquet)."""
+    if Path(path).suffix.lower() == ".txt":
+        if not Path(path).is_file():
+            raise UserError(f"{path}: file not found: check the path")
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise UserError(f"{path}: {not_utf8(err)}") from None
+        texts = [line.strip() for line in content.splitlines() if line.strip()]
+    else:
+        frame = read_table(path)
+        if text_column not in frame.columns:
+            found = ", ".join(map(str, frame.columns))
+            raise UserError(f"{path}: column '{text_column}' not found (columns: {found}): pass --text_column")
+        texts = check_texts(frame[text_column], path).tolist()
+    if not texts:
+        raise UserError(f"{path}: no texts found: give one text per line")
+    return texts

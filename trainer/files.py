@@ -1,4 +1,5 @@
-"""Atomic file writes: every file the project writes appears whole or not at all (temp file + rename)."""
+"""Atomic file writes: every file the project writes appears whole or not at all (temp file + rename), with the
+permissions any new file gets (0666 less the umask: 0644 under the usual 022)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, NEW_FILE_MODE & ~umask())  # mkstemp makes 0600, private whatever the umask says
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+NEW_FILE_MODE = 0o666
+
+
+def umask() -> int:
+    """The process's umask (reading it means setting it: it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -7,10 +7,12 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trainer import UserError
 from trainer.config import PACKAGED_MODELS, ModelConfig
+from trainer.inference import BACKENDS, SAFE_LOADING, Classifier, int8_available
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +40,6 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
-# Loading is safetensors-only and never runs code that comes with a model.
-SAFE_LOADING = {"use_safetensors": True, "trust_remote_code": False}
 
 
 def check_safe_folder(folder: Path) -> None:
@@ -91,6 +91,28 @@ def load_model(cfg: ModelConfig, label_names: list[str]):
     if cfg.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     return model
+
+
+def load_classifier(name_or_path: str, backend: str = "torch", device: str | None = None) -> Classifier:
+    """The inference core for a run folder, model folder or Hub id, with one-line errors."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend == "onnx-int8" and not int8_available():
+        raise UserError("--backend onnx-int8 needs onnxruntime: pip install onnxruntime")
+    path = resolve_model_path(name_or_path)
+    try:
+        return Classifier(path, device=device, backend=backend)
+    except ValueError as err:
+        if "backend" in str(err):
+            raise UserError(str(err)) from None
+        raise UserError(load_error(name_or_path, err)) from None
+    except OSError as err:
+        raise UserError(load_error(name_or_path, err)) from None
+
+
+def default_backend() -> str:
+    """The int8 fast path on a CPU with onnxruntime, else fp32 torch."""
+    return "onnx-int8" if int8_available() and not torch.cuda.is_available() else "torch"
 
 
 def load_error(name: str, err: Exception) -> str:

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
-from trainer import files
+from model_card.markdown import pct, quote
 
 HEADLINE = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "roc_auc", "log_loss", "brier", "ece"]
-
-
-def _pct(x: float) -> str:
-    return f"{x:.2%}" if x == x else "n/a"
-
-
-def _quote(text: str, limit: int = 220) -> str:
-    text = " ".join(str(text).split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong: pd.DataFrame, behaviour: dict,
@@ -64,11 +53,13 @@ def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong
     ]
     for row in slices.itertuples():
         if row.n:
-            lines.append(f"| {row.slice} | {row.n} | {_pct(row.accuracy)} | {_pct(row.ci_low)} – {_pct(row.ci_high)} |")
+            lines.append(
+                f"| {row.slice} | {row.n} | {pct(row.accuracy, 2)} | {pct(row.ci_low, 2)} – {pct(row.ci_high, 2)} |"
+            )
     lines += ["", "![slice accuracy](plots/slice_accuracy.png)", "", "## Behavioural tests", ""]
     if behaviour.get("tests"):
         lines += ["| test | type | cases | failure rate |", "|---|---|---|---|"]
-        lines += [f"| {t['name']} | {t['type']} | {t['n']} | {_pct(t['failure_rate'])} |" for t in behaviour["tests"]]
+        lines += [f"| {t['name']} | {t['type']} | {t['n']} | {pct(t['failure_rate'], 2)} |" for t in behaviour["tests"]]
         lines += ["", "Failing examples: `behavioral_tests.json`."]
     else:
         lines.append(behaviour.get("skipped", "No behavioural tests were run."))
@@ -76,7 +67,7 @@ def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong
     lines.append("|---|---|---|---|---|")
     for row in wrong.head(10).itertuples():
         lines.append(
-            f"| {_quote(row.text)} | {row.true_label} | {row.predicted_label} | {row.confidence:.3f} | "
+            f"| {quote(row.text, 220)} | {row.true_label} | {row.predicted_label} | {row.confidence:.3f} | "
             f"{row.error_types.replace(';', ', ')} |"
         )
     lines += ["", "## Embeddings", "", "![embeddings](plots/embeddings_pca.png)", ""]
@@ -96,9 +87,3 @@ def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong
             steps = ", ".join(str(s["step"]) for s in g["spikes"][:10]) or "none"
             lines.append(f"- grad-norm spikes above {g['spike_threshold']:.2f} (median + 3 MAD): {steps}")
     return "\n".join(lines) + "\n"
-
-
-def write_report(path: str | Path, *args) -> Path:
-    path = Path(path)
-    files.write_text(path, render_report(*args))
-    return path

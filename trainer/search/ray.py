@@ -18,8 +18,8 @@ from transformers import TrainerCallback
 
 from trainer import UserError
 from trainer.config import load_config
-from trainer.hpo import trial_argv
-from trainer.train import train
+from trainer.search.study import trial_argv
+from trainer.training.loop import train
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,20 @@
+"""Formatting for the Markdown the project writes (the model card and the error-analysis report)."""
+
+from __future__ import annotations
+
+import math
+
+
+def pct(x, digits: int = 1) -> str:
+    """0.9123 -> '91.2%'; 'n/a' for a missing or NaN value."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if math.isnan(x) else f"{x:.{digits}%}"
+
+
+def quote(text: str, limit: int = 200) -> str:
+    """One line of `text` safe inside a Markdown table cell, cut to `limit` characters."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

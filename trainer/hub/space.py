@@ -1,0 +1,47 @@
+"""The Gradio app in `space/` as a Hugging Face Space that serves a pushed model.
+
+The Space gets app.py, backend.py, requirements.txt, the inference core (`trainer/inference.py`, which
+`space/inference.py` links to) and README.md with its `models:` front matter set to the model, in one commit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainer import UserError
+from trainer.hub.push import hub_token, publish, resolve_repo_id, with_retries
+from trainer.inference import is_hub_id
+
+SPACE_DIR = Path(__file__).resolve().parents[2] / "space"
+SPACE_FILES = ("app.py", "backend.py", "inference.py", "requirements.txt")
+
+
+def space_files(model_id: str, space_dir: Path = SPACE_DIR) -> list[tuple[str, Path | bytes]]:
+    """The Space's files, with README.md's front matter naming `model_id` under `models:`."""
+    from huggingface_hub import SpaceCard
+
+    missing = [name for name in (*SPACE_FILES, "README.md") if not (space_dir / name).is_file()]
+    if missing:
+        raise UserError(f"{space_dir} is missing {', '.join(missing)}: run from a complete checkout")
+    card = SpaceCard.load(space_dir / "README.md")
+    card.data.models = [model_id]
+    # Contents, not paths: inference.py is a link, and the Space must get the file it points to.
+    return [(name, (space_dir / name).read_bytes()) for name in SPACE_FILES] + [("README.md", str(card).encode())]
+
+
+def push_space(space_id: str | None, model_id: str, *, private: bool = False, retries: int = 3,
+               retry_wait: float = 2.0) -> str:  # fmt: skip
+    """Upload the Space and point its MODEL_ID variable at `model_id`; returns the Space's URL."""
+    if not is_hub_id(model_id):
+        raise UserError(f"--model_id {model_id!r} must be a Hub model repo id: push the model first (make push)")
+    token = hub_token()
+    space_id = resolve_repo_id(space_id, f"{model_id.split('/')[1]}-demo", token, retries, retry_wait)
+    result = publish(space_files(model_id), space_id, repo_type="space", space_sdk="gradio", private=private,
+                     commit_message=f"Space for {model_id}", token=token, retries=retries,
+                     retry_wait=retry_wait)  # fmt: skip
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    with_retries(lambda: api.add_space_variable(space_id, "MODEL_ID", model_id), space_id, api.endpoint, retries,
+                 retry_wait)  # fmt: skip
+    return f"{api.endpoint}/spaces/{result.repo_id}"

@@ -1,0 +1,1 @@
+"""Hyperparameter search: an Optuna study of training runs, locally or on a Ray cluster."""

@@ -1,0 +1,303 @@
+"""`train()`: one fine-tuning run as a few named steps, on `transformers.Trainer`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from datasets import Dataset
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+
+from trainer import UserError, files
+from trainer.config import TrainConfig
+from trainer.data import load_data, tokenize
+from trainer.evaluation.metrics import compute_metrics
+from trainer.evaluation.plots import plot_training_curves
+from trainer.evaluation.run import analyse
+from trainer.inference import is_hub_id
+from trainer.modeling import load_classifier, load_model, load_tokenizer, parameter_groups
+from trainer.provenance import environment
+from trainer.training.callbacks import Interrupted, StopOnSignal
+from trainer.training.ema import WeightEMA
+from trainer.training.run_dir import link_latest, shared_run_dir
+
+logger = logging.getLogger(__name__)
+
+
+class SentimentTrainer(Trainer):
+    """Trainer with layer-wise learning-rate decay, weight averaging, and length grouping on precomputed lengths."""
+
+    def __init__(self, *args, layer_decay=1.0, head_multiplier=1.0, ema: WeightEMA | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.layer_decay, self.head_multiplier, self.ema = layer_decay, head_multiplier, ema
+        if ema is not None:
+            self.add_callback(ema)
+
+    def evaluate(self, *args, **kwargs):
+        if self.ema is None:
+            return super().evaluate(*args, **kwargs)
+        with self.ema.swapped_in(self.model):
+            return super().evaluate(*args, **kwargs)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):  # fmt: skip
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        key = f"{metric_key_prefix}_loss"
+        if self.args.world_size > 1 and key in output.metrics and output.predictions is not None:
+            # Trainer averages per-batch mean losses, and the batches that pad the last shard repeat rows; the
+            # gathered logits hold every row exactly once, so the loss is recomputed from them.
+            logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+            labels = torch.as_tensor(output.label_ids).long()
+            output.metrics[key] = torch.nn.functional.cross_entropy(torch.as_tensor(logits).float(), labels).item()
+        return output
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None and (self.layer_decay != 1.0 or self.head_multiplier != 1.0):
+            groups = parameter_groups(
+                model or self.model,
+                self.args.learning_rate,
+                self.args.weight_decay,
+                self.layer_decay,
+                self.head_multiplier,
+            )
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model or self.model)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return super().create_optimizer(model)
+
+    def _get_train_sampler(self, train_dataset=None):
+        # The column-pruned dataset has lost `length`; the original still has it, with the same row order.
+        return super()._get_train_sampler(self.train_dataset)
+
+
+@dataclass
+class Inputs:
+    """The tokenizer and the data of a run: raw (for counts and the analysis) and tokenized (for Trainer)."""
+
+    tokenizer: object
+    train_data: Dataset
+    eval_data: Dataset
+    train_set: Dataset
+    eval_set: Dataset
+    data_id: str
+
+
+def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
+    """Run one fine-tuning job; returns the run folder and its final metrics (empty on non-main processes).
+
+    Publishing is the caller's: `trainer.train` pushes after this returns when asked to.
+    """
+    started = time.time()
+    main_process = cfg.training.process_index == 0  # sets up the process group when launched by torchrun
+    run_dir, checkpoint = shared_run_dir(cfg)
+    set_seed(cfg.training.seed)
+    inputs = load_inputs(cfg)
+    if main_process:
+        start_run_folder(cfg, run_dir, fresh=checkpoint is None)
+    trainer, stopper = build_trainer(cfg, inputs, run_dir, checkpoint, callbacks)
+    train_output = fit(trainer, stopper, checkpoint, run_dir)
+    if checkpoint is not None and main_process:  # a resumed run keeps its config file until the resume has worked
+        files.write_text(run_dir / "train_config.yaml", config_text(cfg, run_dir))
+    if trainer.ema is not None:
+        best = trainer.state.best_model_checkpoint if cfg.training.load_best_model_at_end else None
+        trainer.ema.finalize(trainer.model, best)
+        trainer.ema = None
+    if not main_process:  # the other processes' part ends with the training (and its evaluations)
+        if not cfg.run.run_analysis:
+            trainer.evaluate(metric_key_prefix="final")  # a collective: every process takes its share
+        return run_dir, {}
+    save_model(trainer, inputs.tokenizer, cfg, run_dir)
+    metrics = run_metrics(cfg, inputs, trainer, train_output, resumed=checkpoint is not None)
+    metrics.update(score_saved_model(cfg, inputs, trainer, run_dir))
+    metrics["wall_time_seconds"] = round(time.time() - started, 1)
+    files.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return run_dir, metrics
+
+
+def load_inputs(cfg: TrainConfig) -> Inputs:
+    """Tokenizer and data; the main process first: it fills the caches that the others then read."""
+    if cfg.training.process_index != 0:  # one set of progress bars: the main process's
+        import datasets
+
+        datasets.disable_progress_bars()
+    tokenizer = load_tokenizer(cfg.model.model_name_or_path)
+    with cfg.training.main_process_first(desc="loading the data", local=False):
+        train_data, eval_data, data_id = load_data(cfg.data, seed=cfg.training.seed)
+        train_set = tokenize(train_data, tokenizer, cfg.model.max_length)
+        eval_set = tokenize(eval_data, tokenizer, cfg.model.max_length)
+    check_world_size(cfg.training.world_size, len(train_set), len(eval_set))
+    return Inputs(tokenizer, train_data, eval_data, train_set, eval_set, data_id)
+
+
+def config_text(cfg: TrainConfig, run_dir: Path) -> str:
+    return f"# Rerun with: python -m trainer.train --config {run_dir}/train_config.yaml\n" + yaml.safe_dump(
+        cfg.to_dict(), sort_keys=False
+    )
+
+
+def start_run_folder(cfg: TrainConfig, run_dir: Path, fresh: bool) -> None:
+    """The folder and its config first, so an interrupted run can be resumed from it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    link_latest(run_dir)
+    if fresh:
+        files.write_text(run_dir / "train_config.yaml", config_text(cfg, run_dir))
+
+
+def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: str | None,
+                  callbacks: list | None) -> tuple[SentimentTrainer, StopOnSignal]:  # fmt: skip
+    """The model and a SentimentTrainer writing its checkpoints under the run folder."""
+    args = cfg.training
+    model = load_model(cfg.model, cfg.data.label_names)
+    # The classification loss is a batch mean that ignores Trainer's token count: without this, Trainer would
+    # multiply it by the number of processes (and skip the gradient-accumulation division), scaling the gradients.
+    model.accepts_loss_kwargs = False
+    args.output_dir = str(run_dir / "checkpoints")
+    args.run_name = args.run_name or run_dir.name
+    if args.report_to in (None, "none", []) or args.report_to == ["none"]:
+        args.report_to = default_report_to()
+    if "wandb" in args.report_to:
+        os.environ.setdefault("WANDB_DIR", str(run_dir))
+        os.environ.setdefault("WANDB_PROJECT", "sentiment-trainer")
+    # Trainer's own push would upload checkpoints as it goes, and it pickles the token into every checkpoint.
+    args.push_to_hub, args.hub_token = False, None
+    gpu_half = (args.bf16 or args.fp16) and not args.use_cpu  # tensor cores like multiples of 8
+    stopper = StopOnSignal()
+    callbacks = [stopper, *(callbacks or [])]
+    if cfg.run.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.run.early_stopping_patience))
+    trainer = SentimentTrainer(
+        model=model,
+        args=args,
+        train_dataset=inputs.train_set,
+        eval_dataset=inputs.eval_set,
+        processing_class=inputs.tokenizer,
+        data_collator=DataCollatorWithPadding(inputs.tokenizer, pad_to_multiple_of=8 if gpu_half else None),
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        layer_decay=cfg.model.layerwise_lr_decay,
+        head_multiplier=cfg.model.head_lr_multiplier,
+        ema=WeightEMA(cfg.model.ema_decay, resume_from=checkpoint) if cfg.model.ema_decay else None,
+    )
+    return trainer, stopper
+
+
+def fit(trainer: SentimentTrainer, stopper: StopOnSignal, checkpoint: str | None, run_dir: Path):
+    """Train (or resume); Ctrl-C ends in `Interrupted` once a checkpoint is saved."""
+    with stopper.installed():
+        try:
+            output = trainer.train(resume_from_checkpoint=checkpoint)
+        except ValueError as err:
+            if checkpoint is None:
+                raise
+            raise UserError(
+                f"cannot resume from {checkpoint} ({str(err).splitlines()[0]}): "
+                "keep the model options (frozen embeddings, learning-rate groups) the run started with"
+            ) from None
+    if stopper.requested:
+        raise Interrupted(
+            f"stopped at step {trainer.state.global_step}, checkpoint saved: "
+            f"continue with `python -m trainer.train --resume {run_dir}`"
+        )
+    return output
+
+
+def save_model(trainer: SentimentTrainer, tokenizer, cfg: TrainConfig, run_dir: Path) -> None:
+    """Weights, config with id2label, the tokenizer (its model_max_length is the run's max_length, so every reader
+    truncates where training did), the resolved training arguments and the log history; no pickles."""
+    tokenizer.model_max_length = cfg.model.max_length
+    with files.atomic_folder_files(run_dir) as staging:
+        trainer.model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    resolved = {k: v for k, v in trainer.args.to_dict().items() if not k.endswith("_token")}
+    files.write_text(run_dir / "training_args.json", json.dumps(resolved, indent=2, default=str) + "\n")
+    files.write_text(run_dir / "log_history.json", json.dumps(trainer.state.log_history, indent=2) + "\n")
+
+
+def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, train_output, resumed: bool) -> dict:
+    """What the run was and how training went (the scores come from `score_saved_model`)."""
+    args, names = cfg.training, cfg.data.label_names
+    name = cfg.model.model_name_or_path
+    return {
+        "model": name,
+        "base_model": name if is_hub_id(name) else None,  # the card links it when it is a Hub model
+        "data": inputs.data_id,
+        "train_samples": len(inputs.train_set),
+        "eval_samples": len(inputs.eval_set),
+        # Trainer averages only the steps this process ran; a resumed run takes the mean of every logged step.
+        "train_loss": logged_loss(trainer.state.log_history) if resumed else train_output.training_loss,
+        "train_runtime": train_output.metrics.get("train_runtime"),
+        "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
+        "global_step": trainer.state.global_step,
+        "best_step": trainer.state.best_global_step,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "label_counts": {
+            "train": label_counts(inputs.train_data["label"], names),
+            "eval": label_counts(inputs.eval_data["label"], names),
+        },
+        "environment": environment(cfg.argv, precision_of(args), processes=args.world_size),
+    }
+
+
+def score_saved_model(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, run_dir: Path) -> dict:
+    """The saved model scored once: by the analysis (in fp32, as pipeline() users run it), or by Trainer."""
+    if not cfg.run.run_analysis:
+        final = trainer.evaluate(metric_key_prefix="final")  # final_*: kept apart from the curves' eval_*
+        plot_training_curves(trainer.state.log_history, run_dir / "plots" / "training_curves.png")
+        return {key.removeprefix("final_"): value for key, value in final.items()}
+    evaluation = analyse(
+        load_classifier(str(run_dir)), str(run_dir), inputs.eval_data["text"], np.asarray(inputs.eval_data["label"]),
+        run_dir, inputs.data_id, n_bootstrap=cfg.run.n_bootstrap, seed=cfg.training.seed, metrics_file=None,
+    )  # fmt: skip
+    scores = {key: score["value"] for key, score in evaluation["metrics"].items()}
+    return {**scores, "loss": scores["log_loss"], "evaluation": evaluation["metrics"],
+            "evaluation_seconds": evaluation["timing"]["total_seconds"]}  # fmt: skip
+
+
+def default_report_to() -> list[str]:
+    """wandb when the environment enables it (offline counts), otherwise nothing; never blocks a run."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    wanted = mode in {"offline", "online", "run"} or (os.environ.get("WANDB_API_KEY") and mode != "disabled")
+    if not wanted:
+        return []
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        logger.warning("WANDB_MODE is set but wandb is not installed; logging to wandb is off")
+        return []
+    return ["wandb"]
+
+
+def logged_loss(history: list[dict]) -> float:
+    """Mean training loss over the logged steps, each logging window weighted by its number of steps."""
+    total = steps = previous = 0
+    for entry in history:
+        if "loss" in entry and "step" in entry:
+            total += entry["loss"] * (entry["step"] - previous)
+            steps += entry["step"] - previous
+            previous = entry["step"]
+    return total / steps if steps else float("nan")
+
+
+def check_world_size(processes: int, train_rows: int, eval_rows: int) -> None:
+    """Every process needs at least one training and one validation example."""
+    if processes > min(train_rows, eval_rows):
+        raise UserError(
+            f"{processes} processes but only {train_rows} training and {eval_rows} validation examples: "
+            f"use at most NPROC={min(train_rows, eval_rows)} or more data"
+        )
+
+
+def label_counts(labels, names: list[str]) -> dict[str, int]:
+    counts = np.bincount(np.asarray(labels), minlength=len(names))
+    return {name: int(n) for name, n in zip(names, counts)}
+
+
+def precision_of(args) -> str:
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    return f"{precision} autocast on CPU" if precision != "fp32" and args.use_cpu else precision
