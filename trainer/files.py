@@ -41,6 +41,14 @@ def umask() -> int:
     return mask
 
 
+def give_normal_modes(folder: str | os.PathLike) -> None:
+    """Every file under `folder` gets a new file's mode (writers such as safetensors create 0600 files)."""
+    mode = NEW_FILE_MODE & ~umask()
+    for item in Path(folder).rglob("*"):
+        if item.is_file() and not item.is_symlink():
+            os.chmod(item, mode)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -65,6 +73,7 @@ def atomic_folder_files(folder: str | os.PathLike) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
     try:
         yield staging
+        give_normal_modes(staging)
         for item in sorted(staging.rglob("*")):
             if item.is_file():
                 target = folder / item.relative_to(staging)
@@ -74,15 +83,18 @@ def atomic_folder_files(folder: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-_WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR}
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_NO_ACCESS = {errno.EACCES}
+_NOT_WRITABLE = {errno.EROFS, errno.EPERM, errno.ENOTDIR, errno.EISDIR}
 
 
 def write_error(err: OSError) -> str | None:
-    """One line for an OSError a user can fix (no space, no permission, a file where a folder should be)."""
-    if err.errno not in _WRITE_ERRORS:
-        return None
+    """One line for an OSError a user can fix (no space, no permission, a read-only or misplaced folder)."""
     where = err.filename or "the output folder"
-    return (
-        f"cannot write {where} ({err.strerror}): free disk space, fix the folder's permissions, "
-        "or choose another output folder"
-    )
+    if err.errno in _NO_SPACE:
+        return f"cannot write {where} ({err.strerror}): free disk space, or choose another output folder"
+    if err.errno in _NO_ACCESS:
+        return f"cannot access {where} ({err.strerror}): fix its permissions, or choose another folder"
+    if err.errno in _NOT_WRITABLE:
+        return f"cannot write {where} ({err.strerror}): choose another output folder"
+    return None

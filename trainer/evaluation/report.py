@@ -12,12 +12,28 @@ HEADLINE = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "r
 def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong: pd.DataFrame, behaviour: dict,
                   summary: dict | None) -> str:  # fmt: skip
     """The report as Markdown (pure: all numbers come from the arguments)."""
-    scores, n = metrics["metrics"], metrics["n"]
+    lines = [
+        *_overview(metrics, len(wrong)),
+        *_metrics(metrics["metrics"]),
+        *_error_types(error_counts),
+        *_slices(slices),
+        *_behaviour(behaviour),
+        *_mistakes(wrong),
+        "", "## Embeddings", "", "![embeddings](plots/embeddings_pca.png)", "",
+        *(["![embeddings, UMAP](plots/embeddings_umap.png)", ""] if metrics.get("umap") else []),
+        "Mean-pooled last hidden states in `embeddings.parquet`, with their PCA projection.",
+        *_training(summary),
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _overview(metrics: dict, n_wrong: int) -> list[str]:
+    n, boot = metrics["n"], metrics["bootstrap"]
     lines = [
         f"# Error analysis: {metrics['model']} on {metrics['data']}",
         "",
-        f"{n} labelled examples; {len(wrong)} wrong ({len(wrong) / n:.2%}). Intervals are bootstrap 95% "
-        f"({metrics['bootstrap']['resamples']} resamples, seed {metrics['bootstrap']['seed']}).",
+        f"{n} labelled examples; {n_wrong} wrong ({n_wrong / n:.2%}). Intervals are bootstrap 95% "
+        f"({boot['resamples']} resamples, seed {boot['seed']}).",
     ]
     if metrics.get("out_of_domain"):
         lines += [
@@ -25,18 +41,27 @@ def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong
             f"**Out-of-domain evaluation**: the model was trained on `{metrics['trained_on']}` and is evaluated "
             f"here on `{metrics['data']}`; expect lower scores than on its own validation data.",
         ]
-    lines += ["", "## Metrics", "", "| metric | value | 95% CI |", "|---|---|---|"]
+    return lines
+
+
+def _metrics(scores: dict) -> list[str]:
+    lines = ["", "## Metrics", "", "| metric | value | 95% CI |", "|---|---|---|"]
     for key in HEADLINE:
         if key in scores:
             s = scores[key]
             lines.append(f"| {key} | {s['value']:.4f} | {s['ci_low']:.4f} – {s['ci_high']:.4f} |")
-    lines += [
+    return lines + [
         "",
         "Per-class precision, recall and F1: `classification_report.txt` and `metrics.json`.",
         "",
         "![confusion matrix](plots/confusion_matrix.png)",
         "![reliability diagram](plots/reliability_diagram.png)",
         "![confidence histogram](plots/confidence_histogram.png)",
+    ]
+
+
+def _error_types(error_counts: dict) -> list[str]:
+    return [
         "",
         "## Error types",
         "",
@@ -45,45 +70,50 @@ def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong
         "| error type | mistakes |",
         "|---|---|",
         *[f"| {tag} | {count} |" for tag, count in sorted(error_counts.items(), key=lambda kv: -kv[1])],
-        "",
-        "## Slices",
-        "",
-        "| slice | n | accuracy | 95% CI |",
-        "|---|---|---|---|",
     ]
+
+
+def _slices(slices: pd.DataFrame) -> list[str]:
+    lines = ["", "## Slices", "", "| slice | n | accuracy | 95% CI |", "|---|---|---|---|"]
     for row in slices.itertuples():
         if row.n:
-            lines.append(
-                f"| {row.slice} | {row.n} | {pct(row.accuracy, 2)} | {pct(row.ci_low, 2)} – {pct(row.ci_high, 2)} |"
-            )
-    lines += ["", "![slice accuracy](plots/slice_accuracy.png)", "", "## Behavioural tests", ""]
-    if behaviour.get("tests"):
-        lines += ["| test | type | cases | failure rate |", "|---|---|---|---|"]
-        lines += [f"| {t['name']} | {t['type']} | {t['n']} | {pct(t['failure_rate'], 2)} |" for t in behaviour["tests"]]
-        lines += ["", "Failing examples: `behavioral_tests.json`."]
-    else:
-        lines.append(behaviour.get("skipped", "No behavioural tests were run."))
-    lines += ["", "## The ten most confident mistakes", "", "| text | true | predicted | confidence | error types |"]
+            ci = f"{pct(row.ci_low, 2)} – {pct(row.ci_high, 2)}"
+            lines.append(f"| {row.slice} | {row.n} | {pct(row.accuracy, 2)} | {ci} |")
+    return lines + ["", "![slice accuracy](plots/slice_accuracy.png)"]
+
+
+def _behaviour(behaviour: dict) -> list[str]:
+    lines = ["", "## Behavioural tests", ""]
+    if not behaviour.get("tests"):
+        return lines + [behaviour.get("skipped", "No behavioural tests were run.")]
+    lines += ["| test | type | cases | failure rate |", "|---|---|---|---|"]
+    lines += [f"| {t['name']} | {t['type']} | {t['n']} | {pct(t['failure_rate'], 2)} |" for t in behaviour["tests"]]
+    return lines + ["", "Failing examples: `behavioral_tests.json`."]
+
+
+def _mistakes(wrong: pd.DataFrame) -> list[str]:
+    lines = ["", "## The ten most confident mistakes", "", "| text | true | predicted | confidence | error types |"]
     lines.append("|---|---|---|---|---|")
     for row in wrong.head(10).itertuples():
         lines.append(
             f"| {quote(row.text, 220)} | {row.true_label} | {row.predicted_label} | {row.confidence:.3f} | "
             f"{row.error_types.replace(';', ', ')} |"
         )
-    lines += ["", "## Embeddings", "", "![embeddings](plots/embeddings_pca.png)", ""]
-    if metrics.get("umap"):
-        lines += ["![embeddings, UMAP](plots/embeddings_umap.png)", ""]
-    lines.append("Mean-pooled last hidden states in `embeddings.parquet`, with their PCA projection.")
-    if summary:
-        lines += ["", "## Training", "", "![training curves](plots/training_curves.png)", ""]
-        if "lowest_loss" in summary:
-            low = summary["lowest_loss"]
-            lines.append(f"- lowest training loss {low['loss']:.4f} at step {low['step']} (epoch {low['epoch']})")
-        if "best_eval" in summary:
-            best = summary["best_eval"]
-            lines.append(f"- best validation accuracy {best['accuracy']:.2%} at step {best['step']}")
-        if "grad_norm" in summary:
-            g = summary["grad_norm"]
-            steps = ", ".join(str(s["step"]) for s in g["spikes"][:10]) or "none"
-            lines.append(f"- grad-norm spikes above {g['spike_threshold']:.2f} (median + 3 MAD): {steps}")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _training(summary: dict | None) -> list[str]:
+    if not summary:
+        return []
+    lines = ["", "## Training", "", "![training curves](plots/training_curves.png)", ""]
+    if "lowest_loss" in summary:
+        low = summary["lowest_loss"]
+        lines.append(f"- lowest training loss {low['loss']:.4f} at step {low['step']} (epoch {low['epoch']})")
+    if "best_eval" in summary:
+        best = summary["best_eval"]
+        lines.append(f"- best validation accuracy {best['accuracy']:.2%} at step {best['step']}")
+    if "grad_norm" in summary:
+        g = summary["grad_norm"]
+        steps = ", ".join(str(s["step"]) for s in g["spikes"][:10]) or "none"
+        lines.append(f"- grad-norm spikes above {g['spike_threshold']:.2f} (median + 3 MAD): {steps}")
+    return lines

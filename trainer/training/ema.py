@@ -9,6 +9,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
+from trainer import files
+
 EMA_FILE = "ema.safetensors"
 
 
@@ -46,6 +48,7 @@ class WeightEMA(TrainerCallback):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if self.shadow is not None and state.is_world_process_zero and folder.is_dir():
             save_file(self.shadow, folder / EMA_FILE)
+            files.give_normal_modes(folder)
 
     @contextlib.contextmanager
     def swapped_in(self, model):

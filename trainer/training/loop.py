@@ -58,6 +58,11 @@ class SentimentTrainer(Trainer):
             output.metrics[key] = torch.nn.functional.cross_entropy(torch.as_tensor(logits).float(), labels).item()
         return output
 
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:  # checkpoints are read by whoever resumes the run: not only by its owner
+            files.give_normal_modes(Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}")
+
     def create_optimizer(self, model=None):
         if self.optimizer is None and (self.layer_decay != 1.0 or self.head_multiplier != 1.0):
             groups = parameter_groups(
