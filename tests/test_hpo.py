@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import socket
+import stat
 import subprocess
 from pathlib import Path
 
@@ -18,7 +20,9 @@ from conftest import ROOT
 from trainer import UserError
 from trainer.config import load_config
 from trainer.hpo import main, parse_args
-from trainer.search.study import ReportToOptuna, Study, drop_flags, parse_space, read_space, trial_argv
+from trainer.search.flags import drop_flags, trial_argv
+from trainer.search.space import parse_space, read_space
+from trainer.search.study import ReportToOptuna, Study, make_pruner
 from trainer.training.loop import train
 
 SPACE = {"learning_rate": {"low": 1.0e-4, "high": 3.0e-3, "log": True}, "per_device_train_batch_size": [4, 8]}
@@ -42,6 +46,7 @@ def space_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_a_study_writes_trials_plots_and_a_trainable_best_yaml(tiny_model_dir, tiny_data, tmp_path, space_file):
     out = tmp_path / "hpo"
     assert main([*hpo_flags(tiny_model_dir, tiny_data, out, space_file), "--n_trials", "2"]) == 0
@@ -86,7 +91,7 @@ def test_a_trial_cut_off_by_a_kill_runs_again_first(tiny_model_dir, tiny_data, t
     out = tmp_path / "hpo"
     flags = hpo_flags(tiny_model_dir, tiny_data, out, space_file)
     opts, train_flags = parse_args(flags)
-    study = Study(["--config", opts.config, *train_flags], read_space(opts.search_space), out, opts.sampler, 1)
+    study = Study.open(["--config", opts.config, *train_flags], read_space(opts.search_space), out, opts.sampler, 1)
     killed = study.study.ask()  # what a SIGKILLed search leaves behind: a RUNNING trial of a dead process
     params = {p.name: p.suggest(killed) for p in study.space}
     dead = subprocess.Popen(["true"])
@@ -101,13 +106,32 @@ def test_a_trial_cut_off_by_a_kill_runs_again_first(tiny_model_dir, tiny_data, t
 
 
 def test_the_preset_runs_first_as_the_baseline(tmp_path):
-    study = Study(["--config", str(ROOT / "configs/sst2-minilm.yaml")], read_space(None), tmp_path, "tpe", 6)
+    study = Study.open(["--config", str(ROOT / "configs/sst2-minilm.yaml")], read_space(None), tmp_path, "tpe", 6)
     (first,) = study.study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     preset = {"learning_rate": 5e-5, "per_device_train_batch_size": 32, "num_train_epochs": 3, "warmup_steps": 0.06}
     assert first.system_attrs["fixed_params"] == {**preset, "weight_decay": 0.01}
     assert first.user_attrs == {"preset": True}
-    assert not Study(["--config", str(ROOT / "configs/sst2-minilm.yaml")], read_space(None), tmp_path / "grid",
-                     "grid", 6).study.trials  # fmt: skip  # grid points only
+    assert not Study.open(["--config", str(ROOT / "configs/sst2-minilm.yaml")], read_space(None), tmp_path / "grid",
+                          "grid", 6).study.trials  # fmt: skip  # grid points only
+
+
+def test_outputs_are_readable_by_all_under_the_usual_umask(tmp_path):
+    out = tmp_path / "hpo"
+    mask = os.umask(0o022)
+    try:
+        study = Study.open(["--config", str(ROOT / "configs/sst2-minilm.yaml")], read_space(None), out, "random", 3)
+        for value in (0.7, 0.8, 0.9):  # finished trials without training: all the outputs need
+            trial = study.study.ask()
+            for param in study.space:
+                param.suggest(trial)
+            study.study.tell(trial, value)
+        study.write_outputs()
+    finally:
+        os.umask(mask)
+    written = ["study.db", "trials.csv", "best.yaml", "plots/hpo_history.png", "plots/hpo_importance.png"]
+    assert {name: oct(stat.S_IMODE((out / name).stat().st_mode)) for name in written} == dict.fromkeys(
+        written, oct(0o644)
+    )
 
 
 @dataclasses.dataclass
@@ -116,7 +140,7 @@ class State:
 
 
 def test_median_pruning_stops_a_poor_trial():
-    study = optuna.create_study(direction="maximize", pruner=Study._pruner("median"))
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median"))
     for _ in range(2):
         trial = study.ask()
         for evaluation in (1, 2, 3):
@@ -198,6 +222,7 @@ def test_bad_searches_are_one_line(tiny_model_dir, tiny_data, tmp_path, space_fi
     assert len(pd.read_csv(tmp_path / "hpo" / "trials.csv")) == 1  # nothing in the folder was touched
 
 
+@pytest.mark.slow
 def test_ray_backend_runs_the_trials_into_the_same_study(tiny_model_dir, tiny_data, tmp_path, space_file):
     import ray
 

@@ -1,7 +1,8 @@
 """Hyperparameter search with Optuna: `python -m trainer.hpo --config PRESET --n_trials N [training flags]`.
 
-Every trial is a normal `trainer.train` run; see `trainer.search.study` for the study's folder and outputs, and
-`trainer.search.ray` for running the trials on a Ray cluster (`--backend ray`).
+Every trial is a normal `trainer.train` run; see `trainer.search.study` for the study and its folder,
+`trainer.search.outputs` for what the search writes there, and `trainer.search.ray` for running the trials on a
+Ray cluster (`--backend ray`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import torch
 
 from trainer import UserError, fail
 from trainer.config import DEFAULT_CONFIG
-from trainer.search.study import SAMPLERS, Study, read_space
+from trainer.search.ray import run_with_ray
+from trainer.search.space import read_space
+from trainer.search.study import SAMPLERS, Study
 from trainer.training.callbacks import Interrupted
 
 
@@ -45,6 +48,25 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
+def run_trials(study: Study, opts: argparse.Namespace) -> None:
+    """Run what is left of the study (a killed search's trials first), here or on Ray, then write its outputs."""
+    study.recover()
+    done = len(study.finished())
+    remaining = study.n_trials - done
+    if remaining <= 0:
+        print(f"the study already has {done} finished trials: raise --n_trials to add more", flush=True)
+    elif opts.backend == "ray":
+        gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else float(torch.cuda.is_available())
+        print(f"study {study.output_dir}: {done} finished, {remaining} to run on Ray", flush=True)
+        run_with_ray(study, remaining, opts.ray_address, opts.cpus_per_trial, gpus)
+    else:
+        print(f"study {study.output_dir}: {done} finished, {remaining} to run ({study.sampler} sampler)", flush=True)
+        study.optimize(remaining)
+    study.write_outputs()
+    if study.best() is None:
+        raise UserError("no trial completed: see the errors above (with very few trials, try --pruner none)")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -56,15 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         if any(a.startswith("--resume") for a in train_flags):
             raise UserError("--resume is not a search option: rerun the same trainer.hpo command to resume the study")
         output_dir = Path(opts.output_dir or f"runs/hpo-{Path(opts.config).stem}")
-        if output_dir.exists() and not output_dir.is_dir():
-            raise UserError(f"--output_dir {output_dir} is a file: choose a folder")
-        study = Study(["--config", opts.config, *train_flags], read_space(opts.search_space), output_dir,
-                      opts.sampler, opts.n_trials, opts.pruner, opts.storage, opts.study_name)  # fmt: skip
-        ray = None
-        if opts.backend == "ray":
-            gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else float(torch.cuda.is_available())
-            ray = {"address": opts.ray_address, "cpus_per_trial": opts.cpus_per_trial, "gpus_per_trial": gpus}
-        study.run(ray)
+        study = Study.open(["--config", opts.config, *train_flags], read_space(opts.search_space), output_dir,
+                           opts.sampler, opts.n_trials, opts.pruner, opts.storage, opts.study_name)  # fmt: skip
+        run_trials(study, opts)
     except (UserError, OSError) as err:
         return fail(err)
     except KeyboardInterrupt:

@@ -13,13 +13,17 @@ import os
 import shutil
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transformers import TrainerCallback
 
 from trainer import UserError
 from trainer.config import load_config
-from trainer.search.study import trial_argv
+from trainer.search.flags import trial_argv
 from trainer.training.loop import train
+
+if TYPE_CHECKING:
+    from trainer.search.study import Study
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +71,9 @@ def ray_trial(params: dict, *, base_argv: list[str], cadence: dict, output_dir: 
     tune.report({metric: metrics[metric], "step": metrics["global_step"]})
 
 
-def run_with_ray(study, remaining: int, address: str | None, cpus_per_trial: float, gpus_per_trial: float) -> None:
+def run_with_ray(
+    study: Study, remaining: int, address: str | None, cpus_per_trial: float, gpus_per_trial: float
+) -> None:
     """Run `remaining` trials of the study as a Ray Tune experiment in `<output_dir>/ray/`."""
     try:
         import optuna
