@@ -57,7 +57,7 @@ def _sst2(split: str, n: int | None) -> tuple[list[str], np.ndarray]:
 def train_ours(model: str, n: int, steps: int, workdir: str, max_length: int) -> dict:
     """The default preset's step: dynamic padding, length-grouped batches, bf16 autocast where native, fused AdamW."""
     from trainer.config import load_config
-    from trainer.train import train
+    from trainer.training.loop import train
 
     flags = [
         "--config", "configs/sst2-minilm.yaml", "--model_name_or_path", model, "--max_train_samples", str(n),
@@ -143,8 +143,8 @@ def time_to_accuracy(target: float, workdir: str) -> dict:
     """Wall time of the default preset until its evaluation first reaches `target` accuracy on SST-2 dev."""
     from transformers import TrainerCallback
 
-    from trainer import train as train_module
     from trainer.config import load_config
+    from trainer.training.loop import train
 
     class StopAt(TrainerCallback):
         def __init__(self):
@@ -161,7 +161,7 @@ def time_to_accuracy(target: float, workdir: str) -> dict:
              "--load_best_model_at_end", "false", "--run_analysis", "false", "--disable_tqdm", "true",
              "--report_to", "none", "--output_dir", f"{workdir}/tta"]  # fmt: skip
     started = time.time()
-    train_module.train(load_config(flags), callbacks=[stop])
+    train(load_config(flags), callbacks=[stop])
     return stop.reached or {"seconds": None, "step": None, "accuracy": None}
 
 
