@@ -1,4 +1,9 @@
-"""Fine-tune BERT-family models for sentiment classification, evaluate them and publish them."""
+"""Fine-tune BERT-family models for sentiment classification, evaluate them and publish them.
+
+Entry points (`python -m trainer.<name>`): train, evaluate, predict, card, push, push_space, hpo, bench, launch.
+Library: training/, evaluation/, hub/, search/, over config, data, modeling and the inference core (inference.py).
+docs/architecture.md has one line per module.
+"""
 
 __version__ = "0.1.0"
 
