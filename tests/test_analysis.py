@@ -5,52 +5,19 @@ import pandas as pd
 import pytest
 
 from trainer.evaluation.analysis import (
-    expected_calibration_error,
     incorrect_predictions,
     label_noise_mask,
-    metrics_with_ci,
     predictions_frame,
     rule_features,
     slice_table,
     training_summary,
-    wilson_interval,
 )
+from trainer.evaluation.metrics import point_metrics, wilson_interval
 
 NAMES = ["negative", "positive"]
 LABELS = np.array([1, 0, 1, 1, 0, 0])
 P_POS = np.array([0.9, 0.2, 0.4, 0.8, 0.7, 0.1])  # predictions 1 0 0 1 1 0: tp=2 tn=2 fp=1 fn=1
 PROBS = np.stack([1 - P_POS, P_POS], axis=1)
-
-
-def test_metrics_equal_hand_computed_values_and_intervals_contain_them():
-    m = metrics_with_ci(LABELS, PROBS, NAMES, n_boot=300, seed=0)
-    assert m["accuracy"]["value"] == pytest.approx(4 / 6)
-    assert m["f1_positive"]["value"] == pytest.approx(2 / 3) and m["f1_macro"]["value"] == pytest.approx(2 / 3)
-    assert m["mcc"]["value"] == pytest.approx(1 / 3)
-    # ROC-AUC: of the 9 (positive, negative) pairs the positive scores higher in all but (0.4, 0.7).
-    assert m["roc_auc"]["value"] == pytest.approx(8 / 9)
-    given = np.array([0.9, 0.8, 0.4, 0.8, 0.3, 0.9])  # probability of the true label
-    assert m["log_loss"]["value"] == pytest.approx(-np.log(given).mean())
-    assert m["brier"]["value"] == pytest.approx(((P_POS - LABELS) ** 2).mean())
-    for key, s in m.items():
-        assert s["ci_low"] <= s["value"] + 1e-12 and s["value"] <= s["ci_high"] + 1e-12, key
-
-
-def test_bootstrap_is_seeded():
-    a = metrics_with_ci(LABELS, PROBS, NAMES, n_boot=50, seed=3)
-    assert a == metrics_with_ci(LABELS, PROBS, NAMES, n_boot=50, seed=3)
-
-
-def test_ece_by_hand():
-    conf = np.array([0.95, 0.95, 0.65, 0.65])
-    correct = np.array([True, False, True, True])
-    # bin 0.93-1.0: |0.5 - 0.95| * 2; bin 0.6-0.67: |1 - 0.65| * 2; over 4 rows
-    assert expected_calibration_error(conf, correct) == pytest.approx((0.45 * 2 + 0.35 * 2) / 4)
-
-
-def test_wilson_interval_known_value():
-    low, high = wilson_interval(8, 10)
-    assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
 
 
 @pytest.mark.parametrize(
@@ -101,6 +68,14 @@ def test_slice_table_counts_and_accuracy():
     assert slices.loc["label positive", "n"] == 3 and slices.loc["label positive", "accuracy"] == pytest.approx(2 / 3)
     assert slices.loc["negation: yes", "n"] == 1 and slices.loc["negation: yes", "accuracy"] == 0
     assert slices.loc["length 1-10 words", "n"] == 6
+    low, high = wilson_interval(2, 3)
+    assert (slices.loc["label positive", "ci_low"], slices.loc["label positive", "ci_high"]) == (low, high)
+    assert low < 2 / 3 < high
+
+
+def test_per_example_loss_averages_to_the_log_loss():
+    frame = predictions_frame(["good", "bad", "not good at all", "fine", "awful", "meh"], LABELS, PROBS, NAMES)
+    assert frame["loss"].mean() == pytest.approx(point_metrics(LABELS, PROBS, NAMES)["log_loss"], rel=1e-12)
 
 
 def test_training_summary_finds_the_grad_norm_spike():

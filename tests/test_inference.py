@@ -51,7 +51,7 @@ def test_texts_are_cut_at_the_runs_own_max_length(tiny_model_dir, tmp_path):
     long = "good film , really good and the plot is fun but the acting is dull"
     cut = classifier.tokenizer.decode(classifier.tokenizer(long, truncation=True)["input_ids"][1:-1])
     np.testing.assert_allclose(classifier.score([long]).logits, classifier.score([cut]).logits, atol=1e-5)
-    theirs = pipeline("text-classification", model=str(run))(long, truncation=True)
+    theirs = pipeline("text-classification", model=str(run))([long], truncation=True)[0]
     assert theirs["score"] == pytest.approx(float(classifier.predict_proba([long]).max()), abs=1e-5)
 
 

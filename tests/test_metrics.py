@@ -2,31 +2,167 @@ import math
 
 import numpy as np
 import pytest
+from scipy.special import softmax
+from sklearn.metrics import precision_recall_fscore_support
 from transformers import EvalPrediction
 
-from trainer.evaluation.metrics import classification_metrics, compute_metrics
+from trainer.evaluation.metrics import (
+    CALIBRATION_BINS,
+    calibration_bin_ids,
+    compute_metrics_for,
+    confusion,
+    expected_calibration_error,
+    metrics_with_ci,
+    point_metrics,
+    reliability_bins,
+    wilson_interval,
+)
 
-LABELS = [1, 0, 1, 1, 0, 0]
-PREDS = [1, 0, 0, 1, 1, 0]  # tp=2 tn=2 fp=1 fn=1
+NAMES = ["negative", "positive"]
+LABELS = np.array([1, 0, 1, 1, 0, 0])
+P_POS = np.array([0.9, 0.2, 0.4, 0.8, 0.7, 0.1])  # predictions 1 0 0 1 1 0: tp=2 tn=2 fp=1 fn=1
+PROBS = np.stack([1 - P_POS, P_POS], axis=1)
 
 
 def test_metrics_equal_hand_computed_values():
-    m = classification_metrics(LABELS, PREDS)
+    m = point_metrics(LABELS, PROBS, NAMES)
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["precision_macro"] == pytest.approx(2 / 3)
     assert m["recall_macro"] == pytest.approx(2 / 3)
-    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["f1_positive"] == pytest.approx(2 / 3) and m["f1_negative"] == pytest.approx(2 / 3)
+    assert m["f1"] == m["f1_positive"]  # GLUE's binary F1: of label id 1
     # MCC = (tp*tn - fp*fn) / sqrt((tp+fp)(tp+fn)(tn+fp)(tn+fn)) = 3 / 9
     assert m["mcc"] == pytest.approx(3 / math.sqrt(3**4))
+    assert all(isinstance(value, float) for value in m.values())
+
+
+def test_key_names_the_card_and_report_read():
+    m = point_metrics(LABELS, PROBS, NAMES)
+    assert list(m) == [
+        "accuracy",
+        *[f"{metric}_{name}" for name in NAMES for metric in ("precision", "recall", "f1")],
+        *[f"{metric}_{avg}" for avg in ("macro", "weighted") for metric in ("precision", "recall", "f1")],
+        "f1",
+        "mcc", "roc_auc", "log_loss", "brier", "ece",
+    ]  # fmt: skip
 
 
 def test_compute_metrics_takes_argmax_of_logits():
     logits = np.array([[0.1, 2.0], [3.0, -1.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 1.0], [2.0, 1.0]])
-    m = compute_metrics(EvalPrediction(predictions=logits, label_ids=np.array(LABELS)))
+    m = compute_metrics_for(NAMES)(EvalPrediction(predictions=logits, label_ids=LABELS))
     assert m["accuracy"] == pytest.approx(4 / 6)
 
 
 def test_multiclass_has_no_binary_f1():
-    m = classification_metrics([0, 1, 2, 2], [0, 2, 2, 2])
+    probs = np.eye(3)[[0, 2, 2, 2]] * 0.8 + 0.2 / 3
+    m = point_metrics([0, 1, 2, 2], probs, ["a", "b", "c"])
     assert "f1" not in m
     assert m["accuracy"] == pytest.approx(0.75)
+    assert m["recall_b"] == 0 and m["recall_c"] == 1 and m["precision_c"] == pytest.approx(2 / 3)
+
+
+def test_macro_and_weighted_means_equal_sklearn_averages():
+    labels, preds = np.array([0, 0, 0, 1, 1, 3, 3, 3, 3]), np.array([0, 1, 0, 1, 3, 3, 3, 0, 3])  # class 2: absent
+    per_class = point_metrics(labels, np.eye(4)[preds], list("abcd"))
+    for avg in ("macro", "weighted"):
+        expected = precision_recall_fscore_support(labels, preds, labels=range(4), average=avg, zero_division=0)
+        assert [per_class[f"{m}_{avg}"] for m in ("precision", "recall", "f1")] == pytest.approx(expected[:3])
+
+
+def test_log_loss_and_brier_by_hand_on_four_rows():
+    labels, p_pos = np.array([0, 1, 1, 0]), np.array([0.1, 0.9, 0.6, 0.5])
+    m = point_metrics(labels, np.stack([1 - p_pos, p_pos], 1), NAMES)
+    # probabilities of the true label: 0.9, 0.9, 0.6, 0.5
+    assert m["log_loss"] == pytest.approx(-(2 * math.log(0.9) + math.log(0.6) + math.log(0.5)) / 4)
+    assert m["log_loss"] == pytest.approx(0.353673, abs=1e-6)  # (0.2107 + 0.5108 + 0.6931) / 4
+    # binary Brier: mean squared error of p(positive): (0.01 + 0.01 + 0.16 + 0.25) / 4
+    assert m["brier"] == pytest.approx(0.1075)
+
+
+def test_multiclass_brier_is_summed_over_classes_not_halved():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6]])
+    # rows: 0.09 + 0.04 + 0.01, 0.01 + 0.36 + 0.49, 0.04 + 0.04 + 0.16
+    assert point_metrics([0, 2, 2], probs, ["a", "b", "c"])["brier"] == pytest.approx((0.14 + 0.86 + 0.24) / 3)
+
+
+def test_metrics_equal_hand_computed_values_and_intervals_contain_them():
+    m = metrics_with_ci(LABELS, PROBS, NAMES, n_boot=300, seed=0)
+    assert m["accuracy"]["value"] == pytest.approx(4 / 6)
+    assert m["f1_positive"]["value"] == pytest.approx(2 / 3) and m["f1_macro"]["value"] == pytest.approx(2 / 3)
+    assert m["mcc"]["value"] == pytest.approx(1 / 3)
+    # ROC-AUC: of the 9 (positive, negative) pairs the positive scores higher in all but (0.4, 0.7).
+    assert m["roc_auc"]["value"] == pytest.approx(8 / 9)
+    given = np.array([0.9, 0.8, 0.4, 0.8, 0.3, 0.9])  # probability of the true label
+    assert m["log_loss"]["value"] == pytest.approx(-np.log(given).mean())
+    assert m["brier"]["value"] == pytest.approx(((P_POS - LABELS) ** 2).mean())
+    # ECE: confidences 0.9 0.8 0.6 0.8 0.7 0.9, correct 1 1 0 1 0 1; per bin |#correct - sum of confidences|:
+    # {0.9, 0.9}: |2 - 1.8| = 0.2; {0.8, 0.8}: |2 - 1.6| = 0.4; {0.7}: |0 - 0.7|; {0.6}: |0 - 0.6|; over 6 rows
+    assert m["ece"]["value"] == pytest.approx((0.2 + 0.4 + 0.7 + 0.6) / 6)
+    for key, s in m.items():
+        assert s["ci_low"] <= s["value"] + 1e-12 and s["value"] <= s["ci_high"] + 1e-12, key
+
+
+def test_bootstrap_is_seeded():
+    a = metrics_with_ci(LABELS, PROBS, NAMES, n_boot=50, seed=3)
+    assert a == metrics_with_ci(LABELS, PROBS, NAMES, n_boot=50, seed=3)
+
+
+def test_trainer_hook_and_final_report_give_the_same_numbers():
+    rng = np.random.default_rng(0)
+    for names in (NAMES, ["negative", "neutral", "positive"]):
+        labels = rng.integers(0, len(names), 40)
+        logits = rng.normal(size=(40, len(names))).astype(np.float32) + 2 * np.eye(len(names))[labels]
+        hook = compute_metrics_for(names)(EvalPrediction(predictions=(logits,), label_ids=labels))
+        report = metrics_with_ci(labels, softmax(logits.astype(float), axis=1), names, n_boot=20, seed=0)
+        assert hook == {key: s["value"] for key, s in report.items()}
+        assert {"accuracy", "f1_macro", "roc_auc", "log_loss", "brier", "ece"} <= set(hook)
+
+
+def test_hook_survives_a_single_class_evaluation():
+    m = compute_metrics_for(NAMES)(EvalPrediction(predictions=np.array([[0.0, 1.0], [2.0, 0.0]]), label_ids=[1, 1]))
+    assert m["accuracy"] == 0.5 and m["mcc"] == 0 and "roc_auc" not in m
+    assert m["log_loss"] == pytest.approx(-(math.log(softmax([0.0, 1.0])[1]) + math.log(softmax([2.0, 0.0])[1])) / 2)
+
+
+def test_ece_by_hand():
+    conf = np.array([0.95, 0.95, 0.65, 0.65])
+    correct = np.array([True, False, True, True])
+    # bin (0.9, 1.0]: |0.5 - 0.95| * 2; bin (0.6, 0.7]: |1 - 0.65| * 2; over 4 rows
+    assert expected_calibration_error(conf, correct) == pytest.approx((0.45 * 2 + 0.35 * 2) / 4)
+
+
+def test_ece_uses_the_ten_bins_of_the_reliability_diagram():
+    conf, correct = np.array([0.62, 0.68, 0.91, 0.99]), np.array([1, 0, 1, 1])
+    # 10 bins: (0.6, 0.7] holds 0.62 and 0.68: |1 - 1.30| = 0.3; (0.9, 1.0] holds 0.91 and 0.99: |2 - 1.90| = 0.1.
+    # (15 bins would split both pairs: (0.38 + 0.68 + 0.09 + 0.01) / 4 = 0.29.)
+    assert CALIBRATION_BINS == 10
+    assert expected_calibration_error(conf, correct) == pytest.approx((0.3 + 0.1) / 4)
+    bins = reliability_bins(conf, correct)
+    assert bins.index.tolist() == [6, 9] and bins["n"].tolist() == [2, 2]
+    assert bins["accuracy"].tolist() == [0.5, 1.0] and bins["confidence"].tolist() == pytest.approx([0.65, 0.95])
+
+
+def test_reliability_bins_and_ece_share_their_bins():
+    rng = np.random.default_rng(1)
+    conf = np.concatenate([rng.uniform(0.5, 1.0, 500), [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]])  # edges included
+    correct = rng.random(len(conf)) < conf
+    bins = reliability_bins(conf, correct)
+    assert bins["n"].sum() == len(conf)
+    from_plot = (bins["n"] * (bins["accuracy"] - bins["confidence"]).abs()).sum() / len(conf)
+    assert expected_calibration_error(conf, correct) == pytest.approx(from_plot)
+
+
+def test_bins_are_right_closed_like_calibration_curve():
+    assert calibration_bin_ids(np.array([0.0, 0.5, 0.55, 0.7, 0.7001, 1.0])).tolist() == [0, 4, 5, 6, 7, 9]
+
+
+def test_wilson_interval_known_value():
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
+    assert (low, high) == pytest.approx((0.4902, 0.9433), abs=5e-5)  # textbook value
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 10)[0] == 0.0
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+
+
+def test_confusion_rows_are_true_labels_and_every_class_is_kept():
+    assert confusion([0, 0, 1, 1], [0, 1, 1, 1], 3).tolist() == [[1, 1, 0], [0, 2, 0], [0, 0, 0]]

@@ -1,4 +1,7 @@
-"""Pure error analysis: metrics with bootstrap intervals, rule-based error types, slices, training summary."""
+"""Pure error analysis: rule-based error types, per-example predictions, slices, training summary.
+
+The metrics themselves (point values, bootstrap and Wilson intervals, calibration) are in `metrics.py`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ import re
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import matthews_corrcoef, precision_recall_fscore_support, roc_auc_score
+
+from trainer.evaluation.metrics import wilson_interval
 
 NEGATION = re.compile(r"\b(?:not|no|never|nothing|none|nobody|neither|nor|without|hardly|barely|cannot)\b|n't\b", re.I)
 CONTRAST = re.compile(r"\b(?:but|although|though|yet|however|while|whereas|despite|nevertheless|still)\b", re.I)
@@ -26,81 +30,6 @@ NEGATIVE_WORDS = set(
     "annoying ugly painful disaster fails failed bland mediocre unfunny".split()
 )
 RULES = ["negation", "contrast", "intensifier_hedge", "sarcasm_cue", "very_short", "long"]
-
-
-def confusion(labels: np.ndarray, preds: np.ndarray, k: int) -> np.ndarray:
-    return np.bincount(labels * k + preds, minlength=k * k).reshape(k, k)
-
-
-def _point_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict[str, float]:
-    k = probs.shape[1]
-    preds = probs.argmax(1)
-    conf = probs.max(1)
-    onehot = np.eye(k)[labels]
-    precision, recall, f1, _ = precision_recall_fscore_support(labels, preds, labels=range(k), zero_division=0)
-    support = np.bincount(labels, minlength=k)
-    out = {"accuracy": float((preds == labels).mean())}
-    for i, name in enumerate(names):
-        out.update({f"precision_{name}": precision[i], f"recall_{name}": recall[i], f"f1_{name}": f1[i]})
-    for avg, weights in (("macro", np.ones(k) / k), ("weighted", support / support.sum())):
-        out.update(
-            {f"precision_{avg}": precision @ weights, f"recall_{avg}": recall @ weights, f"f1_{avg}": f1 @ weights}
-        )
-    out["mcc"] = matthews_corrcoef(labels, preds) if len(np.unique(labels)) > 1 else 0.0
-    if len(np.unique(labels)) == k:
-        out["roc_auc"] = (
-            roc_auc_score(labels, probs[:, 1]) if k == 2 else roc_auc_score(labels, probs, multi_class="ovr")
-        )
-    out["log_loss"] = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
-    out["brier"] = float(((probs - onehot) ** 2).sum(1).mean() / (2 if k == 2 else 1))
-    out["ece"] = expected_calibration_error(conf, preds == labels)
-    return {key: float(value) for key, value in out.items()}
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
-    """Weighted mean |accuracy - confidence| over equal-width confidence bins."""
-    idx = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in np.unique(idx):
-        mask = idx == b
-        total += mask.sum() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(total / len(confidence))
-
-
-def reliability_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> pd.DataFrame:
-    """Per confidence bin: mean confidence, accuracy and count (the reliability diagram's data)."""
-    idx = np.minimum((confidence * bins).astype(int), bins - 1)
-    frame = pd.DataFrame({"bin": idx, "confidence": confidence, "correct": correct.astype(float)})
-    return frame.groupby("bin").agg(
-        confidence=("confidence", "mean"), accuracy=("correct", "mean"), n=("correct", "size")
-    )
-
-
-def metrics_with_ci(labels, probs, names: list[str], n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
-    """Every metric as {value, ci_low, ci_high}: a percentile bootstrap 95% interval over resampled rows."""
-    labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
-    point = _point_metrics(labels, probs, names)
-    rng = np.random.default_rng(seed)
-    samples = {key: [] for key in point}
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(labels), len(labels))
-        for key, value in _point_metrics(labels[idx], probs[idx], names).items():
-            samples[key].append(value)
-    out = {}
-    for key, value in point.items():
-        low, high = np.percentile(samples[key], [2.5, 97.5]) if samples[key] else (np.nan, np.nan)
-        out[key] = {"value": value, "ci_low": float(low), "ci_high": float(high)}
-    return out
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion (well-behaved for small slices)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def rule_features(texts: pd.Series, labels: np.ndarray, positive: int) -> pd.DataFrame:
@@ -151,7 +80,8 @@ def predictions_frame(texts, labels, probs, names: list[str]) -> pd.DataFrame:
             "confidence": probs.max(1),
             "correct": preds == labels,
             "length": texts.str.split().str.len(),
-            "loss": -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)),
+            # clipped as sklearn's log_loss clips, so the mean of this column is metrics.json's log_loss
+            "loss": -np.log(np.clip(probs[np.arange(len(labels)), labels], np.finfo(float).eps, 1)),
         }
     )
     cues = rule_features(texts, labels, positive)

@@ -1,33 +1,129 @@
-"""Classification metrics from scikit-learn, as plain floats."""
+"""The one metrics path: `point_metrics` scores class probabilities for the Trainer hook and the final report alike.
+
+Library functions compute every metric they can (scikit-learn, scipy); only the ECE, which no installed library
+computes, is written here, on the same confidence bins as the reliability diagram.
+"""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
-from sklearn.metrics import accuracy_score, matthews_corrcoef, precision_recall_fscore_support
+import pandas as pd
+from scipy.special import softmax
+from scipy.stats import binomtest
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    confusion_matrix,
+    log_loss,
+    matthews_corrcoef,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+CALIBRATION_BINS = 10  # equal-width confidence bins of the ECE and of the reliability diagram
 
 
-def classification_metrics(labels, predictions) -> dict[str, float]:
-    """Accuracy, macro precision/recall/F1 and MCC; F1 of the positive class too when binary."""
-    labels, predictions = np.asarray(labels), np.asarray(predictions)
-    precision, recall, f1, _ = precision_recall_fscore_support(labels, predictions, average="macro", zero_division=0)
-    out = {
-        "accuracy": float(accuracy_score(labels, predictions)),
-        "precision_macro": float(precision),
-        "recall_macro": float(recall),
-        "f1_macro": float(f1),
-        "mcc": float(matthews_corrcoef(labels, predictions)),
-    }
-    if max(labels.max(initial=0), predictions.max(initial=0)) <= 1:
-        _, _, f1_pos, _ = precision_recall_fscore_support(
-            labels, predictions, average="binary", pos_label=1, zero_division=0
+def point_metrics(labels, probs, names: list[str]) -> dict[str, float]:
+    """Every metric of predicted class probabilities (rows of `probs`) against label ids, as plain floats."""
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
+    classes = np.arange(probs.shape[1])
+    preds = probs.argmax(1)
+    present = np.unique(labels)
+    out = {"accuracy": accuracy_score(labels, preds), **per_class_metrics(labels, preds, names)}
+    if len(classes) == 2:  # GLUE's "f1": the F1 of label id 1 (so --metric_for_best_model f1 works as elsewhere)
+        out["f1"] = out[f"f1_{names[1]}"]
+    out["mcc"] = matthews_corrcoef(labels, preds) if len(present) > 1 else 0.0  # sklearn: 0 too, may warn
+    if len(present) == len(classes):  # undefined when a class has no example
+        binary = len(classes) == 2
+        out["roc_auc"] = (
+            roc_auc_score(labels, probs[:, 1]) if binary else roc_auc_score(labels, probs, multi_class="ovr")
         )
-        out["f1"] = float(f1_pos)
+    out["log_loss"] = log_loss(labels, probs, labels=classes)
+    # scale_by_half="auto": binary = mean squared error of the positive-class probability; k classes: summed, not halved
+    out["brier"] = brier_score_loss(labels, probs, labels=classes)
+    out["ece"] = expected_calibration_error(probs.max(1), preds == labels)
+    return {key: float(value) for key, value in out.items()}
+
+
+def per_class_metrics(labels: np.ndarray, preds: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Precision, recall and F1 of each class (keys suffixed with its name), then their macro and weighted means."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, preds, labels=np.arange(len(names)), zero_division=0
+    )
+    out = {}
+    for i, name in enumerate(names):
+        out.update({f"precision_{name}": precision[i], f"recall_{name}": recall[i], f"f1_{name}": f1[i]})
+    # Equal to average="macro" / "weighted" over every class (tested), from one sklearn call instead of three.
+    for avg, weights in (("macro", None), ("weighted", support)):
+        out.update({f"{metric}_{avg}": np.average(values, weights=weights)
+                    for metric, values in (("precision", precision), ("recall", recall), ("f1", f1))})  # fmt: skip
     return out
 
 
-def compute_metrics(eval_pred) -> dict[str, float]:
-    """Trainer hook: logits and label ids in, metrics out."""
-    logits, labels = eval_pred.predictions, eval_pred.label_ids
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    return classification_metrics(labels, np.argmax(logits, axis=-1))
+def compute_metrics(eval_pred, names: list[str]) -> dict[str, float]:
+    """Trainer hook: logits -> softmax probabilities -> `point_metrics` (Trainer prefixes the keys with eval_)."""
+    logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+    return point_metrics(eval_pred.label_ids, softmax(np.asarray(logits, dtype=float), axis=-1), names)
+
+
+def compute_metrics_for(names: list[str]):
+    """The Trainer's `compute_metrics` for a model whose label ids name `names` (a partial, so it pickles)."""
+    return partial(compute_metrics, names=list(names))
+
+
+def confusion(labels, preds, k: int) -> np.ndarray:
+    """Counts with true labels as rows and predictions as columns, every class present."""
+    return confusion_matrix(labels, preds, labels=np.arange(k))
+
+
+def calibration_bin_ids(confidence: np.ndarray, bins: int = CALIBRATION_BINS) -> np.ndarray:
+    """Each confidence's equal-width bin, right-closed ((0.9, 1.0] is the last) exactly as calibration_curve bins."""
+    return np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], confidence)
+
+
+def expected_calibration_error(confidence, correct, bins: int = CALIBRATION_BINS) -> float:
+    """Weighted mean |accuracy - confidence| over the confidence bins: sum over bins of |#correct - sum(conf)| / n."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    ids = calibration_bin_ids(confidence, bins)
+    gaps = np.bincount(ids, weights=correct, minlength=bins) - np.bincount(ids, weights=confidence, minlength=bins)
+    return float(np.abs(gaps).sum() / len(confidence))
+
+
+def reliability_bins(confidence, correct, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Per non-empty confidence bin: mean confidence, accuracy (sklearn's calibration_curve) and count."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct).astype(int)
+    accuracy, mean_confidence = calibration_curve(correct, confidence, pos_label=1, n_bins=bins, strategy="uniform")
+    counts = np.bincount(calibration_bin_ids(confidence, bins), minlength=bins)  # calibration_curve returns no counts
+    filled = np.flatnonzero(counts)
+    frame = pd.DataFrame({"confidence": mean_confidence, "accuracy": accuracy, "n": counts[filled]}, index=filled)
+    return frame.rename_axis("bin")
+
+
+def metrics_with_ci(labels, probs, names: list[str], n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """Every metric as {value, ci_low, ci_high}: a percentile bootstrap 95% interval over resampled rows."""
+    # Hand loop, not scipy.stats.bootstrap: as fast (both call point_metrics per resample), and a resample missing a
+    # class (no ROC-AUC) is skipped here, where scipy needs a fixed-length vector and one nan voids the interval.
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
+    point = point_metrics(labels, probs, names)
+    rng = np.random.default_rng(seed)
+    samples = {key: [] for key in point}
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(labels), len(labels))
+        for key, value in point_metrics(labels[idx], probs[idx], names).items():
+            samples[key].append(value)
+    out = {}
+    for key, value in point.items():
+        low, high = np.percentile(samples[key], [2.5, 97.5]) if samples[key] else (np.nan, np.nan)
+        out[key] = {"value": value, "ci_low": float(low), "ci_high": float(high)}
+    return out
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion (well-behaved for small slices), from scipy; nan for an empty slice."""
+    if n == 0:
+        return float("nan"), float("nan")
+    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from trainer.evaluation.metrics import CALIBRATION_BINS  # noqa: E402
 from trainer.files import save_figure  # noqa: E402
 
 
@@ -57,16 +58,17 @@ def plot_confusion_matrix(matrix, names: list[str], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_reliability(bins, ece: float, path: str | Path) -> Path:
-    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+def plot_reliability(bins, ece: float, path: str | Path, n_bins: int = CALIBRATION_BINS) -> Path:
+    """Accuracy against confidence per bin (`reliability_bins`); the title's ECE is over the same `n_bins` bins."""
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     ax.plot(bins["confidence"], bins["accuracy"], "o-", label="model")
     for _, row in bins.iterrows():
         ax.annotate(f"{int(row['n'])}", (row["confidence"], row["accuracy"]), fontsize=7, xytext=(3, -10),
                     textcoords="offset points")  # fmt: skip
-    ax.set(xlabel="confidence (max probability)", ylabel="accuracy", title=f"Reliability diagram (ECE {ece:.3f})")
-    ax.set_xlim(0.45, 1.01)
+    title = f"Reliability diagram (ECE {ece:.3f}, {n_bins} bins)"
+    ax.set(xlabel="confidence (max probability)", ylabel="accuracy", title=title)
+    ax.set_xlim(min([0.45, *(bins["confidence"] - 0.05)]), 1.01)  # with k > 2 classes, confidence goes below 0.5
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     return _save(fig, path)

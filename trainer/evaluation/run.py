@@ -20,15 +20,13 @@ from trainer.config import DataConfig
 from trainer.data import READERS, encode_labels, load_split, read_table
 from trainer.evaluation.analysis import (
     ERROR_TAGS,
-    confusion,
     incorrect_predictions,
-    metrics_with_ci,
     predictions_frame,
-    reliability_bins,
     slice_table,
     training_summary,
 )
 from trainer.evaluation.behavioral import run_behavioral_tests
+from trainer.evaluation.metrics import confusion, metrics_with_ci, reliability_bins
 from trainer.evaluation.plots import (
     plot_confidence_histogram,
     plot_confusion_matrix,

@@ -18,7 +18,7 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 from trainer import UserError, files
 from trainer.config import TrainConfig
 from trainer.data import load_data, tokenize
-from trainer.evaluation.metrics import compute_metrics
+from trainer.evaluation.metrics import compute_metrics_for
 from trainer.evaluation.plots import plot_training_curves
 from trainer.evaluation.run import analyse
 from trainer.inference import is_hub_id
@@ -183,7 +183,7 @@ def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: s
         eval_dataset=inputs.eval_set,
         processing_class=inputs.tokenizer,
         data_collator=DataCollatorWithPadding(inputs.tokenizer, pad_to_multiple_of=8 if gpu_half else None),
-        compute_metrics=compute_metrics,
+        compute_metrics=compute_metrics_for(cfg.data.label_names),
         callbacks=callbacks,
         layer_decay=cfg.model.layerwise_lr_decay,
         head_multiplier=cfg.model.head_lr_multiplier,
