@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from inference import RUN_FILES, Classifier, is_hub_id, softmax
+from inference import RUN_FILES, Classifier, is_hub_id
+from scipy.special import softmax
 
 MAX_CHARS = 2000  # per text: the model reads 128-512 tokens; longer inputs only cost time
 MAX_ROWS = 5000  # per batch request

@@ -6,11 +6,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from scipy.special import softmax
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from tests.conftest import ROOT, make_tiny_data, tiny_args
 from trainer import UserError
-from trainer.inference import Classifier, is_hub_id, softmax
+from trainer.inference import Classifier, is_hub_id
 from trainer.modeling import load_classifier
 
 TEXTS = ["good film , really good", "worst film", "a movie", "the plot is dull but the acting is great !"] * 3
@@ -33,7 +34,7 @@ def test_embeddings_are_the_mean_of_the_last_hidden_state_over_real_tokens(tiny_
     with torch.no_grad():
         hidden = model(**tokenizer(TEXTS[0], return_tensors="pt"), output_hidden_states=True).hidden_states[-1]
     np.testing.assert_allclose(scores.embeddings[0], hidden[0].mean(0).numpy(), atol=1e-5)
-    np.testing.assert_allclose(scores.probs, softmax(scores.logits))
+    np.testing.assert_allclose(scores.probs, softmax(scores.logits.astype(float), axis=1))
     assert scores.probs.sum(1) == pytest.approx([1.0, 1.0])
 
 

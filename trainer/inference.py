@@ -1,8 +1,8 @@
 """The inference core: what a published run folder holds, and how a model in one scores texts.
 
 Used by `trainer.predict`, `trainer.evaluate`, the analysis at the end of training, the bench and the Space. It
-imports nothing from this repository (torch, transformers, numpy; onnxruntime for the int8 path), so the Space ships
-this file as it is: `space/inference.py` is a link to it and `trainer.push_space` uploads its content.
+imports nothing from this repository (torch, transformers, numpy, scipy; onnxruntime for the int8 path), so the
+Space ships this file as it is: `space/inference.py` is a link to it and `trainer.push_space` uploads its content.
 
 Scoring: tokenised at the run's own `max_length` (saved as the tokenizer's `model_max_length`), in length-sorted
 batches with dynamic padding under `torch.inference_mode()`; logits, probabilities and the mean-pooled last hidden
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import softmax
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 logger = logging.getLogger(__name__)
@@ -48,11 +49,9 @@ def is_hub_id(name: str | None) -> bool:
     return bool(name) and name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64, stable for large logits."""
-    logits = np.asarray(logits, dtype=np.float64)
-    exp = np.exp(logits - logits.max(-1, keepdims=True))
-    return exp / exp.sum(-1, keepdims=True)
+def label_names(config) -> list[str]:
+    """A model config's label names in id order (its id2label: human names for a run folder)."""
+    return [config.id2label[i] for i in range(config.num_labels)]
 
 
 @dataclass
@@ -64,7 +63,7 @@ class Scores:
 
     @property
     def probs(self) -> np.ndarray:
-        return softmax(self.logits)
+        return softmax(self.logits.astype(np.float64), axis=-1)
 
 
 class Classifier:
@@ -85,7 +84,7 @@ class Classifier:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         config = self.model.config
-        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.labels = label_names(config)
         self.max_length = min(self.tokenizer.model_max_length, getattr(config, "max_position_embeddings", LONGEST),
                               LONGEST)  # fmt: skip
         self.backend, self._int8 = backend, None

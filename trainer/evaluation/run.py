@@ -36,7 +36,7 @@ from trainer.evaluation.plots import (
     plot_training_curves,
 )
 from trainer.evaluation.report import render_report
-from trainer.inference import POOLING, Classifier
+from trainer.inference import POOLING, Classifier, label_names
 from trainer.modeling import load_error, resolve_model_path
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def label_names_of(model: str) -> list[str]:
         config = AutoConfig.from_pretrained(resolve_model_path(model), trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise UserError(load_error(model, err)) from None
-    return [config.id2label[i] for i in range(config.num_labels)]
+    return label_names(config)
 
 
 def training_data_of(model: str) -> dict | None:
