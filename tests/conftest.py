@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -108,11 +109,41 @@ def tiny_args(model_dir, data, run_dir, *extra) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_model_dir, tmp_path_factory) -> Path:
-    """A finished tiny run folder with the full analysis; copy it before changing anything in it."""
+def tiny_training(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """train()'s answer for one 6-step tiny run with the full analysis: (run folder, metrics)."""
     from trainer.config import load_config
     from trainer.training.loop import train
 
     folder = tmp_path_factory.mktemp("tiny-run")
-    run_dir, _ = train(load_config(tiny_args(tiny_model_dir, make_tiny_data(folder), folder / "run")))
-    return run_dir
+    return train(load_config(tiny_args(tiny_model_dir, make_tiny_data(folder), folder / "run")))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_training) -> Path:
+    """A finished tiny run folder with the full analysis; copy it before changing anything in it."""
+    return tiny_training[0]
+
+
+@pytest.fixture(scope="session")
+def app_client(tiny_run, tmp_path_factory):
+    """The Space's app serving a copy of the tiny run on 127.0.0.1: (gradio_client Client, run folder, app module)."""
+    import importlib
+    import socket
+    import sys
+
+    from gradio_client import Client
+
+    from model_card import render_card
+
+    run = shutil.copytree(tiny_run, tmp_path_factory.mktemp("space") / "run")
+    (run / "README.md").write_text(render_card(run, "alice/tiny"))
+    os.environ["MODEL_ID"] = str(run)
+    if str(ROOT / "space") not in sys.path:
+        sys.path.insert(0, str(ROOT / "space"))
+    app = importlib.import_module("app") if "app" not in sys.modules else importlib.reload(sys.modules["app"])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _, url, _ = app.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    yield Client(url, verbose=False), run, app
+    app.demo.close()

@@ -1,5 +1,6 @@
 """Bad input at every entry point: exit code 2, one line naming the problem and the fix, no traceback, and no
-file that was in the way changed. One table; each row builds its input in a fresh folder."""
+file that was in the way changed; in the Space, the one-line message a user sees. One table; each row builds its
+input in a fresh folder."""
 
 from __future__ import annotations
 
@@ -15,13 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
 
 from tests.conftest import ROOT, make_tiny_data, tiny_args
 from tests.hub_server import FakeHub
 from tests.test_push import TOKEN, hub_env
-
-sys.path.insert(0, str(ROOT / "space"))
-import backend  # noqa: E402
 
 
 @dataclass
@@ -46,9 +46,10 @@ class Ctx:
 
 @dataclass
 class Case:
-    entry: str  # train, evaluate, predict, card, bench, hpo, push (a subprocess against a local Hub), space
-    build: Callable[[Ctx], list[str]]
+    entry: str  # an entry point's main(); push: a subprocess against a local Hub; space: an endpoint of the app
+    build: Callable[[Ctx], list]  # argv; for the Space, the endpoint and its inputs
     says: str  # a part of the one line
+    slow: bool = False  # over ~4 s (see the `slow` marker)
 
 
 def rows(ctx: Ctx, text: str) -> Path:
@@ -115,7 +116,7 @@ CASES = {
     "predict: zero batch": Case("predict", lambda c: ["--model", str(c.run()), "--batch_size", "0", "ok"], "--batch_size 0"),
     "predict: custom code": Case("predict", lambda c: ["--model", str(custom_code(c)), "ok"], "remote code is never run here"),
     "card: not a run": Case("card", lambda c: ["--run_dir", str(c.tmp / "none")], "train one with `make train`"),
-    "bench: wrong model": Case("bench", lambda c: ["--quick", "--model", str(c.tmp / "none"), "--output", str(c.tmp / "b.json")], "model folder"),
+    "bench: wrong model": Case("bench", lambda c: ["--quick", "--model", str(c.tmp / "none"), "--output", str(c.tmp / "b.json")], "model folder", slow=True),
     "bench: output read-only": Case("bench", lambda c: ["--quick", "--output", str(read_only(c) / "b.json")], "cannot write"),
     "hpo: no trials": Case("hpo", lambda c: ["--n_trials", "0"], "run at least one trial"),
     "hpo: search space typo": Case("hpo", lambda c: ["--n_trials", "1", "--search_space", str(c.write("s.yaml", yaml.safe_dump({"learnin_rate": [1e-5]})))], "unknown option 'learnin_rate'"),
@@ -128,11 +129,15 @@ CASES = {
     "push: 404": Case("push", lambda c: ["--run_dir", str(c.run()), "--hub_model_id", "alice/x", "--revision", "dev", "@fail:branch:404"], "404"),
     "push: 500": Case("push", lambda c: ["--run_dir", str(c.run()), "--hub_model_id", "alice/x", "--retries", "1", "@fail:commit:500"], "500"),
     "push: connection refused": Case("push", lambda c: ["--run_dir", str(c.run()), "--hub_model_id", "alice/x", "--retries", "0", "@refused"], "cannot reach"),
-    # the Space's functions (the app turns these into gr.Error messages)
-    "space: empty text": Case("space", lambda c: ["check_text", "   "], "Type a sentence first"),
-    "space: over-long text": Case("space", lambda c: ["check_text", "x" * 2001], "the limit is 2,000"),
-    "space: non-UTF-8 upload": Case("space", lambda c: ["parse_upload", str(c.write("u.txt", b"caf\xe9\n"))], "not UTF-8"),
-    "space: table without text": Case("space", lambda c: ["parse_upload", str(c.write("u.csv", "a,b\n1,2\n"))], "no column named text"),
+    "push_space: local model": Case("push_space", lambda c: ["--model_id", str(c.run())], "push the model first"),
+    "launch: no processes": Case("launch", lambda c: ["--nproc_per_node", "0", "-m", "trainer.train"], "start at least one process"),
+    # the Space: its endpoints through gradio_client, as a visitor's browser calls them
+    "space: empty text": Case("space", lambda c: ["/predict", "   "], "Type a sentence first"),
+    "space: over-long text": Case("space", lambda c: ["/explain", "x" * 2001], "2,001 characters; the limit is 2,000"),
+    "space: non-UTF-8 upload": Case("space", lambda c: ["/batch", "", handle_file(str(c.write("u.txt", b"caf\xe9\n")))], "u.txt is not UTF-8 text"),
+    "space: table without text": Case("space", lambda c: ["/batch", "", handle_file(str(c.write("u.csv", "a,b\n1,2\n")))], "no column named text or sentence (columns: a, b)"),
+    "space: nothing to score": Case("space", lambda c: ["/batch", " \n ", None], "No text found in the text box"),
+    "space: too many lines": Case("space", lambda c: ["/batch", "x\n" * 5001, None], "the text box has 5,001 texts; the limit is 5,000"),
 }  # fmt: skip
 
 
@@ -162,20 +167,17 @@ def problems(stderr: str) -> list[str]:
 def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
     if entry == "push":
         return run_push(argv, ctx)
-    if entry == "space":
-        function, value = argv
-        with pytest.raises(ValueError) as raised:
-            getattr(backend, function)(value)
-        return 2, f"error: {raised.value}"
     from trainer.bench import main as bench_main
     from trainer.card import main as card_main
     from trainer.evaluate import main as evaluate_main
     from trainer.hpo import main as hpo_main
+    from trainer.launch import main as launch_main
     from trainer.predict import main as predict_main
+    from trainer.push_space import main as push_space_main
     from trainer.train import main as train_main
 
     mains = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "card": card_main,
-             "bench": bench_main, "hpo": hpo_main}  # fmt: skip
+             "bench": bench_main, "hpo": hpo_main, "push_space": push_space_main, "launch": launch_main}  # fmt: skip
     capsys.readouterr()
     code = mains[entry](argv)
     return code, capsys.readouterr().err
@@ -199,26 +201,46 @@ def run_push(argv: list[str], ctx: Ctx) -> tuple[int, str]:
     return done.returncode, done.stderr
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, tmp_path, tiny_model_dir, tiny_run, capsys, monkeypatch):
+def space_message(client, argv: list) -> str:
+    """What the visitor reads when the endpoint refuses the input: the app's gr.Error message."""
+    endpoint, *inputs = argv
+    with pytest.raises(AppError) as raised:
+        client.predict(*inputs, api_name=endpoint)
+    return str(raised.value)
+
+
+ROWS = [pytest.param(name, marks=pytest.mark.slow if case.slow else ()) for name, case in CASES.items()]
+
+
+@pytest.mark.parametrize("name", ROWS)
+def test_bad_input(name, tmp_path, tiny_model_dir, tiny_run, capsys, monkeypatch, request):
     case = CASES[name]
     monkeypatch.chdir(ROOT)
     train, dev = make_tiny_data(tmp_path)
     ctx = Ctx(tmp_path, tiny_model_dir, train, dev, tiny_run)
     argv = case.build(ctx)
     before = snapshot(tmp_path)
-    code, stderr = run_entry(case.entry, argv, ctx, capsys)
-    assert code == 2, stderr[-3000:]
-    lines = problems(stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-3000:]
-    assert case.says in lines[0], lines[0]
-    assert "Traceback" not in stderr
-    assert TOKEN not in stderr
+    if case.entry == "space":
+        client, _, app = request.getfixturevalue("app_client")
+        capsys.readouterr()
+        message = space_message(client, argv)
+        assert "\n" not in message and case.says in message, message
+        assert "Traceback" not in message + capsys.readouterr().err  # nor in the server's log
+        expected = app.MODEL.labels[int(app.MODEL.predict_proba(["good film"])[0].argmax())]
+        assert client.predict("good film", api_name="/predict")["label"] == expected  # and it still answers
+    else:
+        code, stderr = run_entry(case.entry, argv, ctx, capsys)
+        assert code == 2, stderr[-3000:]
+        lines = problems(stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-3000:]
+        assert case.says in lines[0], lines[0]
+        assert "Traceback" not in stderr
+        assert TOKEN not in stderr
     for path, data in before.items():  # nothing that was there is changed or gone
         assert path.is_file() and path.read_bytes() == data, path
 
 
-def test_the_table_covers_every_entry_point_with_at_least_30_cases():
-    assert len(CASES) >= 30
-    assert {case.entry for case in CASES.values()} == {"train", "evaluate", "predict", "card", "bench", "hpo",
-                                                       "push", "space"}  # fmt: skip
+def test_every_entry_point_of_the_product_has_rows():
+    """Each module of trainer/ with a main() (the commands the Makefile and README run), and the Space."""
+    commands = {path.stem for path in (ROOT / "trainer").glob("*.py") if "\ndef main(" in path.read_text()}
+    assert {case.entry for case in CASES.values()} == commands | {"space"}

@@ -1,11 +1,13 @@
 """`trainer.bench --quick` on the tiny model writes every key and the plot; the int8 fast path agrees with torch."""
 
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
 
+from tests.conftest import read_sst2
 from trainer import UserError
 from trainer.bench import main
 from trainer.modeling import load_classifier
@@ -17,6 +19,7 @@ KEYS = {
 }  # fmt: skip
 
 
+@pytest.mark.slow  # trains twice in subprocesses (the notebook recipe and ours), then times three inference paths
 def test_quick_bench_writes_the_report_and_the_plot(tiny_model_dir, tiny_run, tmp_path, capsys):
     output = tmp_path / "out" / "bench.json"
     flags = ["--quick", "--model", str(tiny_model_dir), "--infer_model", str(tiny_run), "--max_length", "64"]
@@ -29,11 +32,17 @@ def test_quick_bench_writes_the_report_and_the_plot(tiny_model_dir, tiny_run, tm
     for key in ("baseline_train_samples_per_s", "train_samples_per_s", "baseline_infer_samples_per_s"):
         assert report[key] > 0
     assert report["train_speedup"] == round(report["train_samples_per_s"] / report["baseline_train_samples_per_s"], 2)
-    assert 0 <= report["accuracy_fast"] <= 1 and 0 <= report["accuracy_fp32"] <= 1
+    # The accuracies are those of the fine-tuned run on the first 256 SST-2 dev rows, scored again here.
+    dev = read_sst2("dev", 256)
+    for key, backend in (("accuracy_fp32", "torch"), ("accuracy_fast", "onnx-int8")):
+        predicted = load_classifier(str(tiny_run), backend=backend).predict_proba(dev["sentence"].tolist()).argmax(1)
+        assert report[key] == (predicted == dev["label"].to_numpy()).mean(), key
+    assert report["accuracy_drop_points"] == round((report["accuracy_fp32"] - report["accuracy_fast"]) * 100, 2)
+    assert report["setup"]["infer_model"] == str(tiny_run)
     assert set(report["latency_ms"]) == {"pipeline", "torch", "onnx-int8"}
     assert set(report["peak_rss_mb"]) == {"train_notebook", "train_ours", "infer_pipeline", "infer_torch",
                                           "infer_onnx-int8"}  # fmt: skip
-    assert report["machine"]["cores"] >= 1 and "training samples/s" in capsys.readouterr().out
+    assert report["machine"]["cores"] == os.cpu_count() and "training samples/s" in capsys.readouterr().out
 
 
 def test_int8_path_agrees_with_torch_and_caches_its_export(tiny_run, tmp_path):

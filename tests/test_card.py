@@ -6,12 +6,13 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from huggingface_hub import ModelCard
 
 from model_card import card_data, card_facts, render_card
 from model_card.card import dataset_facts, eval_rows, limitations, widget_examples
-from tests.conftest import ROOT
 from tests.hub_server import validate_card
+from trainer.evaluate import main as evaluate_main
 
 SECTIONS = [
     "## Usage", "## Training data", "## Training procedure", "### Training curve", "## Evaluation results",
@@ -139,18 +140,15 @@ def test_out_of_domain_evaluations_get_their_own_table(tiny_run, tmp_path):
     run = shutil.copytree(tiny_run, tmp_path / "run")
     other = tmp_path / "other.tsv"
     other.write_text("sentence\tlabel\nthe acting was great\t1\nthe plot was bad\t0\nreally fun story\t1\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "trainer.evaluate", "--model", str(run), "--data", str(other),
-         "--output_dir", str(run / "evaluations" / "reviews"), "--n_bootstrap", "10"],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    assert evaluate_main(["--model", str(run), "--data", str(other), "--output_dir",
+                          str(run / "evaluations" / "reviews"), "--n_bootstrap", "10"]) == 0  # fmt: skip
     text = render_card(run, "alice/x")
     assert "### Other evaluation sets" in text
     assert f"| reviews | `{other}` | 3 | yes |" in text
     assert "was measured on the other sets above only" in text
 
 
+@pytest.mark.slow  # two trainer.card processes, ~6 s
 def test_make_card_cli_writes_readme_and_errors_in_one_line(tiny_run, tmp_path):
     run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
     done = subprocess.run([sys.executable, "-m", "trainer.card", "--run_dir", str(run)], capture_output=True, text=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, make_tiny_data, tiny_args, write_tsv
 
+from tests.conftest import ROOT, make_tiny_data, tiny_args, write_tsv
 from trainer import UserError
 from trainer.launch import explicit_port, process_count
 from trainer.modeling import load_classifier
@@ -65,6 +65,7 @@ def ddp_run(tiny_model_dir, odd_data, tmp_path_factory) -> tuple[Path, subproces
     return run_dir, launch("-m", "trainer.train", *args)
 
 
+@pytest.mark.slow  # torchrun trains with two processes (ddp_run)
 def test_two_processes_write_one_complete_run_folder(ddp_run, tiny_run):
     run_dir, proc = ddp_run
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -82,6 +83,7 @@ def test_two_processes_write_one_complete_run_folder(ddp_run, tiny_run):
     assert len(predictions) == 15
 
 
+@pytest.mark.slow  # torchrun trains with two processes (ddp_run)
 def test_distributed_evaluation_counts_every_row_once(ddp_run, odd_data):
     """The curve's last evaluation equals a one-process evaluation of the same weights on the 15 rows,
     and differs from what a repeated (padding) row or a dropped row would give."""
@@ -114,6 +116,7 @@ def test_port_in_use_is_one_line(tiny_model_dir, tiny_data, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # torchrun starts three training processes
 def test_more_processes_than_examples_is_one_line(tiny_model_dir, tiny_data, tmp_path):
     args = tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--max_eval_samples", "2")
     proc = launch("-m", "trainer.train", *args, nproc="3")
@@ -125,6 +128,7 @@ def test_more_processes_than_examples_is_one_line(tiny_model_dir, tiny_data, tmp
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # torchrun starts two training processes
 def test_a_worker_error_is_printed_once(tiny_model_dir, tiny_data, tmp_path):
     args = tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--max_lenght", "64")
     proc = launch("-m", "trainer.train", *args)
@@ -156,6 +160,7 @@ def test_launch_helpers(monkeypatch):
         check_world_size(4, 10, 3)
 
 
+@pytest.mark.slow  # two torchrun nodes train
 def test_two_nodes_rendezvous_with_the_documented_command(tiny_model_dir, tiny_data, tmp_path):
     """The README's multi-node line, with two 'machines' on 127.0.0.1: one process each, one run folder."""
     with socket.socket() as probe:
@@ -174,6 +179,7 @@ def test_two_nodes_rendezvous_with_the_documented_command(tiny_model_dir, tiny_d
     assert environment["command"].startswith("torchrun --nnodes 2 --nproc_per_node 1 -m trainer.train")
 
 
+@pytest.mark.slow  # torchrun starts two worker processes
 def test_a_crashed_process_is_named_in_one_line(tmp_path):
     script = tmp_path / "crash.py"
     script.write_text(
@@ -187,6 +193,7 @@ def test_a_crashed_process_is_named_in_one_line(tmp_path):
     assert messages(proc.stderr) == ["error: training process 1 was killed by signal SIGKILL: see its output above"]
 
 
+@pytest.mark.slow  # accelerate launch trains with two processes
 def test_accelerate_launch_works_too(tiny_model_dir, tiny_data, tmp_path):
     args = tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--max_steps", "3", "--run_analysis", "false")
     accelerate = Path(sys.executable).parent / "accelerate"

@@ -1,12 +1,13 @@
 """trainer.evaluate on the tiny BERT: every artifact written, consistent and readable; bad data is one line."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import write_tsv
+from tests.conftest import make_tiny_data, write_tsv
 from trainer.evaluate import main
 
 ARTIFACTS = [
@@ -26,19 +27,13 @@ ARTIFACTS = [
 ]
 
 
-@pytest.fixture
-def evaluated(tiny_model_dir, tiny_data, tmp_path):
-    out = tmp_path / "eval"
-    args = [
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(tiny_data[0]),
-        "--output_dir",
-        str(out),
-        "--n_bootstrap",
-        "50",
-    ]
+@pytest.fixture(scope="module")
+def evaluated(tiny_model_dir, tmp_path_factory) -> Path:
+    """trainer.evaluate of the tiny (untrained) BERT on the tiny training file, written beside that file."""
+    folder = tmp_path_factory.mktemp("evaluated")
+    data, _ = make_tiny_data(folder)
+    out = folder / "eval"
+    args = ["--model", str(tiny_model_dir), "--data", str(data), "--output_dir", str(out), "--n_bootstrap", "50"]
     assert main(args) == 0
     return out
 
@@ -48,16 +43,23 @@ def test_every_artifact_is_written_and_non_empty(evaluated):
         assert (evaluated / name).is_file() and (evaluated / name).stat().st_size > 0, name
 
 
-def test_artifacts_agree_with_each_other(evaluated, tiny_data):
+def test_artifacts_agree_with_each_other(evaluated):
+    data = evaluated.parent / "train.tsv"
     metrics = json.loads((evaluated / "metrics.json").read_text())
     predictions = pd.read_parquet(evaluated / "predictions.parquet")
     wrong = pd.read_csv(evaluated / "incorrect_predictions.csv")
-    n = len(pd.read_csv(tiny_data[0], sep="\t"))
+    n = len(pd.read_csv(data, sep="\t"))
     accuracy = metrics["metrics"]["accuracy"]
     assert metrics["n"] == len(predictions) == n
     assert len(wrong) == round((1 - accuracy["value"]) * n)
     assert accuracy["ci_low"] <= accuracy["value"] <= accuracy["ci_high"]
     assert accuracy["value"] == pytest.approx(predictions["correct"].mean())
+    # Each row is the data file's row: its true label, the most probable class, and whether they agree.
+    labels = pd.read_csv(data, sep="\t")["label"]
+    assert predictions["label"].tolist() == [("negative", "positive")[i] for i in labels]
+    more_positive = predictions["p_positive"] > predictions["p_negative"]
+    assert predictions["predicted"].tolist() == ["positive" if up else "negative" for up in more_positive]
+    assert predictions["correct"].tolist() == (predictions["predicted"] == predictions["label"]).tolist()
     assert {"text", "label", "predicted", "p_negative", "p_positive", "confidence", "correct", "length", "loss"} <= set(
         predictions.columns
     )

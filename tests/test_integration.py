@@ -12,7 +12,7 @@ from transformers import pipeline
 
 from tests.conftest import ROOT, read_sst2, write_tsv
 from trainer.evaluate import main as evaluate_main
-from trainer.modeling import load_classifier, resolve_model_path
+from trainer.modeling import default_backend, load_classifier, resolve_model_path
 from trainer.predict import main as predict_main
 from trainer.train import main as train_main
 
@@ -63,7 +63,9 @@ def test_predictor_matches_pipeline_probabilities(minilm_run):
 def test_predict_cli_prints_label_confidence_and_latency(minilm_run, capsys):
     assert predict_main(["--model", str(minilm_run), "a wonderful film"]) == 0
     label, confidence, latency, unit, *text = capsys.readouterr().out.split()
-    assert label in {"positive", "negative"} and 0.5 <= float(confidence) <= 1
+    expected = load_classifier(str(minilm_run), backend=default_backend()).predict(["a wonderful film"])[0]
+    assert (label, confidence) == (expected["label"], f"{expected['score']:.3f}") and label in {"positive", "negative"}
+    assert 0.5 <= float(confidence) <= 1
     assert latency.replace(".", "", 1).isdigit() and unit == "ms" and " ".join(text) == "a wonderful film"
 
 

@@ -67,6 +67,7 @@ def one_line_error(done: subprocess.CompletedProcess, *words: str) -> None:
         assert word in lines[-1], lines[-1]
 
 
+@pytest.mark.slow  # a push and a pipeline process, ~8 s
 def test_push_uploads_the_allow_list_in_one_commit_and_pipeline_loads_it(hub, run, tmp_path):
     env = hub_env(hub.url, tmp_path)
     done = push(env, run, "--hub_model_id", "alice/tiny-sentiment")
@@ -97,6 +98,7 @@ def test_push_uploads_the_allow_list_in_one_commit_and_pipeline_loads_it(hub, ru
     assert set(eval(loaded.stdout.split(" ", 1)[1])) <= {"negative", "positive"}
 
 
+@pytest.mark.slow  # two push processes, ~6 s
 def test_pushing_the_same_run_again_makes_no_commit(hub, run, tmp_path):
     env = hub_env(hub.url, tmp_path)
     assert push(env, run, "--hub_model_id", "alice/again").returncode == 0
@@ -110,9 +112,10 @@ def test_pushing_the_same_run_again_makes_no_commit(hub, run, tmp_path):
 def test_default_repo_id_is_the_users_namespace_and_run_name(hub, run, tmp_path):
     done = push(hub_env(hub.url, tmp_path), run)
     assert done.returncode == 0, done.stderr
-    assert hub.repo("alice/tiny-run") is not None
+    assert set(hub.repo("alice/tiny-run").files("main")) == EXPECTED
 
 
+@pytest.mark.slow  # two push processes, ~6 s
 def test_a_branch_and_a_pull_request_leave_main_alone(hub, run, tmp_path):
     env = hub_env(hub.url, tmp_path)
     assert push(env, run, "--hub_model_id", "alice/branches", "--revision", "dev").returncode == 0
@@ -153,6 +156,7 @@ def test_someone_elses_repo_is_403_with_the_fix(hub, run, tmp_path):
     assert set(hub.repo("bob/their-model").files("main")) == {".gitattributes"}
 
 
+@pytest.mark.slow  # two push processes, ~6 s
 def test_hub_500_leaves_the_repo_at_its_previous_commit_and_a_rerun_completes(hub, run, tmp_path):
     env = hub_env(hub.url, tmp_path)
     hub.fail["commit"] = (500, -1)
@@ -199,6 +203,7 @@ def test_bad_runs_and_repo_ids_fail_before_any_upload(hub, run, tmp_path, change
     assert not [path for _, path in hub.requests if "/commit/" in path]
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_train_push_to_hub_publishes_at_the_end(hub, tiny_model_dir, tiny_data, tmp_path):
     env = hub_env(hub.url, tmp_path)
     flags = tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--push_to_hub", "true",

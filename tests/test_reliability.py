@@ -55,6 +55,7 @@ def comparable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in skip}
 
 
+@pytest.mark.slow  # trains in a subprocess, kills it, resumes
 def test_sigkill_after_a_checkpoint_then_resume_matches_an_uninterrupted_run(tiny_model_dir, tiny_data, tmp_path):
     flags = ["--max_steps", "16", "--save_steps", "4", "--eval_steps", "4", "--bf16", "false", "--ema_decay", "0.9"]
     reference, ref_metrics = train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "reference", *flags)))
@@ -126,16 +127,11 @@ def test_atomic_writes_leave_the_old_file_when_writing_fails(tmp_path):
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
-def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume():
-    """Covered end to end in tests/test_train.py (SIGINT, exit 130, the --resume line, then resume)."""
-    source = (ROOT / "tests" / "test_train.py").read_text()
-    assert "def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run" in source
-
-
 SECRETS = {"HF_TOKEN": "hf_PLANTEDenvironmentTOKEN0001", "WANDB_API_KEY": "PLANTEDwandbKEY0123456789abcdef01234567"}
 FLAG_TOKEN = "hf_PLANTEDflagTOKEN0002"
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_planted_tokens_never_reach_a_file_a_log_the_card_or_the_hub(tiny_model_dir, tiny_data, tmp_path):
     with FakeHub(tokens={FLAG_TOKEN: "alice", SECRETS["HF_TOKEN"]: "alice"}) as hub:
         env = {**hub_env(hub.url, tmp_path, token=None), **SECRETS, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
@@ -160,6 +156,7 @@ def test_planted_tokens_never_reach_a_file_a_log_the_card_or_the_hub(tiny_model_
     assert "--hub_token '***'" in json.loads((run / "metrics.json").read_text())["environment"]["command"]
 
 
+@pytest.mark.slow  # three push processes, ~6 s
 def test_a_push_killed_midway_leaves_the_repo_as_it_was_and_a_rerun_completes(tiny_run, tmp_path):
     run = shutil.copytree(tiny_run, tmp_path / "run")
     with FakeHub(tokens={"hf_alice_0123456789abcdef": "alice"}) as hub:
@@ -200,6 +197,7 @@ def unsafe_folder(tmp_path: Path, kind: str) -> Path:
     return folder
 
 
+@pytest.mark.slow  # four CLI processes, ~7 s
 @pytest.mark.parametrize(
     ("kind", "message"),
     [

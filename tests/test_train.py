@@ -6,7 +6,9 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -15,6 +17,7 @@ from transformers import pipeline
 
 from tests.conftest import ROOT, tiny_args
 from trainer.config import load_config
+from trainer.modeling import load_classifier
 from trainer.train import main
 from trainer.training.loop import train
 
@@ -40,15 +43,22 @@ RUN_FILES = [
 ]
 
 
-def test_training_writes_a_complete_run_folder_that_pipeline_loads(tiny_model_dir, tiny_data, tmp_path):
-    run_dir, metrics = train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "run")))
+def accuracy_of(run_dir: Path, data: Path) -> float:
+    """The saved model's accuracy on a labelled tsv, scored here."""
+    rows = pd.read_csv(data, sep="\t")
+    predicted = load_classifier(str(run_dir)).predict_proba(rows["sentence"].tolist()).argmax(1)
+    return float((predicted == rows["label"].to_numpy()).mean())
+
+
+def test_training_writes_a_complete_run_folder_that_pipeline_loads(tiny_model_dir, tiny_training):
+    run_dir, metrics = tiny_training  # conftest's train() of tiny_args(): 6 steps, checkpoints at 3 and 6
 
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), name
     assert not list(run_dir.glob("*.bin"))  # the publishable folder holds safetensors only
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-6"]
     assert (run_dir / "checkpoints/checkpoint-6/model.safetensors").is_file()
-    assert (tmp_path / "latest").resolve() == run_dir.resolve()
+    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
 
     before = load_file(tiny_model_dir / "model.safetensors")
     after = load_file(run_dir / "model.safetensors")
@@ -58,8 +68,15 @@ def test_training_writes_a_complete_run_folder_that_pipeline_loads(tiny_model_di
     config = json.loads((run_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
     saved = json.loads((run_dir / "metrics.json").read_text())
-    assert saved["global_step"] == 6 and saved["best_step"] in (3, 6) and 0 <= saved["accuracy"] <= 1
+    assert saved["global_step"] == 6 and saved["best_step"] in (3, 6)
     assert saved["accuracy"] == metrics["accuracy"] and saved["global_step"] == metrics["global_step"]
+    # The reported accuracy is the saved model's on the validation file, and the saved predictions say the same.
+    dev = run_dir.parent / "dev.tsv"
+    assert saved["accuracy"] == pytest.approx(accuracy_of(run_dir, dev))
+    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    labels = [config["id2label"][str(i)] for i in pd.read_csv(dev, sep="\t")["label"]]
+    assert predictions["label"].tolist() == labels
+    assert saved["accuracy"] == pytest.approx((predictions["predicted"] == predictions["label"]).mean())
     # The analysis re-scores the saved model on the same validation rows: the same accuracy, now with an interval.
     evaluation = saved["evaluation"]["accuracy"]
     assert evaluation["value"] == pytest.approx(saved["accuracy"])
@@ -69,7 +86,9 @@ def test_training_writes_a_complete_run_folder_that_pipeline_loads(tiny_model_di
     assert all("grad_norm" in r and "learning_rate" in r for r in history if "loss" in r)
 
     classify = pipeline("text-classification", model=str(run_dir))
-    assert classify("a good film")[0]["label"] in {"negative", "positive"}
+    assert classify("a good film")[0]["label"] in {"negative", "positive"}  # human names, not LABEL_1
+    texts = predictions["text"].tolist()
+    assert [r["label"] for r in classify(texts)] == predictions["predicted"].tolist()
 
 
 def test_saved_config_reruns_the_same_configuration(tiny_model_dir, tiny_data, tmp_path):
@@ -101,6 +120,7 @@ def test_resume_without_checkpoints_is_a_one_line_error(tmp_path, capsys):
     assert err.startswith("error: --resume") and "no complete checkpoint" in err and "\n" not in err
 
 
+@pytest.mark.slow  # a trainer.train process each (one of them trains), ~6 s
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -131,6 +151,7 @@ def test_empty_training_file_is_a_one_line_error(tiny_model_dir, tiny_data, tmp_
     assert not (tmp_path / "run").exists()  # nothing written before the data was checked
 
 
+@pytest.mark.slow  # trains in a subprocess and interrupts it
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tiny_model_dir, tiny_data, tmp_path):
     run = tmp_path / "run"
     args = tiny_args(tiny_model_dir, tiny_data, run, "--max_steps", "99999", "--save_steps", "99999")
@@ -203,7 +224,7 @@ def test_resume_uses_the_runs_own_config_and_rejects_incompatible_changes(tiny_m
 def test_without_the_analysis_trainer_scores_the_model(tiny_model_dir, tiny_data, tmp_path):
     args = tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--run_analysis", "false")
     run_dir, metrics = train(load_config(args))
-    assert 0 <= metrics["accuracy"] <= 1 and "evaluation" not in metrics
+    assert metrics["accuracy"] == pytest.approx(accuracy_of(run_dir, tiny_data[1])) and "evaluation" not in metrics
     assert (run_dir / "plots/training_curves.png").is_file() and not (run_dir / "error_analysis.md").exists()
     history = json.loads((run_dir / "log_history.json").read_text())
     assert not any(key.startswith("final_") for record in history for key in record)  # curves hold training evals only
