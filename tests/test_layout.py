@@ -4,6 +4,7 @@ permissions; publishing a read-only run folder."""
 import ast
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -104,6 +105,7 @@ def test_run_folder_and_card_honour_the_umask(tiny_model_dir, tmp_path):
 
 
 def test_push_of_a_read_only_run_folder_publishes_and_says_the_card_was_not_kept(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
     # Root writes anywhere, so the read-only folder is the card write failing as it would there (EROFS).
     script = (
         "import errno, sys\n"
@@ -112,7 +114,7 @@ def test_push_of_a_read_only_run_folder_publishes_and_says_the_card_was_not_kept
         "    raise OSError(errno.EROFS, 'Read-only file system', str(path))\n"
         "push.write_text = refuse\n"
         "from trainer.push import main\n"
-        f"sys.exit(main(['--run_dir', {str(tiny_run)!r}, '--hub_model_id', 'alice/ro', '--retry_wait', '0']))\n"
+        f"sys.exit(main(['--run_dir', {str(run)!r}, '--hub_model_id', 'alice/ro', '--retry_wait', '0']))\n"
     )
     with FakeHub(tokens={TOKEN: "alice"}) as hub:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
@@ -123,17 +125,19 @@ def test_push_of_a_read_only_run_folder_publishes_and_says_the_card_was_not_kept
         assert "the card was pushed but not saved" in done.stderr and "Read-only file system" in done.stderr
         pushed = hub.repo("alice/ro").files("main")
         assert "alice/ro" in pushed["README.md"].decode()
-        assert json.loads(pushed["metrics.json"]) == json.loads((tiny_run / "metrics.json").read_text())
+        assert json.loads(pushed["metrics.json"]) == json.loads((run / "metrics.json").read_text())
+    assert not (run / "README.md").exists()
 
 
 def test_push_ends_in_one_line_when_the_run_folder_cannot_be_read(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
     script = (
         "import errno, sys, pathlib\n"
         "def refuse(self):\n"
         "    raise PermissionError(errno.EACCES, 'Permission denied', str(self))\n"
         "pathlib.Path.read_bytes = refuse\n"
         "from trainer.push import main\n"
-        f"sys.exit(main(['--run_dir', {str(tiny_run)!r}, '--hub_model_id', 'alice/ro', '--retry_wait', '0']))\n"
+        f"sys.exit(main(['--run_dir', {str(run)!r}, '--hub_model_id', 'alice/ro', '--retry_wait', '0']))\n"
     )
     with FakeHub(tokens={TOKEN: "alice"}) as hub:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
@@ -143,3 +147,4 @@ def test_push_ends_in_one_line_when_the_run_folder_cannot_be_read(tiny_run, tmp_
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: cannot access ")
     assert "Permission denied" in done.stderr and "Traceback" not in done.stderr
+    assert not (run / "README.md").exists()  # nothing was pushed, so no card is kept

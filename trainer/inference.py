@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.special import softmax
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+# torch and transformers are imported where a model is loaded: publishing and the card read RUN_FILES and is_hub_id
+# from here without paying for them.
 logger = logging.getLogger(__name__)
 
 # Every file a finished run folder publishes (globs relative to the folder). The card, README.md, is rendered for
@@ -76,6 +76,9 @@ class Classifier:
     """
 
     def __init__(self, folder: str | os.PathLike, device: str | None = None, backend: str = "torch"):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
         self.folder = Path(folder)
@@ -105,17 +108,19 @@ class Classifier:
             return Scores(self._int8_logits(texts, batches))
         return self._torch_scores(texts, batches, embeddings)
 
-    @torch.inference_mode()
     def _torch_scores(self, texts: list[str], batches, embeddings: bool) -> Scores:
+        import torch
+
         logits = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         pooled = np.empty((len(texts), self.model.config.hidden_size), dtype=np.float32) if embeddings else None
-        for idx in batches:
-            batch = self._tokenize([texts[i] for i in idx], "pt").to(self.device)
-            out = self.model(**batch, output_hidden_states=embeddings)
-            logits[idx] = out.logits.float().cpu().numpy()
-            if embeddings:
-                mask = batch["attention_mask"].unsqueeze(-1).float()
-                pooled[idx] = ((out.hidden_states[-1].float() * mask).sum(1) / mask.sum(1)).cpu().numpy()
+        with torch.inference_mode():
+            for idx in batches:
+                batch = self._tokenize([texts[i] for i in idx], "pt").to(self.device)
+                out = self.model(**batch, output_hidden_states=embeddings)
+                logits[idx] = out.logits.float().cpu().numpy()
+                if embeddings:
+                    mask = batch["attention_mask"].unsqueeze(-1).float()
+                    pooled[idx] = ((out.hidden_states[-1].float() * mask).sum(1) / mask.sum(1)).cpu().numpy()
         return Scores(logits, pooled)
 
     def _int8_logits(self, texts: list[str], batches) -> np.ndarray:
@@ -164,6 +169,7 @@ def int8_cache_path(folder: Path) -> Path:
 
 def export_int8(model, tokenizer, target: Path) -> Path:
     """Export `model` to ONNX (dynamic batch and length) and quantize its MatMul weights; written atomically."""
+    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +196,7 @@ class Int8Session:
 
     def __init__(self, model, tokenizer, folder: Path, threads: int | None = None):
         import onnxruntime as ort
+        import torch
 
         path = int8_cache_path(folder)
         if not path.is_file():

@@ -188,7 +188,8 @@ def publish(files: list[tuple[str, Path | bytes]], repo_id: str, *, repo_type: s
 def push_run(run_dir: str | Path, repo_id: str | None = None, *, private: bool = False, revision: str | None = None,
              create_pr: bool = False, commit_message: str | None = None, token: str | None = None,
              retries: int = 3, retry_wait: float = 2.0) -> PushResult:  # fmt: skip
-    """Render the run's card for `repo_id` (kept as the run's README.md), then upload the run's files in one commit."""
+    """Render the run's card for `repo_id`, upload it with the run's files in one commit, then keep the pushed card as
+    the run's README.md."""
     import json
 
     run = Path(run_dir).resolve()
@@ -196,13 +197,14 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, *, private: bool =
     token = hub_token(token)  # checked before the card is rendered
     repo_id = resolve_repo_id(repo_id, run.name, token, retries, retry_wait)
     card = render_card(run, repo_id)
-    keep_card(run, card)
     uploads = sorted([*uploads, ("README.md", card.encode())])
     metrics = json.loads((run / "metrics.json").read_text())
     accuracy = metrics.get("accuracy", float("nan"))
     message = commit_message or f"Upload {run.name}: accuracy {accuracy:.2%} on {metrics.get('data')}"
-    return publish(uploads, repo_id, private=private, revision=revision, create_pr=create_pr,
-                   commit_message=message, token=token, retries=retries, retry_wait=retry_wait)  # fmt: skip
+    result = publish(uploads, repo_id, private=private, revision=revision, create_pr=create_pr,
+                     commit_message=message, token=token, retries=retries, retry_wait=retry_wait)  # fmt: skip
+    keep_card(run, card)
+    return result
 
 
 def describe(files: list[tuple[str, Path | bytes]]) -> str:
