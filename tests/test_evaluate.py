@@ -1,6 +1,7 @@
 """trainer.evaluate on the tiny BERT: every artifact written, consistent and readable; bad data is one line."""
 
 import json
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 
 from tests.conftest import make_tiny_data, write_tsv
 from trainer.evaluate import main
+from trainer.inference import RUN_FILES
 
 ARTIFACTS = [
     "metrics.json",
@@ -41,6 +43,12 @@ def evaluated(tiny_model_dir, tmp_path_factory) -> Path:
 def test_every_artifact_is_written_and_non_empty(evaluated):
     for name in ARTIFACTS:
         assert (evaluated / name).is_file() and (evaluated / name).stat().st_size > 0, name
+
+
+def test_every_analysis_file_is_one_a_push_publishes(evaluated):
+    written = {p.relative_to(evaluated).as_posix() for p in evaluated.rglob("*") if p.is_file()}
+    assert written >= set(ARTIFACTS)
+    assert {name for name in written if not any(fnmatch(name, pattern) for pattern in RUN_FILES)} == set()
 
 
 def test_artifacts_agree_with_each_other(evaluated):

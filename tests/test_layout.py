@@ -104,16 +104,10 @@ def test_run_folder_and_card_honour_the_umask(tiny_model_dir, tmp_path):
     assert {name: oct(mode) for name, mode in modes.items() if mode != 0o644} == {}
 
 
-def test_push_of_a_read_only_run_folder_publishes_and_says_the_card_was_not_kept(tiny_run, tmp_path):
-    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
-    # Root writes anywhere, so the read-only folder is the card write failing as it would there (EROFS).
+def push_with(patch: str, run: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, FakeHub]:
+    """`trainer.push` of `run` to a local Hub as alice, in a process where `patch` (Python) ran first."""
     script = (
-        "import errno, sys\n"
-        "import trainer.hub.push as push\n"
-        "def refuse(path, text):\n"
-        "    raise OSError(errno.EROFS, 'Read-only file system', str(path))\n"
-        "push.write_text = refuse\n"
-        "from trainer.push import main\n"
+        f"import errno, pathlib, sys\n{patch}\nfrom trainer.push import main\n"
         f"sys.exit(main(['--run_dir', {str(run)!r}, '--hub_model_id', 'alice/ro', '--retry_wait', '0']))\n"
     )
     with FakeHub(tokens={TOKEN: "alice"}) as hub:
@@ -121,30 +115,38 @@ def test_push_of_a_read_only_run_folder_publishes_and_says_the_card_was_not_kept
         env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_TOKEN=TOKEN,
                    HF_HOME=str(tmp_path / "hf"))  # fmt: skip
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
-        assert done.returncode == 0, done.stderr
-        assert "the card was pushed but not saved" in done.stderr and "Read-only file system" in done.stderr
-        pushed = hub.repo("alice/ro").files("main")
-        assert "alice/ro" in pushed["README.md"].decode()
-        assert json.loads(pushed["metrics.json"]) == json.loads((run / "metrics.json").read_text())
+    return done, hub
+
+
+def test_push_of_a_read_only_run_folder_publishes_and_says_the_card_was_not_kept(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
+    # Root writes anywhere, so the read-only folder is the card write failing as it would there (EROFS).
+    done, hub = push_with(
+        "import trainer.hub.push as push\n"
+        "def refuse(path, text):\n"
+        "    raise OSError(errno.EROFS, 'Read-only file system', str(path))\n"
+        "push.write_text = refuse",
+        run, tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "the card was pushed but not saved" in done.stderr and "Read-only file system" in done.stderr
+    pushed = hub.repo("alice/ro").files("main")
+    assert "alice/ro" in pushed["README.md"].decode()
+    assert json.loads(pushed["metrics.json"]) == json.loads((run / "metrics.json").read_text())
     assert not (run / "README.md").exists()
 
 
 def test_push_ends_in_one_line_when_the_run_folder_cannot_be_read(tiny_run, tmp_path):
     run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
-    script = (
-        "import errno, sys, pathlib\n"
+    done, hub = push_with(
         "def refuse(self):\n"
         "    raise PermissionError(errno.EACCES, 'Permission denied', str(self))\n"
-        "pathlib.Path.read_bytes = refuse\n"
-        "from trainer.push import main\n"
-        f"sys.exit(main(['--run_dir', {str(run)!r}, '--hub_model_id', 'alice/ro', '--retry_wait', '0']))\n"
-    )
-    with FakeHub(tokens={TOKEN: "alice"}) as hub:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-        env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_TOKEN=TOKEN,
-                   HF_HOME=str(tmp_path / "hf"))  # fmt: skip
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
+        "pathlib.Path.read_bytes = refuse",
+        run, tmp_path,
+    )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: cannot access ")
     assert "Permission denied" in done.stderr and "Traceback" not in done.stderr
+    repo = hub.repo("alice/ro")
+    assert repo is None or "model.safetensors" not in (repo.files("main") or {})  # nothing was committed
     assert not (run / "README.md").exists()  # nothing was pushed, so no card is kept
