@@ -99,14 +99,12 @@ def load_classifier(name_or_path: str, backend: str = "torch", device: str | Non
         raise UserError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "onnx-int8" and not int8_available():
         raise UserError("--backend onnx-int8 needs onnxruntime: pip install onnxruntime")
+    if backend == "onnx-int8" and (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu":
+        raise UserError("--backend onnx-int8 runs on the CPU: use --backend torch on a GPU")
     path = resolve_model_path(name_or_path)
     try:
         return Classifier(path, device=device, backend=backend)
-    except ValueError as err:
-        if "backend" in str(err):
-            raise UserError(str(err)) from None
-        raise UserError(load_error(name_or_path, err)) from None
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise UserError(load_error(name_or_path, err)) from None
 
 
