@@ -104,3 +104,18 @@ def test_cpu_bf16_is_automatic_unless_chosen_and_never_saved(monkeypatch):
     assert not load_config([*quick, "--bf16", "false"]).training.bf16
     monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: False)
     assert not load_config(quick).training.bf16
+
+
+@pytest.mark.parametrize(
+    ("flags", "greater"),
+    [
+        (["--metric_for_best_model", "brier"], False),
+        (["--metric_for_best_model", "eval_ece"], False),
+        (["--metric_for_best_model", "log_loss"], False),
+        (["--metric_for_best_model", "f1_macro"], True),
+        (["--metric_for_best_model", "brier", "--greater_is_better", "true"], True),
+    ],
+)
+def test_best_checkpoint_direction_follows_the_metric(flags, greater):
+    cfg = load_config(["--config", "configs/quick.yaml", *flags])
+    assert cfg.training.greater_is_better is greater

@@ -15,6 +15,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from trainer import UserError
+from trainer.evaluation.metrics import LOWER_IS_BETTER
 
 logger = logging.getLogger(__name__)
 
@@ -288,6 +289,9 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
         hint = f"did you mean --{near[0]}?" if near else "see --help"
         raise UserError(f"unknown flag {rest[0]}: {hint}")
     values = vars(namespace)
+    metric = (values.get("metric_for_best_model") or "").removeprefix("eval_")
+    if metric in LOWER_IS_BETTER and "greater_is_better" not in set(defaults) | flags:
+        values["greater_is_better"] = False  # transformers guesses from the name, and only "*loss" reads as lower
     library_defaults()  # before the run's own TrainingArguments, whose device setup must be the last one
     try:
         training, model, data, run = (

@@ -23,6 +23,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+LOWER_IS_BETTER = {"loss", "log_loss", "brier", "ece"}  # every other metric is better when higher
 CALIBRATION_BINS = 10  # equal-width confidence bins of the ECE and of the reliability diagram
 
 
