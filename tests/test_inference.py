@@ -68,9 +68,7 @@ def test_the_space_scores_and_pools_exactly_like_the_trainer(tiny_run):
     np.testing.assert_array_equal(space.embeddings, ours.embeddings)
 
 
-def test_unknown_backend_and_missing_model_are_one_line_errors(tmp_path):
-    with pytest.raises(UserError, match="unknown backend 'tensorrt'"):
-        load_classifier("runs/latest", backend="tensorrt")
+def test_missing_model_is_one_line_and_the_core_refuses_an_unknown_backend(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_classifier(str(tmp_path / "gone"))
     with pytest.raises(ValueError, match="unknown backend"):

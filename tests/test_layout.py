@@ -95,12 +95,14 @@ def test_run_folder_and_card_honour_the_umask(tiny_model_dir, tmp_path):
     previous = os.umask(0o022)
     try:
         data = make_tiny_data(tmp_path)
-        run, _ = train(load_config(tiny_args(tiny_model_dir, data, tmp_path / "run", "--n_bootstrap", "5")))
+        args = tiny_args(tiny_model_dir, data, tmp_path / "run", "--n_bootstrap", "5", "--ema_decay", "0.9")
+        run, _ = train(load_config(args))
         assert card_main(["--run_dir", str(run)]) == 0
     finally:
         os.umask(previous)
     modes = {p.relative_to(run).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in run.rglob("*") if p.is_file()}
-    assert {"model.safetensors", "metrics.json", "README.md", "plots/confusion_matrix.png"} <= set(modes)
+    assert {"model.safetensors", "metrics.json", "README.md", "plots/confusion_matrix.png",
+            "checkpoints/checkpoint-6/ema.safetensors"} <= set(modes)  # fmt: skip
     assert {name: oct(mode) for name, mode in modes.items() if mode != 0o644} == {}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import torch
@@ -47,8 +48,8 @@ class WeightEMA(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if self.shadow is not None and state.is_world_process_zero and folder.is_dir():
-            save_file(self.shadow, folder / EMA_FILE)
-            files.give_normal_modes(folder)
+            save_file(self.shadow, folder / EMA_FILE)  # after Trainer's own files, whose modes it already set
+            os.chmod(folder / EMA_FILE, files.NEW_FILE_MODE & ~files.umask())
 
     @contextlib.contextmanager
     def swapped_in(self, model):
