@@ -224,8 +224,9 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
             for name in ("confusion_matrix", "reliability_diagram"):
                 if name in ART.plots:
                     gr.Image(str(ART.plots[name]), label=name.replace("_", " "), show_label=True)
-        if "training_curves" in ART.plots:
-            gr.Image(str(ART.plots["training_curves"]), label="training curves")
+        for name in ("training_curves", "sample_predictions"):
+            if name in ART.plots:
+                gr.Image(str(ART.plots[name]), label=name.replace("_", " "))
         if ART.slices is not None:
             gr.Dataframe(ART.slices.round(4), label="Accuracy by slice (Wilson 95% CI)", interactive=False)
         if ART.behavioral is not None:

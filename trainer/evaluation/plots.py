@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +17,8 @@ from trainer.files import save_figure  # noqa: E402
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
@@ -41,6 +43,42 @@ def plot_training_curves(log_history: list[dict], path: str | Path) -> Path:
     ax_acc.set(xlabel="step", ylabel="accuracy", title="Validation accuracy")
     ax_acc.grid(alpha=0.3)
     ax_loss.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_training_history(table, summary: dict, path: str | Path) -> Path:
+    """Three stacked panels over the step: loss (train, eval) with the lowest points, learning rate, grad norm with
+    its spikes; `table` and `summary` are `history_table` and `history_summary` of trainer.evaluation.history."""
+    fig, (ax_loss, ax_lr, ax_grad) = plt.subplots(3, 1, figsize=(9, 8.5), sharex=True, height_ratios=[1.4, 1, 1])
+    train, evals = table.dropna(subset=["loss"]), table.dropna(subset=["eval_loss"])
+    ax_loss.plot(train["step"], train["loss"], alpha=0.8, label="train loss")
+    if len(evals):
+        ax_loss.plot(evals["step"], evals["eval_loss"], "o-", label="eval loss")
+    for low, key, colour in ((summary["lowest_loss"], "loss", "tab:blue"),
+                             (summary["lowest_eval_loss"], "eval_loss", "tab:orange")):  # fmt: skip
+        if low:
+            ax_loss.plot(low["step"], low[key], "*", ms=14, color=colour, mec="black", zorder=3)
+            ax_loss.annotate(f"lowest {low[key]:.4f}\nstep {low['step']}", (low["step"], low[key]), fontsize=8,
+                             textcoords="offset points", xytext=(6, 8))  # fmt: skip
+    ax_loss.set(ylabel="loss", title="Loss (lowest marked with a star)")
+    ax_loss.legend(loc="best")
+    lr = table.dropna(subset=["learning_rate"])
+    ax_lr.plot(lr["step"], lr["learning_rate"], color="tab:purple")
+    if schedule := summary["learning_rate"]:
+        ax_lr.axvline(schedule["peak_step"], ls=":", color="grey")
+        ax_lr.set_title(f"Learning rate: {schedule['shape']} (peak {schedule['peak']:.3g})")
+    ax_lr.set(ylabel="learning rate")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    norms = table.dropna(subset=["grad_norm"])
+    ax_grad.plot(norms["step"], norms["grad_norm"], color="tab:grey", label="grad norm")
+    spikes = summary["spikes"]
+    if spikes:
+        ax_grad.plot([s["step"] for s in spikes], [s["grad_norm"] for s in spikes], "o", mfc="none", mec="tab:red",
+                     ms=10, mew=2, label=f"spike ({len(spikes)})")  # fmt: skip
+    ax_grad.set(xlabel="step", ylabel="grad norm", title=f"Grad norm; spike: {summary['spike_rule']}")
+    ax_grad.legend(loc="best", framealpha=0.9)
+    for ax in (ax_loss, ax_lr, ax_grad):
+        ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
@@ -112,3 +150,50 @@ def plot_embeddings(xy, frame, positive: str, path: str | Path, method: str = "P
     ax.set(title=f"Sentence embeddings ({method}, mean-pooled last layer)", xlabel=f"{method} 1", ylabel=f"{method} 2")
     ax.legend()
     return _save(fig, path)
+
+
+def sample_rows(frame, n_each: int = 6):
+    """The `n_each` most confident correct predictions, then the `n_each` most confident mistakes (ties keep the
+    frame's order); rows of `predictions_frame`, with their index."""
+    import pandas as pd
+
+    ranked = frame.sort_values("confidence", ascending=False, kind="stable")
+    return pd.concat([ranked[ranked["correct"]].head(n_each), ranked[~ranked["correct"]].head(n_each)])
+
+
+def plot_sample_predictions(frame, path: str | Path, n_each: int = 6) -> Path:
+    """Confident correct examples beside the most confident mistakes, each text with a probability bar per label
+    (the true label's bar green, a wrong prediction's red); any number of labels."""
+    names = [column.removeprefix("p_") for column in frame.columns if column.startswith("p_")]
+    chosen = sample_rows(frame, n_each)
+    groups = [("Correct, most confident first", chosen[chosen["correct"]]),
+              ("Wrong, most confident first", chosen[~chosen["correct"]])]  # fmt: skip
+    fig = plt.figure(figsize=(13, n_each * (0.95 + 0.22 * len(names)) + 0.6), layout="constrained")
+    fig.suptitle("Sample predictions: bars are the model's probabilities; green = true label, red = wrong prediction")
+    for subfig, (title, rows) in zip(fig.subfigures(1, 2, wspace=0.04), groups):
+        subfig.suptitle(title, fontweight="bold")
+        axes = subfig.subplots(n_each, 1, squeeze=False)[:, 0]
+        for ax, (_, row) in zip(axes, rows.iterrows()):
+            _prediction_bars(ax, row, names)
+        for ax in axes[len(rows) :]:
+            ax.axis("off")
+        if rows.empty:
+            axes[0].text(0.5, 0.5, "none in this set", ha="center", va="center", transform=axes[0].transAxes)
+    return _save(fig, path)
+
+
+def _prediction_bars(ax, row, names: list[str]) -> None:
+    """One example: its text (wrapped, at most 3 lines) over a horizontal bar per label."""
+    probs = [row[f"p_{name}"] for name in names]
+    colours = ["tab:green" if n == row["label"] else "tab:red" if n == row["predicted"] else "lightgrey" for n in names]
+    ax.barh(range(len(names)), probs, color=colours, height=0.7)
+    for y, p in enumerate(probs):
+        ax.text(min(p, 1) + 0.01, y, f"{p:.1%}", va="center", fontsize=7)
+    ax.set_yticks(range(len(names)), [f"{n} (true)" if n == row["label"] else n for n in names], fontsize=8)
+    ax.get_yticklabels()[names.index(row["label"])].set_fontweight("bold")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.12)
+    ax.set_xticks([])
+    ax.spines[["top", "right", "bottom"]].set_visible(False)
+    lines = textwrap.wrap(" ".join(str(row["text"]).split()), 62, max_lines=3, placeholder=" …")
+    ax.set_title("\n".join(lines), loc="left", fontsize=8)

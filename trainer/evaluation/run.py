@@ -32,6 +32,7 @@ from trainer.evaluation.plots import (
     plot_confusion_matrix,
     plot_embeddings,
     plot_reliability,
+    plot_sample_predictions,
     plot_slices,
     plot_training_curves,
 )
@@ -181,6 +182,7 @@ def write_analysis(found: Analysis, out: Path, model: str) -> dict | None:
     plot_reliability(bins, found.scores["ece"]["value"], plots / "reliability_diagram.png")
     plot_confidence_histogram(found.frame, plots / "confidence_histogram.png")
     plot_slices(found.slices, plots / "slice_accuracy.png")
+    plot_sample_predictions(found.frame, plots / "sample_predictions.png")
     positive = next((n for n in found.names if n.lower() == "positive"), found.names[-1])
     plot_embeddings(found.xy, found.frame, positive, plots / "embeddings_pca.png")
     if found.umap_xy is not None:
