@@ -4,8 +4,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/sst2-minilm.yaml
 ARGS ?=
-SST2_DIR ?= ../shared/data/sst2
-export SST2_DIR
 export HF_HUB_DISABLE_TELEMETRY = 1
 export TOKENIZERS_PARALLELISM = false
 

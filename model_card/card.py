@@ -90,11 +90,29 @@ def dataset_facts(config: dict, metrics: dict) -> dict:
     if hub_id:
         pretty, kind, citation = DATASETS.get(hub_id, (hub_id, None, None))
         return {"id": hub_id, "name": pretty, "kind": kind, "citation": citation, "on_hub": True,
-                "config": config.get("dataset_config_name") or "default",
-                "split": config.get("validation_split", "validation")}  # fmt: skip
+                "config": config.get("dataset_config_name") or "default", "split": validation_name(config),
+                "test_split": config.get("test_split")}  # fmt: skip
     train_file = Path(config.get("train_file") or metrics.get("data", "data"))
-    return {"id": train_file.stem, "name": train_file.name, "kind": None, "citation": None, "on_hub": False,
-            "config": None, "split": Path(config.get("validation_file") or "validation").stem}  # fmt: skip
+    test_file = config.get("test_file")
+    return {
+        "id": train_file.stem,
+        "name": train_file.name,
+        "kind": None,
+        "citation": None,
+        "on_hub": False,
+        "config": None,
+        "split": validation_name(config),
+        "test_split": test_file and Path(test_file).stem,
+    }
+
+
+def validation_name(config: dict) -> str:
+    """The validation data's name: its split or file, or the share of train that was held out."""
+    if config.get("validation_split_percentage"):
+        return f"{config['validation_split_percentage']:g}% of train"
+    if config.get("train_file"):
+        return Path(config.get("validation_file") or "validation").stem
+    return config.get("validation_split") or "validation"
 
 
 def eval_rows(log_history: list[dict], best_step: int | None) -> list[dict]:
@@ -221,7 +239,12 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
         "dataset": dataset,
         "metrics": metrics,
         "evaluation": evaluation,
-        "result_rows": [(label, evaluation[key]) for key, label in RESULT_ROWS if key in evaluation],
+        "test": metrics.get("test"),  # the selected model scored once on held-out test data
+        "result_rows": [
+            (label, evaluation[key], (metrics.get("test") or {}).get(key))
+            for key, label in RESULT_ROWS
+            if key in evaluation
+        ],  # fmt: skip
         "config_yaml": config_text.strip(),
         "max_length": settings.get("max_length"),
         "ema": bool(settings.get("ema_decay")),
@@ -229,7 +252,7 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
         "hyperparameters": [(label, settings.get(key, "not recorded")) for key, label in HYPERPARAMETERS],
         "eval_rows": eval_rows(_read_json(run / "log_history.json") or [], metrics.get("best_step")),
         "plots": sorted(p.name for p in (run / "plots").glob("*.png")) if (run / "plots").is_dir() else [],
-        "out_of_domain": other_evaluations(run),
+        "out_of_domain": other_evaluations(run, skip=("test",) if metrics.get("test") else ()),  # test: shown above
         "environment": metrics.get("environment") or {},
         "citations": [c for c in (BASE_MODELS.get(base_model), dataset["citation"]) if c],
         **analysis_facts(run, names),
@@ -260,10 +283,12 @@ def analysis_facts(run: Path, names: list[str]) -> dict:
     }
 
 
-def other_evaluations(run: Path) -> list[dict]:
-    """`make evaluate` results saved under the run's evaluations/ folder."""
+def other_evaluations(run: Path, skip: tuple[str, ...] = ()) -> list[dict]:
+    """`make evaluate` results saved under the run's evaluations/ folder (but `skip`)."""
     out = []
     for path in sorted(run.glob("evaluations/*/metrics.json")):
+        if path.parent.name in skip:
+            continue
         other = json.loads(path.read_text())
         out.append({"name": path.parent.name, "data": other["data"], "n": other["n"],
                     "out_of_domain": other.get("out_of_domain"), "metrics": other["metrics"]})  # fmt: skip
@@ -271,11 +296,14 @@ def other_evaluations(run: Path) -> list[dict]:
 
 
 def card_data(facts: dict) -> ModelCardData:
-    """The card's YAML metadata, including the model-index that drives the Hub's evaluation widget."""
-    dataset, scores = facts["dataset"], facts["evaluation"]
+    """The card's YAML metadata, including the model-index that drives the Hub's evaluation widget (on the test
+    split when the run has one: validation chose the checkpoint, so its figure is optimistic)."""
+    dataset = facts["dataset"]
+    test = facts.get("test")
+    scores, split = (test, dataset["test_split"]) if test else (facts["evaluation"], dataset["split"])
     results = [
         EvalResult(task_type="text-classification", task_name="Sentiment analysis", dataset_type=dataset["id"],
-                   dataset_name=dataset["name"], dataset_config=dataset["config"], dataset_split=dataset["split"],
+                   dataset_name=dataset["name"], dataset_config=dataset["config"], dataset_split=split,
                    metric_type=metric, metric_name=label, metric_value=round(scores[key]["value"], 4),
                    metric_args=args)
         for key, metric, label, args in CARD_METRICS if key in scores

@@ -12,7 +12,8 @@ import pytest
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 ROOT = Path(__file__).resolve().parents[1]
-SST2_DIR = Path(os.environ.get("SST2_DIR") or ROOT.parent / "shared" / "data" / "sst2")
+DATA_MIRROR = Path(os.environ.get("DATA_MIRROR") or ROOT.parent / "shared" / "data")
+SST2_DIR = DATA_MIRROR / "sst2"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")

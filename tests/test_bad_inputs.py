@@ -105,6 +105,10 @@ CASES = {
     "train: read-only output": Case("train", lambda c: tiny_args(c.model, (c.train, c.dev), read_only(c)), "cannot write"),
     "train: existing run": Case("train", lambda c: tiny_args(c.model, (c.train, c.dev), c.run()), "already holds a run"),
     "train: resume nothing": Case("train", lambda c: ["--resume", str(c.tmp / "nothing")], "no run to resume there"),
+    "train: test split selects": Case("train", lambda c: c.train_args("--train_file", "", "--dataset_name", "stanfordnlp/sst2", "--test_split", "validation"), "a test split must be held out"),
+    "train: split not in mirror": Case("train", lambda c: c.train_args("--train_file", "", "--dataset_name", "stanfordnlp/sst2", "--test_split", "test"), "has no 'test' split (it has: train, validation)"),
+    "train: steps disagree": Case("train", lambda c: c.train_args("--save_steps", "3", "--eval_steps", "2"), "pass --eval_steps 3, or --save_steps 2"),
+    "train: bad validation share": Case("train", lambda c: c.train_args("--validation_split_percentage", "80"), "must be in (0, 50]"),
     # evaluate, predict, card, bench, hpo
     "evaluate: missing data": Case("evaluate", lambda c: ["--model", str(c.run()), "--data", str(c.tmp / "no.tsv"), "--output_dir", str(c.tmp / "e")], "file not found"),
     "evaluate: no label column": Case("evaluate", lambda c: ["--model", str(c.run()), "--data", str(c.write("u.tsv", "sentence\ngood\n")), "--output_dir", str(c.tmp / "e")], "no label column 'label'"),
@@ -115,6 +119,8 @@ CASES = {
     "predict: 1 MB text": Case("predict", lambda c: ["--model", str(c.run()), "x" * 1_000_000], "holds 1,000,000 characters"),
     "predict: zero batch": Case("predict", lambda c: ["--model", str(c.run()), "--batch_size", "0", "ok"], "--batch_size 0"),
     "predict: custom code": Case("predict", lambda c: ["--model", str(custom_code(c)), "ok"], "remote code is never run here"),
+    "history: missing path": Case("history", lambda c: [str(c.tmp / "nowhere")], "does not exist: pass a run folder"),
+    "history: not a log": Case("history", lambda c: [str(c.write("trainer_state.json", "[1, 2]"))], "trainer_state"),
     "card: not a run": Case("card", lambda c: ["--run_dir", str(c.tmp / "none")], "train one with `make train`"),
     "bench: wrong model": Case("bench", lambda c: ["--quick", "--model", str(c.tmp / "none"), "--output", str(c.tmp / "b.json")], "model folder", slow=True),
     "bench: output read-only": Case("bench", lambda c: ["--quick", "--output", str(read_only(c) / "b.json")], "cannot write"),
@@ -170,6 +176,7 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
     from trainer.bench import main as bench_main
     from trainer.card import main as card_main
     from trainer.evaluate import main as evaluate_main
+    from trainer.history import main as history_main
     from trainer.hpo import main as hpo_main
     from trainer.launch import main as launch_main
     from trainer.predict import main as predict_main
@@ -177,7 +184,8 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
     from trainer.train import main as train_main
 
     mains = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "card": card_main,
-             "bench": bench_main, "hpo": hpo_main, "push_space": push_space_main, "launch": launch_main}  # fmt: skip
+             "bench": bench_main, "hpo": hpo_main, "push_space": push_space_main, "launch": launch_main,
+             "history": history_main}  # fmt: skip
     capsys.readouterr()
     code = mains[entry](argv)
     return code, capsys.readouterr().err

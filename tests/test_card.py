@@ -1,6 +1,7 @@
 """The model card: metadata the Hub can parse, sections written from the run folder's own numbers."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,9 @@ def test_card_sections_name_the_repo_and_quote_the_run(tiny_run):
     for heading in SECTIONS:
         assert f"\n{heading}\n" in text, heading
     assert 'pipeline("text-classification", model="alice/tiny-sentiment")' in text
+    # pipeline() truncates only when asked, at the run's max_length (quick.yaml's 128); chunking is one command away
+    assert 'classifier("A gorgeous, witty and moving film.", truncation=True, max_length=128)' in text
+    assert "python -m trainer.predict --model alice/tiny-sentiment --long_text chunk" in text
     assert 'AutoModelForSequenceClassification.from_pretrained("alice/tiny-sentiment")' in text
     assert f"| Accuracy | {metrics['evaluation']['accuracy']['value']:.4f} |" in text
     assert f"`{metrics['environment']['command']}`" in text
@@ -120,6 +124,37 @@ def test_hub_datasets_fill_the_model_index_dataset_fields():
     assert data.datasets == ["stanfordnlp/sst2"] and data.base_model == "org/base"
     result = data.eval_results[0]
     assert (result.dataset_type, result.dataset_config, result.metric_value) == ("stanfordnlp/sst2", "default", 0.9123)
+
+
+def test_with_a_test_split_the_model_index_reports_test_and_the_card_shows_both(tiny_run, tmp_path):
+    config = {"dataset_name": "cornell-movie-review-data/rotten_tomatoes", "validation_split": "validation",
+              "test_split": "test"}  # fmt: skip
+    facts = dataset_facts(config, {})
+    assert (facts["split"], facts["test_split"]) == ("validation", "test")
+    data = card_data({
+        "dataset": facts, "evaluation": {"accuracy": {"value": 0.85}}, "test": {"accuracy": {"value": 0.8312}},
+        "base_model": "bert-base-uncased", "base_model_on_hub": True, "model_type": "bert", "repo_id": "alice/m",
+        "run_name": "r", "widget": [],
+    })  # fmt: skip
+    result = data.eval_results[0]
+    assert (result.dataset_split, result.metric_value, data.base_model) == ("test", 0.8312, "bert-base-uncased")
+    assert dataset_facts({"dataset_name": "stanfordnlp/imdb", "validation_split_percentage": 10}, {})["split"] == (
+        "10% of train"
+    )
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    test = {key: {**score, "value": 0.5} for key, score in metrics["evaluation"].items()}
+    metrics.update(
+        test=test, test_samples=16, label_counts={**metrics["label_counts"], "test": {"negative": 8, "positive": 8}}
+    )
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with open(run / "train_config.yaml", "a") as config_file:
+        config_file.write(f"test_file: {tmp_path / 'test.tsv'}\n")
+    card = render_card(run)
+    assert "It reaches **50.0% accuracy**" in card and "16 held-out examples of the `test` split" in card
+    assert "| metric | dev | 95% CI | test | 95% CI |" in card
+    assert re.search(r"\| Accuracy \| [0-9.]+ \| [0-9.-]+ \| 0\.5000 \|", card)
+    assert "| test | 16 | 8 (50.0%) | 8 (50.0%) |" in card
 
 
 def test_widget_takes_confident_right_validation_sentences_per_class():

@@ -119,3 +119,28 @@ def test_cpu_bf16_is_automatic_unless_chosen_and_never_saved(monkeypatch):
 def test_best_checkpoint_direction_follows_the_metric(flags, greater):
     cfg = load_config(["--config", "configs/quick.yaml", *flags])
     assert cfg.training.greater_is_better is greater
+
+
+def test_seed_checkpoint_flags_are_aligned_with_the_preset_not_refused(caplog):
+    """The notebook's `--logging_steps 10 --save_steps 10` on a preset that evaluates every 500 steps."""
+    cfg = load_config(["--config", str(ROOT / "configs/imdb-minilm.yaml"), "--logging_steps", "10",
+                       "--save_steps", "10"])  # fmt: skip
+    args = cfg.training
+    assert (args.save_steps, args.eval_steps, args.logging_steps, args.load_best_model_at_end) == (10, 10, 10, True)
+    assert "eval_steps=10" in caplog.text
+    # on an epoch preset, --save_steps means saving (and so evaluating) by steps
+    cfg = load_config(["--config", str(ROOT / "configs/rotten-tomatoes-minilm.yaml"), "--save_steps", "40"])
+    assert (cfg.training.save_strategy, cfg.training.eval_strategy, cfg.training.eval_steps) == ("steps", "steps", 40)
+    # --eval_steps alone: saving follows it
+    cfg = load_config(["--config", str(ROOT / "configs/sst2-minilm.yaml"), "--eval_steps", "300"])
+    assert (cfg.training.eval_steps, cfg.training.save_steps) == (300, 300)
+
+
+def test_two_checkpoint_flags_that_disagree_name_the_flags_that_work():
+    with pytest.raises(
+        UserError,
+        match="--save_steps 10 is not a multiple of --eval_steps 25.*: pass --eval_steps 10, or --save_steps 25",
+    ):
+        load_config(["--config", str(ROOT / "configs/quick.yaml"), "--save_steps", "10", "--eval_steps", "25"])
+    cfg = load_config(["--config", str(ROOT / "configs/quick.yaml"), "--save_steps", "50", "--eval_steps", "25"])
+    assert (cfg.training.save_steps, cfg.training.eval_steps) == (50, 25)  # a multiple: kept as given

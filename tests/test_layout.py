@@ -15,7 +15,7 @@ from tests.hub_server import FakeHub
 
 PACKAGES = ("trainer", "model_card")
 ENTRY_POINTS = {f"trainer.{name}" for name in ("train", "evaluate", "predict", "card", "push", "push_space", "hpo",
-                                               "bench", "launch")}  # fmt: skip
+                                               "bench", "launch", "history")}  # fmt: skip
 TOKEN = "hf_alice_0123456789abcdef"
 
 

@@ -180,13 +180,47 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tiny_model_dir, t
     assert (run / "model.safetensors").is_file()
 
 
+def wandb_config(path: Path) -> dict:
+    """The config a wandb run file records: its records are protobufs in LevelDB-log framing (32 KiB blocks of
+    chunks with a 7-byte header: crc, length, type), after a 7-byte file header."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, pending, config = path.read_bytes(), 7, b"", {}
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7]) if left >= 7 else (0, 0, 0)
+        if kind == 0:  # block padding
+            pos += left
+            continue
+        pending, pos = pending + data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            record = wandb_internal_pb2.Record.FromString(pending)
+            pending = b""
+            updates = {"config": record.config.update, "run": record.run.config.update}.get(
+                record.WhichOneof("record_type"), []
+            )
+            config.update({item.key: json.loads(item.value_json) for item in updates})
+    return config
+
+
 def test_wandb_logs_offline_into_the_run_folder(tiny_model_dir, tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_DIR", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
     run_dir, _ = train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--max_steps", "2")))
+    import wandb
+
+    wandb.finish()  # what the end of the process does: the run file is complete from here
     (offline_run,) = (run_dir / "wandb").glob("offline-run-*")
     assert list(offline_run.glob("*.wandb"))  # the run's history, ready for `wandb sync`
+    (history,) = offline_run.glob("*.wandb")
+    config = wandb_config(history)
+    facts = {key: config[key] for key in ("dataset", "model", "num_classes", "max_steps", "batch_size",
+                                          "learning_rate")}  # fmt: skip
+    assert facts == {"dataset": str(tiny_data[0]), "model": str(tiny_model_dir), "num_classes": 2, "max_steps": 2,
+                     "batch_size": 8, "learning_rate": 1e-3}  # fmt: skip
 
 
 def test_weight_averaging_is_evaluated_saved_and_resumed(tiny_model_dir, tiny_data, tmp_path):

@@ -67,33 +67,67 @@ class DataConfig:
     dataset_name: str | None = field(
         default="stanfordnlp/sst2",
         metadata={
-            "help": "Hub dataset id; ignored when --train_file is given. SST-2 is read from SST2_DIR if present."
+            "help": "Hub dataset id; read from the data mirror (DATA_MIRROR, default ../shared/data) when it holds a "
+            "copy. Ignored when --train_file is given."
         },
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     train_split: str = field(default="train", metadata={"help": "Split of the Hub dataset to train on."})
-    validation_split: str = field(default="validation", metadata={"help": "Split of the Hub dataset to evaluate on."})
+    validation_split: str | None = field(
+        default="validation",
+        metadata={"help": "Split that selects the checkpoint (early stopping and HPO use it too)."},
+    )
+    test_split: str | None = field(
+        default=None, metadata={"help": "Split scored once, at the end, with the selected model (e.g. test)."}
+    )
+    validation_split_percentage: float | None = field(
+        default=None,
+        metadata={"help": "Carve validation from train: this percentage, stratified by label (for data with no "
+                          "validation split; the test split is never used for selection)."},
+    )  # fmt: skip
     train_file: str | None = field(
         default=None, metadata={"help": "Local training file: tsv, csv, json, jsonl, parquet."}
     )
     validation_file: str | None = field(default=None, metadata={"help": "Local validation file, same formats."})
+    test_file: str | None = field(default=None, metadata={"help": "Local test file, scored once at the end."})
     text_column: str = field(default="sentence", metadata={"help": "Column holding the text."})
     label_column: str = field(default="label", metadata={"help": "Column holding the label (int ids or label names)."})
     label_names: list[str] = field(
         default_factory=lambda: ["negative", "positive"],
         metadata={"help": "Label names in id order; they become id2label, so pipeline() prints them."},
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Train on a random subset of this size."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N validation rows."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on a seeded random subset of this size, stratified by label."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Validate on a seeded random subset of this size, stratified by label."}
+    )
+    max_test_samples: int | None = field(
+        default=None, metadata={"help": "Test on a seeded random subset of this size, stratified by label."}
+    )
 
     def __post_init__(self):
         if len(self.label_names) < 2 or len(set(self.label_names)) != len(self.label_names):
             raise UserError(f"label_names={self.label_names} must hold at least two distinct names")
         if self.train_file is None and self.dataset_name is None:
             raise UserError("no training data: pass --train_file or --dataset_name")
-        for name in ("max_train_samples", "max_eval_samples"):
+        for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
             if (value := getattr(self, name)) is not None and value < 1:
                 raise UserError(f"{name}={value} must be at least 1")
+        if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage <= 50:
+            raise UserError(
+                f"validation_split_percentage={self.validation_split_percentage} must be in (0, 50]: try 10"
+            )
+        if self.validation_split_percentage is None and not (self.validation_split or self.validation_file):
+            raise UserError("no validation data: name --validation_split or pass --validation_split_percentage 10")
+        held_out = (
+            (self.train_split,) if self.validation_split_percentage else (self.train_split, self.validation_split)
+        )
+        if not self.train_file and self.test_split in held_out:
+            raise UserError(
+                f"test_split '{self.test_split}' is also the train or validation split: a test split must be "
+                "held out (carve validation from train with --validation_split_percentage 10)"
+            )
 
 
 @dataclass
@@ -263,6 +297,42 @@ def check_training(args: TrainingArguments) -> None:
         raise UserError(f"learning_rate={args.learning_rate} must be positive: try 5e-5")
 
 
+def align_checkpointing(values: dict, flags: set[str]) -> list[str]:
+    """Make saving and evaluation agree, as load_best_model_at_end needs; returns one line per change made.
+
+    A flag wins over the preset: `--save_steps 10` on a preset that evaluates every 500 steps evaluates every 10
+    (a checkpoint must exist at each evaluation). Two flags that disagree are an error naming flags that work.
+    """
+    notes = []
+    for kind in ("save", "eval"):  # --save_steps alone means "save by steps", as it does for TrainingArguments users
+        if f"{kind}_steps" in flags and f"{kind}_strategy" not in flags and values[f"{kind}_strategy"] != "steps":
+            values[f"{kind}_strategy"] = "steps"
+            notes.append(f"{kind}_strategy=steps, as --{kind}_steps asks")
+    if not values.get("load_best_model_at_end") or values["save_strategy"] == "best":
+        return notes
+    save, evaluate = values["save_strategy"], values["eval_strategy"]
+    if save != evaluate:
+        follow = "save" if "eval_strategy" in flags and "save_strategy" not in flags else "eval"
+        lead = "eval" if follow == "save" else "save"
+        values[f"{follow}_strategy"] = values[f"{lead}_strategy"]
+        notes.append(f"{follow}_strategy={values[f'{lead}_strategy']} to match {lead}_strategy "
+                     "(load_best_model_at_end needs a checkpoint at each evaluation)")  # fmt: skip
+    if values["eval_strategy"] != "steps":
+        return notes
+    save_steps, eval_steps = values["save_steps"], values["eval_steps"] or values["logging_steps"]
+    if save_steps >= 1 and eval_steps >= 1 and save_steps % eval_steps:
+        if {"save_steps", "eval_steps"} <= flags:
+            raise UserError(
+                f"--save_steps {save_steps:g} is not a multiple of --eval_steps {eval_steps:g}, and "
+                f"load_best_model_at_end needs a checkpoint at each evaluation: pass --eval_steps {save_steps:g}, "
+                f"or --save_steps {eval_steps:g}, or --load_best_model_at_end false"
+            )
+        follow, value = ("save", eval_steps) if "eval_steps" in flags else ("eval", save_steps)
+        values[f"{follow}_steps"] = value
+        notes.append(f"{follow}_steps={value:g} so that every evaluation has a checkpoint to select")
+    return notes
+
+
 def load_config(argv: list[str] | None = None) -> TrainConfig:
     """Parse `--config FILE` and flags into a TrainConfig; flags win over the file."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -289,6 +359,8 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
         hint = f"did you mean --{near[0]}?" if near else "see --help"
         raise UserError(f"unknown flag {rest[0]}: {hint}")
     values = vars(namespace)
+    for note in align_checkpointing(values, flags & _field_names()):
+        logger.warning("set %s", note)
     metric = (values.get("metric_for_best_model") or "").removeprefix("eval_")
     if metric in LOWER_IS_BETTER and "greater_is_better" not in set(defaults) | flags:
         values["greater_is_better"] = False  # transformers guesses from the name, and only "*loss" reads as lower

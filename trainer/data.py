@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from datasets import Dataset
+from sklearn.model_selection import train_test_split
 
 from trainer import UserError
 from trainer.config import DataConfig
@@ -23,10 +25,13 @@ READERS = {
     ".parquet": pd.read_parquet,
 }
 
-# Hub datasets with a local copy (folder from an environment variable, file per split), read offline first.
-LOCAL_MIRRORS = {
-    "stanfordnlp/sst2": ("SST2_DIR", "../shared/data/sst2", {"train": "train.tsv", "validation": "dev.tsv"}),
-}
+# Hub datasets are read from a local mirror folder when it holds a copy: <mirror>/<owner>/<name> or <mirror>/<name>,
+# one file per split named after it (train.parquet, dev.tsv, test-00000-of-00001.parquet). DATA_MIRROR names the
+# folder ("" turns the mirror off); by default ../shared/data beside the repository, when it exists.
+MIRROR_ENV = "DATA_MIRROR"
+DEFAULT_MIRRORS = (Path(__file__).resolve().parents[2] / "shared" / "data", Path("../shared/data"))
+SPLIT_ALIASES = {"dev": "validation", "valid": "validation", "val": "validation"}
+HUB = "the Hugging Face Hub"
 
 
 def _read_json(path) -> pd.DataFrame:
@@ -86,22 +91,50 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
-def mirror_file(dataset_name: str | None, split: str) -> Path | None:
-    """The local copy of a Hub dataset split, when LOCAL_MIRRORS knows it and the file is there."""
-    if dataset_name not in LOCAL_MIRRORS:
+def data_mirror() -> Path | None:
+    """The folder of local dataset copies, or None when there is none (then the Hub is read)."""
+    if MIRROR_ENV in os.environ:
+        value = os.environ[MIRROR_ENV].strip()
+        return Path(value) if value and value.lower() != "none" else None
+    return next((path for path in DEFAULT_MIRRORS if path.is_dir()), None)
+
+
+def mirror_files(dataset_name: str | None) -> tuple[Path, dict[str, Path]] | None:
+    """(folder, {split: file}) of the local copy of a Hub dataset, when the mirror holds one."""
+    mirror = data_mirror()
+    if mirror is None or not dataset_name:
         return None
-    env, default, files = LOCAL_MIRRORS[dataset_name]
-    if split not in files:
-        return None
-    path = Path(os.environ.get(env) or default) / files[split]
-    return path if path.is_file() else None
+    for folder in (mirror / dataset_name, mirror / dataset_name.rsplit("/", 1)[-1]):
+        if folder.is_dir():
+            splits: dict[str, Path] = {}
+            for path in sorted(folder.iterdir()):
+                if path.suffix.lower() in READERS and path.is_file():
+                    name = path.stem.split("-")[0].lower()
+                    splits.setdefault(SPLIT_ALIASES.get(name, name), path)
+            if splits:
+                return folder, splits
+    return None
+
+
+def split_source(dataset_name: str, split: str) -> str:
+    """Where a split of a Hub dataset is read from: its local file, or the Hub."""
+    found = mirror_files(dataset_name)
+    return str(found[1][split].resolve()) if found and split in found[1] else f"{HUB} ({dataset_name}:{split})"
 
 
 def load_split(dataset_name: str, config_name: str | None, split: str) -> pd.DataFrame:
-    """One split of a Hub dataset: its local copy when there is one, else the Hub."""
-    local = mirror_file(dataset_name, split)
-    if local is not None:
-        return read_table(local)
+    """One split of a Hub dataset: its local copy when the data mirror has the dataset, else the Hub."""
+    found = mirror_files(dataset_name)
+    if found is not None:
+        folder, splits = found
+        if split not in splits:
+            raise UserError(
+                f"the local copy of {dataset_name} in {folder} has no '{split}' split "
+                f"(it has: {', '.join(sorted(splits))}): "
+                "name one of those, or carve validation from train with --validation_split_percentage"
+            )
+        logger.info("reading %s:%s from the local copy %s", dataset_name, split, splits[split])
+        return read_table(splits[split])
     logger.info("no local copy of %s:%s; loading it from the Hub", dataset_name, split)
     from datasets import load_dataset
 
@@ -111,19 +144,74 @@ def load_split(dataset_name: str, config_name: str | None, split: str) -> pd.Dat
         reason = str(err).splitlines()[0][:160]
         raise UserError(
             f"cannot load split '{split}' of dataset '{dataset_name}' ({reason}): "
-            "check the id and network, or pass --train_file/--validation_file"
+            f"check the id and network, put a copy in the data mirror ({MIRROR_ENV}), or pass --train_file"
         ) from None
 
 
-def load_frames(cfg: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Return (train, validation, data id) as DataFrames, from local files, a local copy or the Hub."""
+def stratified_sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """A seeded random subset of n rows with the label proportions of the whole (rows keep their order)."""
+    if not n or n >= len(frame):
+        return frame
+    try:
+        part, _ = train_test_split(frame, train_size=n, stratify=frame["label"], random_state=seed)
+    except ValueError:  # a class with a single row, or fewer rows asked for than there are classes
+        part = frame.sample(n=n, random_state=seed)
+    return part.sort_index().reset_index(drop=True)
+
+
+@dataclass
+class Splits:
+    """A run's labelled data (`text`, `label` ids): validation selects the model, test (if any) reports it."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame | None
+    data_id: str  # the dataset id, or the training file
+    sources: dict[str, str]  # split role -> where it was read from
+
+    def datasets(self) -> tuple[Dataset, Dataset, Dataset | None]:
+        return tuple(None if f is None else Dataset.from_pandas(f, preserve_index=False)
+                     for f in (self.train, self.validation, self.test))  # fmt: skip
+
+
+def read_role(cfg: DataConfig, role: str) -> tuple[pd.DataFrame, str, str] | None:
+    """(frame, name for errors, where it was read) of the train, validation or test data; None when not given."""
     if cfg.train_file:
-        if not cfg.validation_file:
-            raise UserError("--train_file needs --validation_file too: pass a held-out labelled file")
-        return read_table(cfg.train_file), read_table(cfg.validation_file), str(cfg.train_file)
-    train = load_split(cfg.dataset_name, cfg.dataset_config_name, cfg.train_split)
-    validation = load_split(cfg.dataset_name, cfg.dataset_config_name, cfg.validation_split)
-    return train, validation, cfg.dataset_name
+        file = getattr(cfg, f"{role}_file")
+        return (read_table(file), file, str(Path(file).resolve())) if file else None
+    split = getattr(cfg, f"{role}_split")
+    if split is None:
+        return None
+    frame = load_split(cfg.dataset_name, cfg.dataset_config_name, split)
+    return frame, f"{cfg.dataset_name}:{split}", split_source(cfg.dataset_name, split)
+
+
+def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
+    """Load, check and subsample the data: seeded stratified subsets, validation carved from train when asked."""
+    carve = cfg.validation_split_percentage
+    frames, sources = {}, {}
+    for role in ("train", "test") if carve else ("train", "validation", "test"):
+        found = read_role(cfg, role)
+        if found is not None:
+            frame, name, sources[role] = found
+            frames[role] = encode_labels(frame, cfg, name)
+    if "validation" not in frames and not carve:
+        raise UserError("--train_file needs --validation_file too, or --validation_split_percentage 10 to carve one")
+    train = frames["train"]
+    if train["label"].nunique() < 2:
+        raise UserError("training data holds a single label: a classifier needs examples of every class")
+    if carve:
+        kept, held = train_test_split(train, test_size=carve / 100, stratify=train["label"], random_state=seed)
+        train, frames["validation"] = (part.sort_index().reset_index(drop=True) for part in (kept, held))
+        sources["validation"] = f"{carve:g}% of train, stratified by label (seed {seed})"
+    test = frames.get("test")
+    return Splits(
+        stratified_sample(train, cfg.max_train_samples, seed),
+        stratified_sample(frames["validation"], cfg.max_eval_samples, seed),
+        None if test is None else stratified_sample(test, cfg.max_test_samples, seed),
+        cfg.train_file or cfg.dataset_name,
+        sources,
+    )
 
 
 def encode_labels(frame: pd.DataFrame, cfg: DataConfig, source: str) -> pd.DataFrame:
@@ -153,24 +241,6 @@ def encode_labels(frame: pd.DataFrame, cfg: DataConfig, source: str) -> pd.DataF
         )
     text = check_texts(frame[cfg.text_column], source)
     return pd.DataFrame({"text": text.to_numpy(), "label": ids.astype(int).to_numpy()})
-
-
-def load_data(cfg: DataConfig, seed: int = 42) -> tuple[Dataset, Dataset, str]:
-    """Load, check and subsample the data; returns (train, validation, data id) with `text` and `label` columns."""
-    train, validation, data_id = load_frames(cfg)
-    train = encode_labels(train, cfg, cfg.train_file or f"{data_id}:{cfg.train_split}")
-    validation = encode_labels(validation, cfg, cfg.validation_file or f"{data_id}:{cfg.validation_split}")
-    if train["label"].nunique() < 2:
-        raise UserError("training data holds a single label: a classifier needs examples of every class")
-    if cfg.max_train_samples and cfg.max_train_samples < len(train):
-        train = train.sample(n=cfg.max_train_samples, random_state=seed).reset_index(drop=True)
-    if cfg.max_eval_samples:
-        validation = validation.head(cfg.max_eval_samples)
-    return (
-        Dataset.from_pandas(train, preserve_index=False),
-        Dataset.from_pandas(validation, preserve_index=False),
-        data_id,
-    )
 
 
 def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:

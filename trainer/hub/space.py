@@ -32,8 +32,9 @@ def space_files(model_id: str, space_dir: Path = SPACE_DIR) -> list[tuple[str, P
 def push_space(space_id: str | None, model_id: str, *, private: bool = False, retries: int = 3,
                retry_wait: float = 2.0) -> str:  # fmt: skip
     """Upload the Space and point its MODEL_ID variable at `model_id`; returns the Space's URL."""
-    if not is_hub_id(model_id):
-        raise UserError(f"--model_id {model_id!r} must be a Hub model repo id: push the model first (make push)")
+    if not is_hub_id(model_id) or "/" not in model_id:
+        raise UserError(f"--model_id {model_id!r} must be a Hub model repo id (owner/name): push the model first "
+                        "(make push)")  # fmt: skip
     token = hub_token()
     space_id = resolve_repo_id(space_id, f"{model_id.split('/')[1]}-demo", token, retries, retry_wait)
     result = publish(space_files(model_id), space_id, repo_type="space", space_sdk="gradio", private=private,

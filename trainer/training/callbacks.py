@@ -62,3 +62,17 @@ class StopOnSignal(TrainerCallback):
 
 class Interrupted(Exception):
     """Training stopped on request after saving a checkpoint."""
+
+
+class WandbRunFacts(TrainerCallback):
+    """Adds what a wandb dashboard is filtered by (dataset, model, classes, epochs, batch size, learning rate) to
+    the wandb run's config; Trainer's own callback, which starts the run, comes first."""
+
+    def __init__(self, facts: dict):
+        self.facts = facts
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import wandb
+
+        if state.is_world_process_zero and wandb.run is not None:
+            wandb.config.update(self.facts, allow_val_change=True)

@@ -17,14 +17,14 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
 from trainer import UserError, files
 from trainer.config import TrainConfig
-from trainer.data import load_data, tokenize
+from trainer.data import load_splits, tokenize
 from trainer.evaluation.metrics import compute_metrics_for
 from trainer.evaluation.plots import plot_training_curves
 from trainer.evaluation.run import analyse
 from trainer.inference import is_hub_id
 from trainer.modeling import load_classifier, load_model, load_tokenizer, parameter_groups
 from trainer.provenance import environment
-from trainer.training.callbacks import Interrupted, StopOnSignal
+from trainer.training.callbacks import Interrupted, StopOnSignal, WandbRunFacts
 from trainer.training.ema import WeightEMA
 from trainer.training.run_dir import link_latest, shared_run_dir
 
@@ -91,6 +91,8 @@ class Inputs:
     train_set: Dataset
     eval_set: Dataset
     data_id: str
+    test_data: Dataset | None = None  # scored once at the end, never seen by selection
+    sources: dict | None = None  # split role -> where it was read from
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
@@ -115,7 +117,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
         trainer.ema = None
     if not main_process:  # the other processes' part ends with the training (and its evaluations)
         if not cfg.run.run_analysis:
-            trainer.evaluate(metric_key_prefix="final")  # a collective: every process takes its share
+            trainer_scores(cfg, inputs, trainer)  # a collective: every process takes its share
         return run_dir, {}
     save_model(trainer, inputs.tokenizer, cfg, run_dir)
     metrics = run_metrics(cfg, inputs, trainer, train_output, resumed=checkpoint is not None)
@@ -133,11 +135,12 @@ def load_inputs(cfg: TrainConfig) -> Inputs:
         datasets.disable_progress_bars()
     tokenizer = load_tokenizer(cfg.model.model_name_or_path)
     with cfg.training.main_process_first(desc="loading the data", local=False):
-        train_data, eval_data, data_id = load_data(cfg.data, seed=cfg.training.seed)
+        splits = load_splits(cfg.data, seed=cfg.training.seed)
+        train_data, eval_data, test_data = splits.datasets()
         train_set = tokenize(train_data, tokenizer, cfg.model.max_length)
         eval_set = tokenize(eval_data, tokenizer, cfg.model.max_length)
     check_world_size(cfg.training.world_size, len(train_set), len(eval_set))
-    return Inputs(tokenizer, train_data, eval_data, train_set, eval_set, data_id)
+    return Inputs(tokenizer, train_data, eval_data, train_set, eval_set, splits.data_id, test_data, splits.sources)
 
 
 def config_text(cfg: TrainConfig, run_dir: Path) -> str:
@@ -166,9 +169,11 @@ def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: s
     args.run_name = args.run_name or run_dir.name
     if args.report_to in (None, "none", []) or args.report_to == ["none"]:
         args.report_to = default_report_to()
+    callbacks = list(callbacks or [])
     if "wandb" in args.report_to:
         os.environ.setdefault("WANDB_DIR", str(run_dir))
         os.environ.setdefault("WANDB_PROJECT", "sentiment-trainer")
+        callbacks.append(WandbRunFacts(wandb_facts(cfg, inputs)))
     # Trainer's own push would upload checkpoints as it goes, and it pickles the token into every checkpoint.
     args.push_to_hub, args.hub_token = False, None
     gpu_half = (args.bf16 or args.fp16) and not args.use_cpu  # tensor cores like multiples of 8
@@ -190,6 +195,19 @@ def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: s
         ema=WeightEMA(cfg.model.ema_decay, resume_from=checkpoint) if cfg.model.ema_decay else None,
     )
     return trainer, stopper
+
+
+def wandb_facts(cfg: TrainConfig, inputs: Inputs) -> dict:
+    """The run's headline facts for its wandb config, named as notebooks name them."""
+    args = cfg.training
+    return {
+        "dataset": inputs.data_id, "model": cfg.model.model_name_or_path, "num_classes": len(cfg.data.label_names),
+        "labels": cfg.data.label_names, "epochs": args.num_train_epochs if args.max_steps < 0 else None,
+        "max_steps": args.max_steps if args.max_steps > 0 else None,
+        "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        "learning_rate": args.learning_rate, "max_length": cfg.model.max_length,
+        "train_samples": len(inputs.train_set), "eval_samples": len(inputs.eval_set),
+    }  # fmt: skip
 
 
 def fit(trainer: SentimentTrainer, stopper: StopOnSignal, checkpoint: str | None, run_dir: Path):
@@ -232,8 +250,10 @@ def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, tra
         "model": name,
         "base_model": name if is_hub_id(name) else None,  # the card links it when it is a Hub model
         "data": inputs.data_id,
+        "data_sources": inputs.sources,  # where each split was read: a local copy's file, or the Hub
         "train_samples": len(inputs.train_set),
         "eval_samples": len(inputs.eval_set),
+        "test_samples": None if inputs.test_data is None else len(inputs.test_data),
         # Trainer averages only the steps this process ran; a resumed run takes the mean of every logged step.
         "train_loss": logged_loss(trainer.state.log_history) if resumed else train_output.training_loss,
         "train_runtime": train_output.metrics.get("train_runtime"),
@@ -244,24 +264,58 @@ def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, tra
         "label_counts": {
             "train": label_counts(inputs.train_data["label"], names),
             "eval": label_counts(inputs.eval_data["label"], names),
+            **({} if inputs.test_data is None else {"test": label_counts(inputs.test_data["label"], names)}),
         },
         "environment": environment(cfg.argv, precision_of(args), processes=args.world_size),
     }
 
 
 def score_saved_model(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, run_dir: Path) -> dict:
-    """The saved model scored once: by the analysis (in fp32, as pipeline() users run it), or by Trainer."""
+    """The saved model scored once on validation, by the analysis (in fp32, as pipeline() users run it) or by
+    Trainer; then once on the test data when there is some, with its own analysis in evaluations/test/."""
     if not cfg.run.run_analysis:
-        final = trainer.evaluate(metric_key_prefix="final")  # final_*: kept apart from the curves' eval_*
         plot_training_curves(trainer.state.log_history, run_dir / "plots" / "training_curves.png")
-        return {key.removeprefix("final_"): value for key, value in final.items()}
-    evaluation = analyse(
-        load_classifier(str(run_dir)), str(run_dir), inputs.eval_data["text"], np.asarray(inputs.eval_data["label"]),
-        run_dir, inputs.data_id, n_bootstrap=cfg.run.n_bootstrap, seed=cfg.training.seed, metrics_file=None,
-    )  # fmt: skip
+        return trainer_scores(cfg, inputs, trainer)
+    classifier = load_classifier(str(run_dir))
+    evaluation = analyse_split(cfg, classifier, inputs.eval_data, run_dir, split_name(cfg, "validation"), None)
     scores = {key: score["value"] for key, score in evaluation["metrics"].items()}
-    return {**scores, "loss": scores["log_loss"], "evaluation": evaluation["metrics"],
-            "evaluation_seconds": evaluation["timing"]["total_seconds"]}  # fmt: skip
+    result = {**scores, "loss": scores["log_loss"], "evaluation": evaluation["metrics"],
+              "evaluation_seconds": evaluation["timing"]["total_seconds"]}  # fmt: skip
+    if inputs.test_data is not None:
+        test = analyse_split(cfg, classifier, inputs.test_data, run_dir / "evaluations" / "test",
+                             split_name(cfg, "test"), "metrics.json")  # fmt: skip
+        result["test"] = test["metrics"]
+    return result
+
+
+def trainer_scores(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer) -> dict:
+    """Trainer's own scores of the final model: validation, and test when there is test data."""
+    final = trainer.evaluate(metric_key_prefix="final")  # final_*: kept apart from the curves' eval_*
+    scores = {key.removeprefix("final_"): value for key, value in final.items()}
+    if inputs.test_data is not None:
+        test_set = tokenize(inputs.test_data, inputs.tokenizer, cfg.model.max_length)
+        test = trainer.evaluate(test_set, metric_key_prefix="test")
+        scores["test"] = {key.removeprefix("test_"): {"value": value} for key, value in test.items()}
+    return scores
+
+
+def analyse_split(cfg: TrainConfig, classifier, data: Dataset, out: Path, data_id: str, metrics_file) -> dict:
+    return analyse(
+        classifier, str(classifier.folder), data["text"], np.asarray(data["label"]), out, data_id,
+        n_bootstrap=cfg.run.n_bootstrap, seed=cfg.training.seed, metrics_file=metrics_file,
+    )  # fmt: skip
+
+
+def split_name(cfg: TrainConfig, role: str) -> str:
+    """How the analysis names a split: `dataset:split` for a Hub dataset, the file for local data."""
+    data = cfg.data
+    if data.train_file:
+        if role == "test":
+            return data.test_file
+        return data.validation_file or f"{data.train_file} ({data.validation_split_percentage:g}% held out)"
+    if role == "validation" and data.validation_split_percentage:
+        return f"{data.dataset_name}:{data.train_split} ({data.validation_split_percentage:g}% held out)"
+    return f"{data.dataset_name}:{getattr(data, f'{role}_split')}"
 
 
 def default_report_to() -> list[str]:
