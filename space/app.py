@@ -1,6 +1,8 @@
 """Sentiment model explorer: live prediction with explanations, batch scoring, embeddings, errors, the model report.
 
 MODEL_ID is a Hub repo id or a local run folder (default `runs/latest`). Run with `python app.py` (or `make space`).
+Texts longer than the model reads at once are scored whole, in overlapping windows, up to a limit that follows the
+model's max_length (`char_limit`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import numpy as np
 import pandas as pd
 from backend import (
     EXPLANATION_METHOD,
-    MAX_CHARS,
     Artifacts,
     Projection,
     SentimentModel,
     batch_table,
+    char_limit,
     check_text,
     filter_errors,
     highlights,
@@ -29,11 +31,13 @@ from backend import (
     nearest,
     parse_lines,
     parse_upload,
+    window_note,
 )
 
 MODEL_ID = os.environ.get("MODEL_ID", "runs/latest")
 FOLDER = locate(MODEL_ID)
-MODEL = SentimentModel(FOLDER)
+MODEL = SentimentModel(FOLDER, long_text="chunk")
+LIMIT = char_limit(MODEL.max_length)  # characters per text
 ART = Artifacts.read(FOLDER)
 EXPORTS = Path(tempfile.mkdtemp(prefix="sentiment-space-"))
 COLOR_BY = {"true label": "label", "predicted label": "predicted", "correct / incorrect": "outcome"}
@@ -50,7 +54,7 @@ def _fail(err: ValueError):
 def predict(text: str) -> dict[str, float]:
     """Class probabilities for one text (the `/predict` endpoint)."""
     try:
-        text = check_text(text)
+        text = check_text(text, LIMIT)
     except ValueError as err:
         raise _fail(err) from None
     return label_value(MODEL.predict_proba([text])[0], MODEL.labels)
@@ -59,13 +63,17 @@ def predict(text: str) -> dict[str, float]:
 def explain(text: str) -> tuple[list[tuple[str, float]], str]:
     """Per-word attributions and the latency of one forward pass."""
     try:
-        text = check_text(text)
+        text = check_text(text, LIMIT)
     except ValueError as err:
         raise _fail(err) from None
-    words, scores, probs, latency_ms = MODEL.explain(text)
+    words, scores, probs, latency_ms, windows = MODEL.explain(text)
     label = MODEL.labels[int(probs.argmax())]
-    note = (f"**{label}** ({probs.max():.1%}) · one forward pass took **{latency_ms:.1f} ms** · highlights: "
-            f"{EXPLANATION_METHOD} (red supports *{label}*, purple speaks against it)")  # fmt: skip
+    if windows > 1:
+        note = (f"**{label}** ({probs.max():.1%}) · scoring took **{latency_ms:.1f} ms** · "
+                f"{window_note(windows, MODEL.max_length)}")  # fmt: skip
+    else:
+        note = (f"**{label}** ({probs.max():.1%}) · one forward pass took **{latency_ms:.1f} ms** · highlights: "
+                f"{EXPLANATION_METHOD} (red supports *{label}*, purple speaks against it)")  # fmt: skip
     return highlights(words, scores), note
 
 
@@ -75,7 +83,7 @@ def explain(text: str) -> tuple[list[tuple[str, float]], str]:
 def score_batch(lines: str, upload) -> tuple[pd.DataFrame, str]:
     """Score pasted lines or an uploaded .txt/.csv/.tsv; returns the table and a CSV to download."""
     try:
-        texts = parse_upload(upload) if upload else parse_lines(lines)
+        texts = parse_upload(upload, LIMIT) if upload else parse_lines(lines, LIMIT)
     except ValueError as err:
         raise _fail(err) from None
     table = batch_table(texts, MODEL.predict_proba(texts), MODEL.labels)
@@ -116,7 +124,7 @@ def explore(sentence: str, color_by: str, k: float) -> tuple[pd.DataFrame, pd.Da
     note = f"{len(points)} validation sentences, PCA of the mean-pooled last hidden state."
     if sentence and sentence.strip():
         try:
-            sentence = check_text(sentence)
+            sentence = check_text(sentence, LIMIT)
         except ValueError as err:
             raise _fail(err) from None
         scored = MODEL.score([sentence], embeddings=True)
@@ -169,7 +177,7 @@ if ART.errors is not None:
 with gr.Blocks(title="Sentiment model explorer") as demo:
     gr.Markdown(f"# Sentiment model explorer\nModel: `{MODEL_ID}` · labels: {', '.join(MODEL.labels)}")
     with gr.Tab("Predict"):
-        text = gr.Textbox(label="Text", placeholder="Type a sentence", max_length=MAX_CHARS, lines=2)
+        text = gr.Textbox(label="Text", placeholder="Type a sentence", max_length=LIMIT, lines=2)
         button = gr.Button("Predict", variant="primary")
         label = gr.Label(label="Prediction", num_top_classes=len(MODEL.labels))
         note = gr.Markdown()
@@ -194,7 +202,7 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
             gr.Markdown("This model was pushed without `embeddings.parquet` or `predictions.parquet`, so there is "
                         "nothing to explore. Push the whole run folder (`make push`).")  # fmt: skip
         with gr.Row():
-            sentence = gr.Textbox(label="Place your sentence", scale=3, max_length=MAX_CHARS)
+            sentence = gr.Textbox(label="Place your sentence", scale=3, max_length=LIMIT)
             color_by = gr.Dropdown(list(COLOR_BY), value="true label", label="Colour by", scale=1)
             k = gr.Slider(1, 25, value=8, step=1, label="Neighbours", scale=1)
         go = gr.Button("Show", variant="primary")

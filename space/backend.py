@@ -18,7 +18,8 @@ import pandas as pd
 from inference import RUN_FILES, Classifier, is_hub_id
 from scipy.special import softmax
 
-MAX_CHARS = 2000  # per text: the model reads 128-512 tokens; longer inputs only cost time
+READS = 8  # a text may be this many times what the model reads at once (it is scored in windows); longer only costs
+CHARS_PER_TOKEN = 4  # about; SST-2 averages 4.7 with MiniLM's tokenizer, so a text at the limit is under READS reads
 MAX_ROWS = 5000  # per batch request
 MAX_FILE_BYTES = 2_000_000
 EXPLANATION_METHOD = "occlusion: how much the predicted class's log-odds fall when the word is left out"
@@ -39,37 +40,57 @@ def locate(model_id: str) -> Path:
 
 
 class SentimentModel(Classifier):
-    """The inference core's classifier, with word-level explanations."""
+    """The inference core's classifier, with word-level explanations. The app reads long texts whole (`chunk`)."""
 
-    def explain(self, text: str) -> tuple[list[str], np.ndarray, np.ndarray, float]:
-        """Words, occlusion score per word, the text's probabilities, and the ms one forward pass of it took.
+    def explain(self, text: str) -> tuple[list[str], np.ndarray, np.ndarray, float, int]:
+        """Words, occlusion score per word, the text's probabilities, the ms scoring it took, and the windows of
+        `max_length` tokens it was read in.
 
-        Scores are log-odds, not probabilities: a confident model's probability hardly moves when one word goes.
+        Scores are log-odds, not probabilities: a confident model's probability hardly moves when one word goes. A
+        text read in several windows gets no words: occluding each of them would cost a scoring of the text per word.
         """
         words = text.split()
         started = time.perf_counter()
-        full = self.score([text]).logits
+        scored = self.score([text])
         latency_ms = (time.perf_counter() - started) * 1000
+        full, windows = scored.logits, int(scored.windows[0])
+        if windows > 1:
+            return [], np.zeros(0), softmax(full[0]), latency_ms, windows
         target = int(full[0].argmax())
         variants = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
         without = self.score(variants).logits if len(words) > 1 else full
-        return words, log_odds(full, target)[0] - log_odds(without, target), softmax(full[0]), latency_ms
+        return words, log_odds(full, target)[0] - log_odds(without, target), softmax(full[0]), latency_ms, windows
 
 
 # --- pure helpers (unit-tested) ---
 
 
-def check_text(text: str | None) -> str:
+def char_limit(max_length: int) -> int:
+    """Characters one text may have: READS times what a model of `max_length` tokens reads at once, rounded down to
+    the thousand (2,000 for 64 tokens, 4,000 for 128, 16,000 for 512: a full 2,500-word review)."""
+    return max(1000, CHARS_PER_TOKEN * max_length * READS // 1000 * 1000)
+
+
+def check_text(text: str | None, limit: int) -> str:
     """The stripped text, or ValueError with what to do."""
     text = (text or "").strip()
     if not text:
         raise ValueError("Type a sentence first.")
-    if len(text) > MAX_CHARS:
+    if len(text) > limit:
         raise ValueError(
-            f"That text has {len(text):,} characters; the limit is {MAX_CHARS:,}. "
+            f"That text has {len(text):,} characters; the limit is {limit:,}. "
             "Shorten it, or split it into lines in the Batch tab."
         )
     return text
+
+
+def window_note(windows: int, max_length: int) -> str:
+    """The line under a prediction read in several windows (empty for a text read at once)."""
+    if windows <= 1:
+        return ""
+    return (f"the text is longer than the {max_length} tokens the model reads at once: it was scored in "
+            f"**{windows} overlapping windows** (the mean of their probabilities); word highlights need a text that "
+            "fits in one")  # fmt: skip
 
 
 def log_odds(logits: np.ndarray, target: int) -> np.ndarray:
@@ -92,13 +113,15 @@ def highlights(words: list[str], scores: np.ndarray) -> list[tuple[str, float]]:
     return [(word + " ", round(float(s), 3)) for word, s in zip(words, scaled)]
 
 
-def parse_lines(text: str | None) -> list[str]:
+def parse_lines(text: str | None, limit: int | None = None) -> list[str]:
+    """Non-empty lines, each cut at `limit` characters when given."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return _check_rows(lines, "the text box")
+    return _check_rows(lines, "the text box", limit)
 
 
-def parse_upload(path: str | Path) -> list[str]:
-    """Texts from an uploaded .txt (one per line) or .csv/.tsv (a `text` or `sentence` column, or the only text one)."""
+def parse_upload(path: str | Path, limit: int | None = None) -> list[str]:
+    """Texts from an uploaded .txt (one per line) or .csv/.tsv (a `text` or `sentence` column, or the only text one),
+    each cut at `limit` characters when given."""
     path = Path(path)
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ValueError(
@@ -107,7 +130,7 @@ def parse_upload(path: str | Path) -> list[str]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".txt":
-            return parse_lines(path.read_text(encoding="utf-8"))
+            return parse_lines(path.read_text(encoding="utf-8"), limit)
         if suffix not in (".csv", ".tsv"):
             raise ValueError(f"{path.name}: upload a .txt (one text per line), .csv or .tsv file.")
         frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",",
@@ -123,15 +146,15 @@ def parse_upload(path: str | Path) -> list[str]:
         raise ValueError(
             f"{path.name}: no column named text or sentence (columns: {', '.join(map(str, frame.columns))})."
         )
-    return _check_rows([str(t).strip() for t in frame[column].dropna() if str(t).strip()], path.name)
+    return _check_rows([str(t).strip() for t in frame[column].dropna() if str(t).strip()], path.name, limit)
 
 
-def _check_rows(texts: list[str], source: str) -> list[str]:
+def _check_rows(texts: list[str], source: str, limit: int | None) -> list[str]:
     if not texts:
         raise ValueError(f"No text found in {source}: give one text per line.")
     if len(texts) > MAX_ROWS:
         raise ValueError(f"{source} has {len(texts):,} texts; the limit is {MAX_ROWS:,} per request.")
-    return [t[:MAX_CHARS] for t in texts]
+    return [t[:limit] for t in texts]
 
 
 def batch_table(texts: list[str], probs: np.ndarray, labels: list[str]) -> pd.DataFrame:

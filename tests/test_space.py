@@ -33,11 +33,31 @@ def free_port() -> int:
 
 
 def test_check_text_rejects_empty_and_over_long_input_with_the_fix():
-    assert backend.check_text("  good film \n") == "good film"
+    assert backend.check_text("  good film \n", 2000) == "good film"
     with pytest.raises(ValueError, match="Type a sentence first"):
-        backend.check_text("   ")
+        backend.check_text("   ", 2000)
     with pytest.raises(ValueError, match=r"2,001 characters; the limit is 2,000.*Batch tab"):
-        backend.check_text("x" * 2001)
+        backend.check_text("x" * 2001, 2000)
+
+
+def test_the_character_limit_follows_the_models_max_length():
+    # 8 reads of max_length tokens at 4 characters a token, rounded down to the thousand
+    assert [backend.char_limit(n) for n in (64, 128, 512)] == [2000, 4000, 16000]
+    # 2,496 words in 12,895 characters: about the longest IMDb review
+    review = " ".join(["I watched this movie last night and the acting was quite good"] * 208)
+    assert backend.check_text(review, backend.char_limit(512)) == review
+    assert backend.window_note(1, 128) == ""
+    assert "scored in **3 overlapping windows**" in backend.window_note(3, 128)
+
+
+def test_the_backend_reads_a_long_text_in_windows_and_explains_only_short_ones(tiny_model_dir):
+    model = backend.SentimentModel(tiny_model_dir, device="cpu", long_text="chunk")
+    long = " ".join(["good film , really good"] * 40)  # 200 tokens: windows at tokens 0, 46, 92, 138 (of 62 each)
+    words, scores, probs, _, windows = model.explain(long)
+    assert (words, scores.shape, windows) == ([], (0,), 4)
+    np.testing.assert_allclose(probs, model.predict_proba([long])[0])
+    words, scores, _, _, windows = model.explain("good film , really good")
+    assert (len(words), len(scores), windows) == (5, 5, 1)
 
 
 def test_label_value_and_highlights_format():
@@ -154,6 +174,20 @@ def test_explain_highlights_every_word_and_reports_latency(app_client):
     assert [t["token"] for t in tokens] == ["worst ", "film ", ", ", "really ", "worst "]
     assert max(abs(t["class_or_confidence"]) for t in tokens) == 1.0
     assert " ms**" in note and "occlusion" in note
+
+
+def test_a_long_text_is_scored_in_windows_and_the_note_says_so(app_client):
+    client, _, app = app_client
+    long = " ".join(["good film , really good"] * 40)  # 959 characters, 200 tokens: 4 windows of the 64-token model
+    assert app.LIMIT == 2000 and app.MODEL.long_text == "chunk"
+    result = client.predict(long, api_name="/predict")
+    expected = app.MODEL.predict_proba([long])[0]
+    assert {c["label"]: round(c["confidence"], 4) for c in result["confidences"]} == {
+        name: round(float(p), 4) for name, p in zip(app.MODEL.labels, expected)
+    }
+    tokens, note = client.predict(long, api_name="/explain")
+    assert tokens == [] and "longer than the 64 tokens the model reads at once" in note
+    assert "scored in **4 overlapping windows**" in note
 
 
 def test_empty_and_over_long_text_get_a_message_not_a_trace(app_client):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from trainer import UserError, fail
 from trainer.evaluation.run import analyse, label_names_of, load_labelled
-from trainer.modeling import load_classifier
+from trainer.inference import LONG_TEXT
+from trainer.modeling import load_classifier, truncation_note
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n_bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--long_text", choices=LONG_TEXT, default="truncate",
+                        help="texts over the model's max_length: cut there, or read whole in overlapping windows")  # fmt: skip
+    parser.add_argument("--stride", type=int, help="tokens a chunk window shares with the previous one")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
@@ -35,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         data = load_labelled(args.data, args.text_column, args.label_column, names)  # check the data first: cheap
         if args.max_samples:
             data = data.head(args.max_samples)
-        classifier = load_classifier(args.model)
+        texts = data["text"].tolist()
+        classifier = load_classifier(args.model, long_text=args.long_text, stride=args.stride)
+        if note := truncation_note(classifier, texts):
+            print(note, file=sys.stderr)
         metrics = analyse(
-            classifier, args.model, data["text"].tolist(), data["label"].to_numpy(), args.output_dir, args.data,
+            classifier, args.model, texts, data["label"].to_numpy(), args.output_dir, args.data,
             n_bootstrap=args.n_bootstrap, seed=args.seed, batch_size=args.batch_size,
         )  # fmt: skip
     except (UserError, OSError) as err:

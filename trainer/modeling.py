@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trainer import UserError
 from trainer.config import PACKAGED_MODELS, ModelConfig
-from trainer.inference import BACKENDS, SAFE_LOADING, Classifier, int8_available
+from trainer.inference import BACKENDS, LONG_TEXT, SAFE_LOADING, Classifier, OptionError, int8_available
 
 logger = logging.getLogger(__name__)
 
@@ -93,19 +93,33 @@ def load_model(cfg: ModelConfig, label_names: list[str]):
     return model
 
 
-def load_classifier(name_or_path: str, backend: str = "torch", device: str | None = None) -> Classifier:
-    """The inference core for a run folder, model folder or Hub id, with one-line errors."""
+def load_classifier(name_or_path: str, backend: str = "torch", device: str | None = None, long_text: str = "truncate",
+                    stride: int | None = None) -> Classifier:  # fmt: skip
+    """The inference core for a run folder, model folder or Hub id, with one-line errors; `long_text` and `stride`
+    say how texts over the model's max_length are read (Classifier)."""
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if long_text not in LONG_TEXT:
+        raise UserError(f"unknown long_text {long_text!r}: use one of {', '.join(LONG_TEXT)}")
     if backend == "onnx-int8" and not int8_available():
         raise UserError("--backend onnx-int8 needs onnxruntime: pip install onnxruntime")
     if backend == "onnx-int8" and (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu":
         raise UserError("--backend onnx-int8 runs on the CPU: use --backend torch on a GPU")
     path = resolve_model_path(name_or_path)
     try:
-        return Classifier(path, device=device, backend=backend)
+        return Classifier(path, device=device, backend=backend, long_text=long_text, stride=stride)
+    except OptionError as err:
+        raise UserError(str(err)) from None
     except (OSError, ValueError) as err:
         raise UserError(load_error(name_or_path, err)) from None
+
+
+def truncation_note(classifier: Classifier, texts: list[str]) -> str | None:
+    """The note for texts a truncating classifier cuts at its max_length; None when none is cut or it chunks."""
+    if classifier.long_text != "truncate" or not (n := classifier.count_long(texts)):
+        return None
+    return (f"note: {n} of {len(texts)} texts are longer than the model's {classifier.max_length} tokens and were cut "
+            "there; --long_text chunk reads them whole")  # fmt: skip
 
 
 def default_backend() -> str:

@@ -10,8 +10,8 @@ import pandas as pd
 
 from trainer import UserError, fail
 from trainer.data import check_texts, read_texts
-from trainer.inference import BACKENDS
-from trainer.modeling import default_backend, load_classifier
+from trainer.inference import BACKENDS, LONG_TEXT
+from trainer.modeling import default_backend, load_classifier, truncation_note
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -22,6 +22,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--text_column", default="sentence", help="text column of --file tables")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--backend", choices=BACKENDS, help="default: onnx-int8 on CPU when onnxruntime is installed")
+    parser.add_argument("--long_text", choices=LONG_TEXT, default="truncate",
+                        help="texts over the model's max_length: read the first max_length tokens (truncate), or "
+                        "the whole text in overlapping windows whose probabilities are averaged (chunk)")  # fmt: skip
+    parser.add_argument("--stride", type=int, help="tokens a chunk window shares with the previous one "
+                        "(default: a quarter of max_length)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -34,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch_size < 1:
             raise UserError(f"--batch_size {args.batch_size}: use at least 1")
         texts = check_texts(pd.Series(texts, dtype=object), "input").tolist()
-        classifier = load_classifier(args.model, backend=args.backend or default_backend())
+        classifier = load_classifier(args.model, backend=args.backend or default_backend(), long_text=args.long_text,
+                                     stride=args.stride)  # fmt: skip
+        if note := truncation_note(classifier, texts):
+            print(note, file=sys.stderr)
         if len(texts) <= 16:  # interactive use: latency of each text on its own
             for text in texts:
                 started = time.perf_counter()
