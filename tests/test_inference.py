@@ -78,6 +78,9 @@ def test_missing_model_is_one_line_and_the_core_refuses_an_unknown_backend(tmp_p
 def test_hub_ids_are_owner_slash_name_and_not_local_paths(tmp_path):
     (tmp_path / "alice").mkdir()
     (tmp_path / "alice" / "model").mkdir()
-    assert is_hub_id("alice/sst2-minilm") and not is_hub_id("bert-base-uncased")
+    assert (
+        is_hub_id("alice/sst2-minilm") and is_hub_id("bert-base-uncased") and is_hub_id("google-bert/bert-base-uncased")
+    )
+    assert not is_hub_id("a/b/c") and not is_hub_id("../model") and not is_hub_id("model dir")
     assert not is_hub_id("./alice/model") and not is_hub_id("/abs/path") and not is_hub_id(None)
     assert not is_hub_id(str(tmp_path / "alice" / "model"))

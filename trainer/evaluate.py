@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from trainer import UserError, fail
+from trainer.data import stratified_sample
 from trainer.evaluation.run import analyse, label_names_of, load_labelled
 from trainer.inference import LONG_TEXT
 from trainer.modeling import load_classifier, truncation_note
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text_column", default="sentence")
     parser.add_argument("--label_column", default="label")
     parser.add_argument("--label_names", nargs="+", help="label names in id order (default: the model's)")
-    parser.add_argument("--max_samples", type=int, help="evaluate the first N rows only")
+    parser.add_argument("--max_samples", type=int, help="evaluate a seeded random subset of N rows, stratified by label")
     parser.add_argument("--n_bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=64)
@@ -37,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(names) != len(model_labels):
             raise UserError(f"--label_names has {len(names)} names but the model has {len(model_labels)} labels")
         data = load_labelled(args.data, args.text_column, args.label_column, names)  # check the data first: cheap
-        if args.max_samples:
-            data = data.head(args.max_samples)
+        data = stratified_sample(data, args.max_samples, args.seed)
         texts = data["text"].tolist()
         classifier = load_classifier(args.model, long_text=args.long_text, stride=args.stride)
         if note := truncation_note(classifier, texts):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +50,12 @@ LONG_TEXT = ("truncate", "chunk")  # what happens to a text longer than max_leng
 TOKENIZE_SLICE = 1024  # texts tokenised per call: bounds the tokenizer's Python lists on large inputs
 
 
+HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*")  # 'owner/name', or a bare legacy id
+
+
 def is_hub_id(name: str | None) -> bool:
-    """'owner/name' that is not a path on this machine."""
-    return bool(name) and name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+    """'owner/name', or a bare legacy id such as 'bert-base-uncased', that is not a path on this machine."""
+    return bool(name and HUB_ID.fullmatch(name)) and ".." not in name and not Path(name).exists()
 
 
 def label_names(config) -> list[str]:
