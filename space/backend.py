@@ -204,13 +204,22 @@ def metrics_markdown(metrics: dict | None, model_id: str) -> str:
     scores = metrics.get("evaluation") or metrics.get("metrics") or {}
     link = f"[{model_id}](https://huggingface.co/{model_id})" if is_hub_id(model_id) else f"`{model_id}`"
     n = metrics.get("eval_samples") or metrics.get("n")
-    lines = [f"**Model:** {link} · **data:** `{metrics.get('data')}` · **examples:** {n}",
-             "", "| metric | value | 95% CI |", "|---|---|---|"]  # fmt: skip
+    test = metrics.get("test") or {}  # the held-out test split, scored once with the checkpoint validation chose
+    head = f"**Model:** {link} · **data:** `{metrics.get('data')}` · **examples:** {n}"
+    if test:
+        head += f" validation, {metrics.get('test_samples')} test (validation chose the checkpoint; test reports it)"
+    columns = ["metric", *(["validation", "95% CI", "test", "95% CI"] if test else ["value", "95% CI"])]
+    lines = [head, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for key, score in scores.items():
         if isinstance(score, dict) and "value" in score:
-            ci = f"{score['ci_low']:.4f}-{score['ci_high']:.4f}" if "ci_low" in score else ""
-            lines.append(f"| {key} | {score['value']:.4f} | {ci} |")
+            cells = [score] + ([test.get(key) or {}] if test else [])
+            lines.append(f"| {key} | " + " | ".join(_value_and_interval(cell) for cell in cells) + " |")
     return "\n".join(lines)
+
+
+def _value_and_interval(score: dict) -> str:
+    value = f"{score['value']:.4f}" if "value" in score else ""
+    return value + " | " + (f"{score['ci_low']:.4f}-{score['ci_high']:.4f}" if "ci_low" in score else "")
 
 
 # --- artifacts next to the model ---

@@ -133,6 +133,11 @@ def test_batch_table_and_report_text():
     text = backend.metrics_markdown({"evaluation": {"accuracy": {"value": 0.9, "ci_low": 0.88, "ci_high": 0.92}}},
                                     "alice/m")  # fmt: skip
     assert "[alice/m](https://huggingface.co/alice/m)" in text and "| accuracy | 0.9000 | 0.8800-0.9200 |" in text
+    tested = backend.metrics_markdown({"evaluation": {"accuracy": {"value": 0.9, "ci_low": 0.88, "ci_high": 0.92}},
+                                       "test": {"accuracy": {"value": 0.85, "ci_low": 0.83, "ci_high": 0.87}},
+                                       "test_samples": 1066}, "alice/m")  # fmt: skip
+    assert "| metric | validation | 95% CI | test | 95% CI |" in tested and "1066 test" in tested
+    assert "| accuracy | 0.9000 | 0.8800-0.9200 | 0.8500 | 0.8300-0.8700 |" in tested
 
 
 def test_a_bare_model_folder_has_no_artifacts(tiny_run, tmp_path):
