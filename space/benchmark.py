@@ -111,7 +111,7 @@ def load_test(url: str, texts: list[str], clients: int = 20, oversized: int = 0)
     jobs = [(i, text) for i, text in enumerate(texts)]
     step = max(1, len(jobs) // max(1, oversized))
     for n in range(oversized):  # spread through the run, so they meet the queue while it is busy
-        jobs.insert(n * (step + 1), (-1 - n, "great " * 500))
+        jobs.insert(n * (step + 1), (-1 - n, "great " * 5000))  # over the limit of any model
     shares = [jobs[k::clients] for k in range(clients)]
     labels: list[str | None] = [None] * len(texts)
     latencies: list[float] = []
