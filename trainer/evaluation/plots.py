@@ -153,11 +153,14 @@ def plot_embeddings(xy, frame, positive: str, path: str | Path, method: str = "P
 
 
 def sample_rows(frame, n_each: int = 6):
-    """The `n_each` most confident correct predictions, then the `n_each` most confident mistakes (ties keep the
-    frame's order); rows of `predictions_frame`, with their index."""
+    """The `n_each` most confident correct predictions, then the `n_each` most confident mistakes, taking the true
+    labels in turn (each label's most confident first, so every class shows; ties keep the frame's order); rows of
+    `predictions_frame`, with their index."""
     import pandas as pd
 
     ranked = frame.sort_values("confidence", ascending=False, kind="stable")
+    turn = ranked.groupby(["correct", "label"], sort=False).cumcount()  # 0: each label's most confident, 1 next
+    ranked = ranked.assign(_turn=turn).sort_values("_turn", kind="stable").drop(columns="_turn")
     return pd.concat([ranked[ranked["correct"]].head(n_each), ranked[~ranked["correct"]].head(n_each)])
 
 
@@ -166,8 +169,8 @@ def plot_sample_predictions(frame, path: str | Path, n_each: int = 6) -> Path:
     (the true label's bar green, a wrong prediction's red); any number of labels."""
     names = [column.removeprefix("p_") for column in frame.columns if column.startswith("p_")]
     chosen = sample_rows(frame, n_each)
-    groups = [("Correct, most confident first", chosen[chosen["correct"]]),
-              ("Wrong, most confident first", chosen[~chosen["correct"]])]  # fmt: skip
+    groups = [("Correct, most confident of each label first", chosen[chosen["correct"]]),
+              ("Wrong, most confident of each true label first", chosen[~chosen["correct"]])]  # fmt: skip
     fig = plt.figure(figsize=(13, n_each * (0.95 + 0.22 * len(names)) + 0.6), layout="constrained")
     fig.suptitle("Sample predictions: bars are the model's probabilities; green = true label, red = wrong prediction")
     for subfig, (title, rows) in zip(fig.subfigures(1, 2, wspace=0.04), groups):
