@@ -92,8 +92,9 @@ def _behaviour(behaviour: dict) -> list[str]:
 
 
 def _mistakes(wrong: pd.DataFrame) -> list[str]:
-    lines = ["", "## The ten most confident mistakes", "", "| text | true | predicted | confidence | error types |"]
-    lines.append("|---|---|---|---|---|")
+    lines = ["", "## Sample predictions", "", "![sample predictions](plots/sample_predictions.png)", "",
+             "## The ten most confident mistakes", "", "| text | true | predicted | confidence | error types |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for row in wrong.head(10).itertuples():
         lines.append(
             f"| {quote(row.text, 220)} | {row.true_label} | {row.predicted_label} | {row.confidence:.3f} | "
