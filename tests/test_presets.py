@@ -52,7 +52,7 @@ def test_every_preset_trains_on_its_data(preset, mirror, tiny_model_dir, tmp_pat
     assert sum(counts["train"].values()) == 64 and min(counts["train"].values()) >= 28
     assert sum(counts["eval"].values()) == 16 and min(counts["eval"].values()) >= 7
     read = json.dumps(metrics["data_sources"])
-    assert str(mirror) in read or str(DATA_MIRROR) in read  # read offline, and the run says from where
+    assert str(mirror.resolve()) in read or str(DATA_MIRROR.resolve()) in read  # read offline; the run says where
     saved = (run_dir / "train_config.yaml").read_text()
     if "test_split" in preset.read_text():
         assert counts["test"] == {"negative": 8, "positive": 8}  # a label-sorted split, balanced
