@@ -23,12 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text_column", default="sentence")
     parser.add_argument("--label_column", default="label")
     parser.add_argument("--label_names", nargs="+", help="label names in id order (default: the model's)")
-    parser.add_argument("--max_samples", type=int, help="evaluate a seeded random subset of N rows, stratified by label")
+    parser.add_argument("--max_samples", type=int, help="evaluate a seeded random subset of N rows (stratified)")
     parser.add_argument("--n_bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--long_text", choices=LONG_TEXT, default="truncate",
-                        help="texts over the model's max_length: cut there, or read whole in overlapping windows")  # fmt: skip
+                        help="texts over max_length: cut there, or read whole in overlapping windows")  # fmt: skip
     parser.add_argument("--stride", type=int, help="tokens a chunk window shares with the previous one")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
