@@ -4,6 +4,7 @@ The tiny BERT reads 64 tokens at once (its position embeddings): 62 of text betw
 stride is 64 // 4 = 16 shared tokens, so window k starts at text token 46k.
 """
 
+import json
 import shutil
 
 import numpy as np
@@ -136,3 +137,9 @@ def test_evaluate_with_chunk_scores_each_long_text_once(tiny_model_dir, chunking
     assert len(predictions) == 6
     expected = chunking.predict(texts)
     assert predictions["predicted"].tolist() == [r["label"] for r in expected]
+    recorded = json.loads((out / "metrics.json").read_text())["long_text"]
+    assert recorded == {"mode": "chunk", "max_length": chunking.max_length, "stride": chunking.stride,
+                        "texts_over_max_length": 2}  # fmt: skip
+    assert evaluate_main([*args, "--output_dir", str(tmp_path / "cut")]) == 0
+    cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())["long_text"]
+    assert (cut["mode"], cut["stride"], cut["texts_over_max_length"]) == ("truncate", None, 2)

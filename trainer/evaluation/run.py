@@ -118,6 +118,7 @@ def analyse(
         "trained_on": trained_on and (trained_on.get("train_file") or trained_on.get("dataset_name")),
         "out_of_domain": is_out_of_domain(trained_on, data_id),
         "umap": found.umap_xy is not None,
+        "long_text": long_text_record(classifier, texts, scores.windows),
         "n": len(texts),
         "labels": classifier.labels,
         "bootstrap": {"resamples": n_bootstrap, "seed": seed, "interval": "percentile 95%"},
@@ -132,6 +133,17 @@ def analyse(
     if metrics_file:
         files.write_text(out / metrics_file, json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def long_text_record(classifier: Classifier, texts, windows: np.ndarray) -> dict:
+    """How texts over max_length were read (cut there, or in overlapping windows) and how many were that long."""
+    chunk = classifier.long_text == "chunk"
+    return {
+        "mode": classifier.long_text,
+        "max_length": classifier.max_length,
+        "stride": classifier.stride if chunk else None,
+        "texts_over_max_length": int((windows > 1).sum()) if chunk else classifier.count_long(list(texts)),
+    }
 
 
 @dataclass
