@@ -61,3 +61,27 @@ def test_every_preset_trains_on_its_data(preset, mirror, tiny_model_dir, tmp_pat
         assert "test_split: test" in saved
     if "imdb" in preset.stem:  # no validation split: 10% of train selects, test only reports
         assert metrics["data_sources"]["validation"] == "10% of train, stratified by label (seed 42)"
+
+
+def test_the_imdb_notebook_recipe_checkpoints_every_step_and_its_history_reads(mirror, tiny_model_dir, tmp_path,
+                                                                              monkeypatch, capsys):  # fmt: skip
+    """`--logging_steps N --save_steps N` on the IMDb preset (which evaluates every 500 steps): evaluation follows,
+    the best checkpoint is chosen on the held-out 10% of train, and trainer.history reads a checkpoint's state."""
+    from trainer.history import main as history_main
+
+    monkeypatch.setenv("DATA_MIRROR", str(mirror))
+    cfg = load_config([
+        "--config", str(ROOT / "configs/imdb-minilm.yaml"), "--model_name_or_path", str(tiny_model_dir),
+        "--max_length", "64", "--max_steps", "4", "--per_device_train_batch_size", "8", "--logging_steps", "2",
+        "--save_steps", "2", "--save_total_limit", "5", "--n_bootstrap", "10", "--output_dir", str(tmp_path / "run"),
+        "--disable_tqdm", "true",
+    ])  # fmt: skip
+    run_dir, metrics = train(cfg)
+    evaluated = [entry["step"] for entry in json.loads((run_dir / "log_history.json").read_text())
+                 if "eval_accuracy" in entry]  # fmt: skip
+    assert evaluated == [2, 4] and metrics["best_step"] in (2, 4)
+    checkpoint = run_dir / "checkpoints" / "checkpoint-4"
+    capsys.readouterr()
+    assert history_main([str(checkpoint), "--output_dir", str(tmp_path / "history")]) == 0
+    printed = capsys.readouterr().out
+    assert "lowest eval loss" in printed and (tmp_path / "history" / "training_history.png").is_file()
