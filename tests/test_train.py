@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -262,3 +263,44 @@ def test_without_the_analysis_trainer_scores_the_model(tiny_model_dir, tiny_data
     assert (run_dir / "plots/training_curves.png").is_file() and not (run_dir / "error_analysis.md").exists()
     history = json.loads((run_dir / "log_history.json").read_text())
     assert not any(key.startswith("final_") for record in history for key in record)  # curves hold training evals only
+
+
+def test_class_weights_balanced_explicit_and_bad():
+    from trainer import UserError
+    from trainer.training.loop import class_weights
+
+    labels = np.array([0] * 6 + [1] * 2)
+    assert class_weights(["balanced"], labels, ["negative", "positive"]) == [round(8 / 12, 6), 2.0]  # n / (k x count)
+    assert class_weights(["1", "3"], labels, ["negative", "positive"]) == [1.0, 3.0]
+    assert class_weights(None, labels, ["negative", "positive"]) is None
+    for bad in (["2"], ["a", "b"], ["0", "1"]):
+        with pytest.raises(UserError, match="give 'balanced' or 2 positive numbers, one per label"):
+            class_weights(bad, labels, ["negative", "positive"])
+    with pytest.raises(UserError, match="no training rows of neutral"):
+        class_weights(["balanced"], labels, ["negative", "positive", "neutral"])
+
+
+def test_the_weighted_loss_is_the_class_weighted_mean_of_cross_entropy(tiny_model_dir):
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from trainer.training.loop import SentimentTrainer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).eval()
+    batch = AutoTokenizer.from_pretrained(tiny_model_dir)(["good film", "bad film", "dull plot"], padding=True,
+                                                         return_tensors="pt")  # fmt: skip
+    labels = torch.tensor([1, 0, 0])
+    owner = SimpleNamespace(class_weights=torch.tensor([1.0, 3.0]))
+    with torch.no_grad():
+        loss = SentimentTrainer.compute_loss(owner, model, {**batch, "labels": labels})
+        per_example = torch.nn.functional.cross_entropy(model(**batch).logits, labels, reduction="none")
+    weights = torch.tensor([3.0, 1.0, 1.0])  # the weight of each example's true class
+    assert torch.allclose(loss, (per_example * weights).sum() / weights.sum())
+
+
+def test_class_weights_train_and_are_recorded(tiny_model_dir, tiny_data, tmp_path):
+    run_dir, metrics = train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--max_steps", "2",
+                                                   "--class_weights", "balanced")))  # fmt: skip
+    assert metrics["class_weights"] == {"negative": 0.666667, "positive": 2.0}  # 48 negative, 16 positive rows
+    assert yaml.safe_load((run_dir / "train_config.yaml").read_text())["class_weights"] == ["balanced"]

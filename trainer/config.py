@@ -52,6 +52,11 @@ class ModelConfig:
         default=None, metadata={"help": "Dropout before the classifier (default: the model's hidden dropout)."}
     )
     attn_implementation: str = field(default="sdpa", metadata={"help": "Attention kernel: sdpa or eager."})
+    class_weights: list[str] | None = field(
+        default=None,
+        metadata={"help": "Weight the training loss per class: 'balanced' (n / (classes x count), from the training "
+                          "labels) or one number per label, in id order. Default: unweighted."},
+    )  # fmt: skip
 
     def __post_init__(self):
         if self.max_length < 8:

@@ -34,11 +34,23 @@ logger = logging.getLogger(__name__)
 class SentimentTrainer(Trainer):
     """Trainer with layer-wise learning-rate decay, weight averaging, and length grouping on precomputed lengths."""
 
-    def __init__(self, *args, layer_decay=1.0, head_multiplier=1.0, ema: WeightEMA | None = None, **kwargs):
+    def __init__(self, *args, layer_decay=1.0, head_multiplier=1.0, ema: WeightEMA | None = None,
+                 class_weights: list[float] | None = None, **kwargs):  # fmt: skip
         super().__init__(*args, **kwargs)
         self.layer_decay, self.head_multiplier, self.ema = layer_decay, head_multiplier, ema
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         if ema is not None:
             self.add_callback(ema)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.class_weights is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        # A batch mean like the model's own loss, each example weighted by its class (normalised by the weights' sum).
+        weight = self.class_weights.to(outputs.logits.device)
+        loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weight)
+        return (loss, outputs) if return_outputs else loss
 
     def evaluate(self, *args, **kwargs):
         if self.ema is None:
@@ -92,6 +104,7 @@ class Inputs:
     eval_set: Dataset
     data_id: str
     test_data: Dataset | None = None  # scored once at the end, never seen by selection
+    class_weights: list[float] | None = None  # per-class loss weights, from --class_weights
     sources: dict | None = None  # split role -> where it was read from
 
 
@@ -140,7 +153,33 @@ def load_inputs(cfg: TrainConfig) -> Inputs:
         train_set = tokenize(train_data, tokenizer, cfg.model.max_length)
         eval_set = tokenize(eval_data, tokenizer, cfg.model.max_length)
     check_world_size(cfg.training.world_size, len(train_set), len(eval_set))
-    return Inputs(tokenizer, train_data, eval_data, train_set, eval_set, splits.data_id, test_data, splits.sources)
+    weights = class_weights(cfg.model.class_weights, np.asarray(train_data["label"]), cfg.data.label_names)
+    return Inputs(tokenizer, train_data, eval_data, train_set, eval_set, splits.data_id, test_data=test_data,
+                  sources=splits.sources, class_weights=weights)  # fmt: skip
+
+
+def class_weights(spec: list[str] | None, labels: np.ndarray, names: list[str]) -> list[float] | None:
+    """Loss weights per class: 'balanced' (sklearn's n / (classes x count) over the training labels) or one number
+    per label; None for an unweighted loss."""
+    if not spec:
+        return None
+    if [value.lower() for value in spec] == ["balanced"]:
+        from sklearn.utils.class_weight import compute_class_weight
+
+        missing = [name for name, n in zip(names, np.bincount(labels, minlength=len(names))) if n == 0]
+        if missing:
+            raise UserError(f"--class_weights balanced: no training rows of {', '.join(missing)}: give numbers instead")
+        return [round(float(w), 6) for w in compute_class_weight("balanced", classes=np.arange(len(names)), y=labels)]
+    try:
+        weights = [float(value) for value in spec]
+    except ValueError:
+        weights = []
+    if len(weights) != len(names) or min(weights, default=0) <= 0:
+        raise UserError(
+            f"--class_weights {' '.join(spec)}: give 'balanced' or {len(names)} positive numbers, one per label "
+            f"({', '.join(names)})"
+        )
+    return weights
 
 
 def config_text(cfg: TrainConfig, run_dir: Path) -> str:
@@ -193,6 +232,7 @@ def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: s
         layer_decay=cfg.model.layerwise_lr_decay,
         head_multiplier=cfg.model.head_lr_multiplier,
         ema=WeightEMA(cfg.model.ema_decay, resume_from=checkpoint) if cfg.model.ema_decay else None,
+        class_weights=inputs.class_weights,
     )
     return trainer, stopper
 
@@ -254,6 +294,7 @@ def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, tra
         "train_samples": len(inputs.train_set),
         "eval_samples": len(inputs.eval_set),
         "test_samples": None if inputs.test_data is None else len(inputs.test_data),
+        "class_weights": inputs.class_weights and dict(zip(names, inputs.class_weights)),
         # Trainer averages only the steps this process ran; a resumed run takes the mean of every logged step.
         "train_loss": logged_loss(trainer.state.log_history) if resumed else train_output.training_loss,
         "train_runtime": train_output.metrics.get("train_runtime"),
