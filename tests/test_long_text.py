@@ -140,6 +140,8 @@ def test_evaluate_with_chunk_scores_each_long_text_once(tiny_model_dir, chunking
     recorded = json.loads((out / "metrics.json").read_text())["long_text"]
     assert recorded == {"mode": "chunk", "max_length": chunking.max_length, "stride": chunking.stride,
                         "texts_over_max_length": 2}  # fmt: skip
+    capsys.readouterr()
     assert evaluate_main([*args, "--output_dir", str(tmp_path / "cut")]) == 0
+    assert capsys.readouterr().err.count("note: 2 of 6 texts are longer than the model's 64 tokens") == 1
     cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())["long_text"]
     assert (cut["mode"], cut["stride"], cut["texts_over_max_length"]) == ("truncate", None, 2)

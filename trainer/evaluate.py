@@ -41,12 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         data = stratified_sample(data, args.max_samples, args.seed)
         texts = data["text"].tolist()
         classifier = load_classifier(args.model, long_text=args.long_text, stride=args.stride)
-        if note := truncation_note(classifier, texts):
-            print(note, file=sys.stderr)
         metrics = analyse(
             classifier, args.model, texts, data["label"].to_numpy(), args.output_dir, args.data,
             n_bootstrap=args.n_bootstrap, seed=args.seed, batch_size=args.batch_size,
         )  # fmt: skip
+        if note := truncation_note(classifier, texts, metrics["long_text"]["texts_over_max_length"]):
+            print(note, file=sys.stderr)  # counted once, by the analysis
     except (UserError, OSError) as err:
         return fail(err)
     acc = metrics["metrics"]["accuracy"]

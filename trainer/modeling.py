@@ -114,9 +114,12 @@ def load_classifier(name_or_path: str, backend: str = "torch", device: str | Non
         raise UserError(load_error(name_or_path, err)) from None
 
 
-def truncation_note(classifier: Classifier, texts: list[str]) -> str | None:
-    """The note for texts a truncating classifier cuts at its max_length; None when none is cut or it chunks."""
-    if classifier.long_text != "truncate" or not (n := classifier.count_long(texts)):
+def truncation_note(classifier: Classifier, texts: list[str], counted: int | None = None) -> str | None:
+    """The note for texts a truncating classifier cuts at its max_length; None when none is cut or it chunks.
+    `counted`: how many texts are over max_length, when already known (the analysis records it)."""
+    if classifier.long_text != "truncate":
+        return None
+    if not (n := classifier.count_long(texts) if counted is None else counted):
         return None
     return (f"note: {n} of {len(texts)} texts are longer than the model's {classifier.max_length} tokens and were cut "
             "there; --long_text chunk reads them whole")  # fmt: skip
