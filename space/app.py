@@ -23,6 +23,7 @@ from backend import (
     batch_table,
     char_limit,
     check_text,
+    colour_map,
     filter_errors,
     highlights,
     label_value,
@@ -206,7 +207,8 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
             color_by = gr.Dropdown(list(COLOR_BY), value="true label", label="Colour by", scale=1)
             k = gr.Slider(1, 25, value=8, step=1, label="Neighbours", scale=1)
         go = gr.Button("Show", variant="primary")
-        plot = gr.ScatterPlot(x="x", y="y", color="color", tooltip=["text", "label", "predicted"], height=480)
+        plot = gr.ScatterPlot(x="x", y="y", color="color", tooltip=["text", "label", "predicted"], height=480,
+                              color_map=colour_map(ART.metrics, MODEL.labels))  # fmt: skip
         explore_note = gr.Markdown()
         neighbours = gr.Dataframe(label="Nearest validation sentences", interactive=False)
         export = gr.Button("Export selection as CSV")
@@ -219,7 +221,7 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
             gr.Markdown("No `incorrect_predictions.csv` next to this model.")
         with gr.Row():
             error_type = gr.Dropdown(ERROR_TYPES, value="all", label="Error type")
-            min_conf = gr.Slider(0.5, 1.0, value=0.5, step=0.01, label="Minimum confidence")
+            min_conf = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Minimum confidence")  # k classes: from 1/k up
         errors = gr.Dataframe(value=ART.errors, label="Mistakes on the validation set (click a row)", interactive=False)
         row_words = gr.HighlightedText(label="Explanation of the selected row", combine_adjacent=False)
         row_note = gr.Markdown()
@@ -238,7 +240,7 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
         if ART.slices is not None:
             gr.Dataframe(ART.slices.round(4), label="Accuracy by slice (Wilson 95% CI)", interactive=False)
         if ART.behavioral is not None:
-            gr.Dataframe(ART.behavioral, label="Behavioural tests", interactive=False)
+            gr.Dataframe(ART.behavioral, label="Behavioural tests (run and skipped)", interactive=False)
         if not ART.plots and ART.slices is None and ART.behavioral is None:
             gr.Markdown("No plots, slices or behavioural tests were pushed with this model.")
 

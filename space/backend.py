@@ -23,6 +23,12 @@ CHARS_PER_TOKEN = 4  # about; SST-2 averages 4.7 with MiniLM's tokenizer, so a t
 MAX_ROWS = 5000  # per batch request
 MAX_FILE_BYTES = 2_000_000
 EXPLANATION_METHOD = "occlusion: how much the predicted class's log-odds fall when the word is left out"
+HEADLINE = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "roc_auc", "log_loss", "brier", "ece",
+            "mae", "within_one", "off_by_one", "polarity_flips", "qwk"]  # fmt: skip
+PER_CLASS = ("precision", "recall", "f1")
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+OUTCOME_COLOURS = {"correct": "#2ca02c", "incorrect": "#d62728", "your sentence": "#111111"}
+BEHAVIOURAL_COLUMNS = ["name", "type", "status", "n", "failures", "failure_rate", "description"]
 
 
 def locate(model_id: str) -> Path:
@@ -198,7 +204,8 @@ def filter_errors(frame: pd.DataFrame, error_type: str | None, min_confidence: f
 
 
 def metrics_markdown(metrics: dict | None, model_id: str) -> str:
-    """The Model report tab's text: headline metrics with their intervals, and where the model lives."""
+    """The Model report tab's text: where the model lives, the headline metrics with their intervals (then any other
+    averages), and precision, recall and F1 per class; validation and, when reported, test side by side."""
     if not metrics:
         return "No `metrics.json` next to this model: evaluate it with `make evaluate` and push the run folder."
     scores = metrics.get("evaluation") or metrics.get("metrics") or {}
@@ -208,18 +215,72 @@ def metrics_markdown(metrics: dict | None, model_id: str) -> str:
     head = f"**Model:** {link} · **data:** `{metrics.get('data')}` · **examples:** {n}"
     if test:
         head += f" validation, {metrics.get('test_samples')} test (validation chose the checkpoint; test reports it)"
+    names = class_names(metrics, scores)
+    label_set = metrics.get("label_set") or {}
+    if label_set.get("scale"):
+        head += " · **labels (ordered):** " + " < ".join(label_set["scale"])
+    elif names:
+        head += " · **labels:** " + ", ".join(names)
+    per_class = {f"{metric}_{name}" for metric in PER_CLASS for name in names}
+    keys = [key for key in HEADLINE if key in scores] + [key for key in scores if key not in {*HEADLINE, *per_class}]
     columns = ["metric", *(["validation", "95% CI", "test", "95% CI"] if test else ["value", "95% CI"])]
-    lines = [head, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for key, score in scores.items():
-        if isinstance(score, dict) and "value" in score:
-            cells = [score] + ([test.get(key) or {}] if test else [])
+    lines = [head, "", *_table_head(columns)]
+    for key in keys:
+        if isinstance(scores[key], dict) and "value" in scores[key]:
+            cells = [scores[key]] + ([test.get(key) or {}] if test else [])
             lines.append(f"| {key} | " + " | ".join(_value_and_interval(cell) for cell in cells) + " |")
+    rows = [name for name in names if any(f"{metric}_{name}" in scores for metric in PER_CLASS)]
+    if rows:
+        splits, prefixes = ([scores, test], ["", "test "]) if test else ([scores], [""])
+        columns = ["class", *(prefix + metric for prefix in prefixes for metric in PER_CLASS)]
+        lines += ["", "**Per class**" + (" (validation, then test)" if test else ""), "", *_table_head(columns)]
+        for name in rows:
+            cells = [_value(split.get(f"{metric}_{name}")) for split in splits for metric in PER_CLASS]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def class_names(metrics: dict, scores: dict) -> list[str]:
+    """Class names in id order: `label_set`, else `labels`, else read from the per-class F1 keys."""
+    names = (metrics.get("label_set") or {}).get("names") or metrics.get("labels")
+    if names:
+        return [str(name) for name in names]
+    return [key[3:] for key in scores if key.startswith("f1_") and key[3:] not in ("macro", "weighted", "micro")]
+
+
+def _table_head(columns: list[str]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def _value(score: dict | None) -> str:
+    return f"{score['value']:.4f}" if isinstance(score, dict) and "value" in score else ""
+
+
 def _value_and_interval(score: dict) -> str:
-    value = f"{score['value']:.4f}" if "value" in score else ""
-    return value + " | " + (f"{score['ci_low']:.4f}-{score['ci_high']:.4f}" if "ci_low" in score else "")
+    return _value(score) + " | " + (f"{score['ci_low']:.4f}-{score['ci_high']:.4f}" if "ci_low" in score else "")
+
+
+def colour_map(metrics: dict | None, labels: list[str]) -> dict[str, str]:
+    """The explorer's colours: each class as in the run's plots (`label_set.colours`, else the tab10 cycle), and
+    fixed ones for correct, incorrect and your sentence."""
+    given = ((metrics or {}).get("label_set") or {}).get("colours") or {}
+    classes = {name: given.get(name) or PALETTE[i % len(PALETTE)] for i, name in enumerate(labels)}
+    return {**classes, **OUTCOME_COLOURS}
+
+
+def behavioural_table(report: dict) -> pd.DataFrame | None:
+    """One row per behavioural test, those that ran and those skipped (status says why); None when there are none."""
+    skipped = report.get("skipped") or []
+    if isinstance(skipped, str):  # older runs: one reason for every test
+        skipped = [{"name": "all", "reason": skipped}]
+    rows = [{**test, "status": "ran"} for test in report.get("tests") or []]
+    rows += [{**test, "status": f"skipped: {test.get('reason', '')}"} for test in skipped]
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows).reindex(columns=BEHAVIOURAL_COLUMNS)
+    return frame.astype({"n": "Int64", "failures": "Int64", "failure_rate": "Float64"}).fillna(
+        {"name": "", "type": "", "description": ""}
+    )
 
 
 # --- artifacts next to the model ---
@@ -255,8 +316,7 @@ class Artifacts:
         if (folder / "slices.csv").is_file():
             found.slices = pd.read_csv(folder / "slices.csv")
         if (folder / "behavioral_tests.json").is_file():
-            tests = json.loads((folder / "behavioral_tests.json").read_text())["tests"]
-            found.behavioral = pd.DataFrame(tests)[["name", "type", "n", "failures", "failure_rate", "description"]]
+            found.behavioral = behavioural_table(json.loads((folder / "behavioral_tests.json").read_text()))
         found.plots = (
             {p.stem: p for p in sorted((folder / "plots").glob("*.png"))} if (folder / "plots").is_dir() else {}
         )
