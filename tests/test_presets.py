@@ -29,7 +29,7 @@ def long_reviews(n: int, seed: int = 0) -> pd.DataFrame:
 def mirror(tmp_path_factory):
     """The offline data mirror plus an `imdb/` stand-in with IMDb's layout: train and test, no validation."""
     folder = tmp_path_factory.mktemp("mirror")
-    for name in ("sst2", "rotten_tomatoes"):
+    for name in ("sst2", "rotten_tomatoes", "sst5"):
         (folder / name).symlink_to(DATA_MIRROR / name)
     (folder / "imdb").mkdir()
     long_reviews(200).to_parquet(folder / "imdb" / "train-00000-of-00001.parquet")
@@ -48,13 +48,20 @@ def test_every_preset_trains_on_its_data(preset, mirror, tiny_model_dir, tmp_pat
     ])  # fmt: skip
     run_dir, metrics = train(cfg)
     assert metrics["global_step"] == 2 and (run_dir / "model.safetensors").is_file()
-    counts = metrics["label_counts"]  # seeded stratified subsets: both classes, in the data's proportions
-    assert sum(counts["train"].values()) == 64 and min(counts["train"].values()) >= 28
-    assert sum(counts["eval"].values()) == 16 and min(counts["eval"].values()) >= 7
+    counts = metrics["label_counts"]  # seeded stratified subsets: every class, in the data's proportions
+    k = len(counts["train"])
+    assert sum(counts["train"].values()) == 64 and min(counts["train"].values()) >= (28 if k == 2 else 7)
+    assert sum(counts["eval"].values()) == 16 and min(counts["eval"].values()) >= (7 if k == 2 else 1)
     read = json.dumps(metrics["data_sources"])
     assert str(mirror.resolve()) in read or str(DATA_MIRROR.resolve()) in read  # read offline; the run says where
     saved = (run_dir / "train_config.yaml").read_text()
-    if "test_split" in preset.read_text():
+    if preset.stem.startswith("sst5"):  # names from the data's ClassLabel feature, saved for reruns
+        names = ["very negative", "negative", "neutral", "positive", "very positive"]
+        assert list(counts["train"]) == names and metrics["label_set"]["ordinal"]
+        assert "label_names:\n- very negative\n- negative\n- neutral" in saved
+        assert {"mae", "within_one", "polarity_flips"} <= set(metrics["evaluation"])
+        assert "off_by_one" in (run_dir / "error_analysis.md").read_text()
+    elif "test_split" in preset.read_text():
         assert counts["test"] == {"negative": 8, "positive": 8}  # a label-sorted split, balanced
         assert 0 <= metrics["test"]["accuracy"]["value"] <= 1
         assert (run_dir / "evaluations" / "test" / "error_analysis.md").is_file()

@@ -16,6 +16,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from trainer import UserError
 from trainer.evaluation.metrics import LOWER_IS_BETTER
+from trainer.labels import LABEL_ORDERS
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +98,16 @@ class DataConfig:
     test_file: str | None = field(default=None, metadata={"help": "Local test file, scored once at the end."})
     text_column: str = field(default="sentence", metadata={"help": "Column holding the text."})
     label_column: str = field(default="label", metadata={"help": "Column holding the label (int ids or label names)."})
-    label_names: list[str] = field(
-        default_factory=lambda: ["negative", "positive"],
-        metadata={"help": "Label names in id order; they become id2label, so pipeline() prints them."},
-    )
+    label_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Label names in id order; they become id2label, so pipeline() prints them. Default: the "
+                          "data's (ClassLabel names, or the label strings; 0/1 ids read as negative, positive)."},
+    )  # fmt: skip
+    label_order: str = field(
+        default="auto",
+        metadata={"help": "Whether the labels are an ordered scale (adds ordinal metrics): auto (when the names form "
+                          "a sentiment scale, as in SST-5), ordinal (id order is the scale) or nominal."},
+    )  # fmt: skip
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Train on a seeded random subset of this size, stratified by label."}
     )
@@ -112,8 +119,12 @@ class DataConfig:
     )
 
     def __post_init__(self):
-        if len(self.label_names) < 2 or len(set(self.label_names)) != len(self.label_names):
+        if self.label_names is not None and (
+            len(self.label_names) < 2 or len({n.lower() for n in self.label_names}) != len(self.label_names)
+        ):
             raise UserError(f"label_names={self.label_names} must hold at least two distinct names")
+        if self.label_order not in LABEL_ORDERS:
+            raise UserError(f"label_order={self.label_order!r}: use one of {', '.join(LABEL_ORDERS)}")
         if self.train_file is None and self.dataset_name is None:
             raise UserError("no training data: pass --train_file or --dataset_name")
         for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):

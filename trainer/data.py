@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from sklearn.model_selection import train_test_split
 
 from trainer import UserError
 from trainer.config import DataConfig
+from trainer.labels import scale_of
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,22 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         raise UserError(f"{path}: cannot read it as {path.suffix[1:]} ({reason}): fix the file or its suffix") from None
     if frame.empty:
         raise UserError(f"{path}: no data rows: give a file with a header and labelled rows")
+    if path.suffix.lower() == ".parquet":
+        frame.attrs["class_labels"] = parquet_class_labels(path)
     return frame
+
+
+def parquet_class_labels(path: Path) -> dict[str, list[str]]:
+    """{column: names} of the ClassLabel columns that a Hub-style parquet file declares in its schema metadata."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = json.loads((pq.read_schema(path).metadata or {}).get(b"huggingface", b"{}"))
+    except (ValueError, OSError):
+        return {}
+    features = (meta.get("info") or {}).get("features") or {}
+    return {column: list(feature["names"]) for column, feature in features.items()
+            if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" and feature.get("names")}  # fmt: skip
 
 
 def data_mirror() -> Path | None:
@@ -139,13 +156,17 @@ def load_split(dataset_name: str, config_name: str | None, split: str) -> pd.Dat
     from datasets import load_dataset
 
     try:
-        return load_dataset(dataset_name, config_name, split=split).to_pandas()
+        dataset = load_dataset(dataset_name, config_name, split=split)
     except Exception as err:  # offline, unknown id, unknown split: all surface the same way to the user
         reason = str(err).splitlines()[0][:160]
         raise UserError(
             f"cannot load split '{split}' of dataset '{dataset_name}' ({reason}): "
             f"check the id and network, put a copy in the data mirror ({MIRROR_ENV}), or pass --train_file"
         ) from None
+    frame = dataset.to_pandas()
+    frame.attrs["class_labels"] = {column: list(feature.names) for column, feature in dataset.features.items()
+                                   if hasattr(feature, "names")}  # fmt: skip
+    return frame
 
 
 def stratified_sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
@@ -168,6 +189,7 @@ class Splits:
     test: pd.DataFrame | None
     data_id: str  # the dataset id, or the training file
     sources: dict[str, str]  # split role -> where it was read from
+    label_names: list[str]  # in id order: the user's, or the data's
 
     def datasets(self) -> tuple[Dataset, Dataset, Dataset | None]:
         return tuple(None if f is None else Dataset.from_pandas(f, preserve_index=False)
@@ -187,16 +209,22 @@ def read_role(cfg: DataConfig, role: str) -> tuple[pd.DataFrame, str, str] | Non
 
 
 def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
-    """Load, check and subsample the data: seeded stratified subsets, validation carved from train when asked."""
+    """Load, check and subsample the data: seeded stratified subsets, validation carved from train when asked.
+
+    The label names are the user's, else the data's (`Splits.label_names`): a ClassLabel feature's names, or the
+    label strings themselves; binary 0/1 ids without names read as negative/positive.
+    """
     carve = cfg.validation_split_percentage
-    frames, sources = {}, {}
+    raw, sources = {}, {}
     for role in ("train", "test") if carve else ("train", "validation", "test"):
         found = read_role(cfg, role)
         if found is not None:
             frame, name, sources[role] = found
-            frames[role] = encode_labels(frame, cfg, name)
-    if "validation" not in frames and not carve:
+            raw[role] = (frame, name)
+    if "validation" not in raw and not carve:
         raise UserError("--train_file needs --validation_file too, or --validation_split_percentage 10 to carve one")
+    names = list(cfg.label_names or label_names_from_data(list(raw.values()), cfg.label_column))
+    frames = {role: encode_labels(frame, cfg, name, names) for role, (frame, name) in raw.items()}
     train = frames["train"]
     if train["label"].nunique() < 2:
         raise UserError("training data holds a single label: a classifier needs examples of every class")
@@ -211,10 +239,43 @@ def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
         None if test is None else stratified_sample(test, cfg.max_test_samples, seed),
         cfg.train_file or cfg.dataset_name,
         sources,
+        names,
     )
 
 
-def encode_labels(frame: pd.DataFrame, cfg: DataConfig, source: str) -> pd.DataFrame:
+def label_names_from_data(frames: list[tuple[pd.DataFrame, str]], column: str) -> list[str]:
+    """Label names in id order when the user gave none: the ClassLabel names the data declares, else its label
+    strings (ordered along the sentiment scale when they form one, alphabetically otherwise), else negative/positive
+    for 0/1 ids."""
+    for frame, _ in frames:
+        if names := frame.attrs.get("class_labels", {}).get(column):
+            logger.info("label names from the data's ClassLabel feature: %s", ", ".join(names))
+            return names
+    present = [(frame[column], name) for frame, name in frames if column in frame.columns]
+    if not present:
+        return ["negative", "positive"]  # the column check in encode_labels says what is wrong
+    values, source = present[0]
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        ids = sorted({int(v) for labels, _ in present for v in pd.to_numeric(labels, errors="coerce").dropna()})
+        if set(ids) <= {0, 1}:
+            return ["negative", "positive"]
+        raise UserError(
+            f"{source}: labels are the ids {ids[:8]} and the data names none: pass --label_names with one name per "
+            "id, in id order (for example --label_names negative neutral positive)"
+        )
+    by_case: dict[str, str] = {}  # labels match case-insensitively: the first spelling seen names the class
+    for labels, _ in present:
+        for value in labels.astype(str).str.strip().unique():
+            if value:
+                by_case.setdefault(value.lower(), value)
+    names = list(by_case.values())
+    scale = scale_of(names)
+    names = [n for _, n in sorted(zip(scale, names))] if scale else sorted(names, key=str.lower)
+    logger.info("label names from the data's label values (id order): %s", ", ".join(names))
+    return names
+
+
+def encode_labels(frame: pd.DataFrame, cfg: DataConfig, source: str, names: list[str] | None = None) -> pd.DataFrame:
     """Keep the text and label columns as `text`/`label` (label ids), checking both."""
     missing = [c for c in (cfg.text_column, cfg.label_column) if c not in frame.columns]
     if missing:
@@ -224,7 +285,7 @@ def encode_labels(frame: pd.DataFrame, cfg: DataConfig, source: str) -> pd.DataF
             f"pass --text_column/--label_column with the right names"
         )
     labels = frame[cfg.label_column]
-    names = list(cfg.label_names)
+    names = list(names or cfg.label_names or ["negative", "positive"])
     if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
         ids = pd.to_numeric(labels, errors="coerce")
         bad = ~ids.isin(range(len(names)))

@@ -12,6 +12,7 @@ from trainer import UserError, fail
 from trainer.data import stratified_sample
 from trainer.evaluation.run import analyse, label_names_of, load_labelled
 from trainer.inference import LONG_TEXT
+from trainer.labels import LABEL_ORDERS
 from trainer.modeling import load_classifier, truncation_note
 
 
@@ -23,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text_column", default="sentence")
     parser.add_argument("--label_column", default="label")
     parser.add_argument("--label_names", nargs="+", help="label names in id order (default: the model's)")
+    parser.add_argument("--label_order", choices=LABEL_ORDERS,
+                        help="whether the labels form a scale (ordinal figures): default the run's own setting, "
+                        "else auto (read from the names)")  # fmt: skip
     parser.add_argument("--max_samples", type=int, help="evaluate a seeded random subset of N rows (stratified)")
     parser.add_argument("--n_bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         classifier = load_classifier(args.model, long_text=args.long_text, stride=args.stride)
         metrics = analyse(
             classifier, args.model, texts, data["label"].to_numpy(), args.output_dir, args.data,
-            n_bootstrap=args.n_bootstrap, seed=args.seed, batch_size=args.batch_size,
+            n_bootstrap=args.n_bootstrap, seed=args.seed, batch_size=args.batch_size, label_order=args.label_order,
         )  # fmt: skip
         if note := truncation_note(classifier, texts, metrics["long_text"]["texts_over_max_length"]):
             print(note, file=sys.stderr)  # counted once, by the analysis

@@ -20,8 +20,9 @@ from trainer.config import TrainConfig
 from trainer.data import load_splits, tokenize
 from trainer.evaluation.metrics import compute_metrics_for
 from trainer.evaluation.plots import plot_training_curves
-from trainer.evaluation.run import analyse
+from trainer.evaluation.run import analyse, label_set_record
 from trainer.inference import is_hub_id
+from trainer.labels import LabelSet
 from trainer.modeling import load_classifier, load_model, load_tokenizer, parameter_groups
 from trainer.provenance import environment
 from trainer.training.callbacks import Interrupted, StopOnSignal, WandbRunFacts
@@ -149,6 +150,7 @@ def load_inputs(cfg: TrainConfig) -> Inputs:
     tokenizer = load_tokenizer(cfg.model.model_name_or_path)
     with cfg.training.main_process_first(desc="loading the data", local=False):
         splits = load_splits(cfg.data, seed=cfg.training.seed)
+        cfg.data.label_names = splits.label_names  # the data's when none were given: saved in train_config.yaml
         train_data, eval_data, test_data = splits.datasets()
         train_set = tokenize(train_data, tokenizer, cfg.model.max_length)
         eval_set = tokenize(eval_data, tokenizer, cfg.model.max_length)
@@ -227,7 +229,7 @@ def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: s
         eval_dataset=inputs.eval_set,
         processing_class=inputs.tokenizer,
         data_collator=DataCollatorWithPadding(inputs.tokenizer, pad_to_multiple_of=8 if gpu_half else None),
-        compute_metrics=compute_metrics_for(cfg.data.label_names),
+        compute_metrics=compute_metrics_for(cfg.data.label_names, cfg.data.label_order),
         callbacks=callbacks,
         layer_decay=cfg.model.layerwise_lr_decay,
         head_multiplier=cfg.model.head_lr_multiplier,
@@ -294,6 +296,7 @@ def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, tra
         "train_samples": len(inputs.train_set),
         "eval_samples": len(inputs.eval_set),
         "test_samples": None if inputs.test_data is None else len(inputs.test_data),
+        "label_set": label_set_record(LabelSet.of(names, cfg.data.label_order)),  # order, polarity, plot colours
         "class_weights": inputs.class_weights and dict(zip(names, inputs.class_weights)),
         # Trainer averages only the steps this process ran; a resumed run takes the mean of every logged step.
         "train_loss": logged_loss(trainer.state.log_history) if resumed else train_output.training_loss,
@@ -344,6 +347,7 @@ def analyse_split(cfg: TrainConfig, classifier, data: Dataset, out: Path, data_i
     return analyse(
         classifier, str(classifier.folder), data["text"], np.asarray(data["label"]), out, data_id,
         n_bootstrap=cfg.run.n_bootstrap, seed=cfg.training.seed, metrics_file=metrics_file,
+        label_order=cfg.data.label_order,
     )  # fmt: skip
 
 
