@@ -69,7 +69,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS))]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    BertTokenizerFast(vocab=str(folder / "vocab.txt")).save_pretrained(folder)  # transformers 5: vocab=, a path
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=32,
@@ -123,6 +123,50 @@ def tiny_training(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
 def tiny_run(tiny_training) -> Path:
     """A finished tiny run folder with the full analysis; copy it before changing anything in it."""
     return tiny_training[0]
+
+
+FIVE_LABELS = ["very negative", "negative", "neutral", "positive", "very positive"]
+FIVE_WORDS = {  # SST-5 scale -> the words the tiny model learns it from (all in WORDS)
+    "very negative": ["worst", "awful"],
+    "negative": ["bad", "dull", "boring"],
+    "neutral": ["plot", "story", "acting"],
+    "positive": ["good", "fun", "moving"],
+    "very positive": ["best", "wonderful", "great"],
+}
+
+
+def unnamed_preset(folder: Path) -> Path:
+    """configs/quick.yaml without its label names, so a run takes them from the data."""
+    lines = (ROOT / "configs/quick.yaml").read_text().splitlines(True)
+    (folder / "quick-unnamed.yaml").write_text("".join(line for line in lines if not line.startswith("label_names")))
+    return folder / "quick-unnamed.yaml"
+
+
+def make_five_label_data(folder: Path) -> tuple[Path, Path]:
+    """Train/validation CSV files with five string labels (SST-5's names, listed in no particular order)."""
+    rows = [(f"{w} film , really {w}", label) for label, words in FIVE_WORDS.items() for w in words]
+    frame = pd.DataFrame(rows * 4, columns=["sentence", "label"]).sample(frac=1, random_state=0)
+    frame.to_csv(folder / "train5.csv", index=False)
+    frame.head(30).to_csv(folder / "dev5.csv", index=False)
+    return folder / "train5.csv", folder / "dev5.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_five_training(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """train()'s answer for a 6-step tiny run on five string labels, names taken from the data: (folder, metrics)."""
+    from trainer.config import load_config
+    from trainer.training.loop import train
+
+    folder = tmp_path_factory.mktemp("tiny-five-run")
+    args = tiny_args(tiny_model_dir, make_five_label_data(folder), folder / "run", "--max_steps", "60")
+    args[1] = str(unnamed_preset(folder))
+    return train(load_config(args))
+
+
+@pytest.fixture(scope="session")
+def tiny_five_run(tiny_five_training) -> Path:
+    """A finished five-label tiny run folder (SST-5's names) with the full analysis; copy it before changing it."""
+    return tiny_five_training[0]
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from trainer.evaluation.analysis import (
     training_summary,
 )
 from trainer.evaluation.metrics import point_metrics, wilson_interval
+from trainer.labels import LabelSet
 
 NAMES = ["negative", "positive"]
 LABELS = np.array([1, 0, 1, 1, 0, 0])
@@ -34,13 +35,13 @@ PROBS = np.stack([1 - P_POS, P_POS], axis=1)
 )
 def test_rule_cues_on_crafted_sentences(text, label, cues):
     texts = pd.Series([text] + ["filler text of middling length here ok"] * 9)
-    features = rule_features(texts, np.array([label] + [1] * 9), positive=1).iloc[0]
+    features = rule_features(texts, np.array([label] + [1] * 9), LabelSet.of(["negative", "positive"])).iloc[0]
     assert {name for name, on in features.items() if on and name != "long"} == cues
 
 
 def test_long_is_above_the_90th_length_percentile():
     texts = pd.Series([" ".join(["w"] * n) for n in range(1, 21)])
-    assert rule_features(texts, np.ones(20, int), 1)["long"].sum() == 2
+    assert rule_features(texts, np.ones(20, int), LabelSet.of(["negative", "positive"]))["long"].sum() == 2
 
 
 def test_label_noise_flags_confidently_contradicted_labels():

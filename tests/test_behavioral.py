@@ -13,7 +13,6 @@ from trainer.evaluation.behavioral import (
     MAX_EXAMPLES,
     MAX_SENTENCES,
     NAME_TEMPLATES,
-    SKIPPED,
     add_typo,
     punctuation_variants,
     run_behavioral_tests,
@@ -111,7 +110,7 @@ def test_suite_has_the_nine_tests_with_their_types():
         ("punctuation", "INV"),
         ("add_not_great", "DIR"),
     ]
-    assert result["positive_label"] == "positive"
+    assert result["positive_labels"] == ["positive"] and result["skipped"] == []
     assert all(t["description"].endswith(".") and t["n"] > 0 for t in result["tests"])
     json.dumps(result)  # written to behavioral_tests.json as is
 
@@ -241,11 +240,84 @@ def test_probs_fn_is_called_once_with_distinct_texts():
     assert len(calls[0]) == len(set(calls[0]))
 
 
-def test_non_binary_model_is_skipped_without_calling_the_model():
-    def fail(texts):
-        raise AssertionError("probs_fn should not be called")
+FIVE = ["very negative", "negative", "neutral", "positive", "very positive"]
 
-    assert run_behavioral_tests(fail, ["negative", "neutral", "positive"]) == {"skipped": SKIPPED, "tests": []}
+
+def five_class(score_to_class):
+    """A five-label model: one-hot-ish probabilities on the class `score_to_class(lexicon_score(text))`."""
+
+    def probs(texts):
+        out = np.full((len(texts), 5), 0.02)
+        for row, text in enumerate(texts):
+            out[row, score_to_class(lexicon_score(text))] = 0.92
+        return out
+
+    return probs
+
+
+def test_five_labels_are_tested_against_polarity_groups():
+    lexicon5 = five_class(lambda score: int(np.clip(score, -2, 2)) + 2)  # -2 very negative ... 2 very positive
+    result = run_behavioral_tests(lexicon5, FIVE, SENTENCES)
+    tests = by_test(result)
+    assert result["positive_labels"] == ["positive", "very positive"]
+    assert result["negative_labels"] == ["very negative", "negative"] and result["skipped"] == []
+    assert list(tests) == ["clear_positive", "clear_negative", "negated_positive", "negated_negative", "names",
+                           "locations", "typos", "punctuation", "add_not_great"]  # fmt: skip
+    # "A brilliant, moving film with superb acting." scores 3: very positive, which is on the positive side
+    assert tests["clear_positive"]["failures"] == 0 and tests["clear_negative"]["failures"] == 0
+    assert tests["negated_positive"]["description"].endswith("should not be predicted positive.")
+
+
+def test_a_neutral_prediction_fails_the_clear_tests_and_passes_the_negated_ones():
+    neutral = five_class(lambda score: 2)
+    tests = by_test(run_behavioral_tests(neutral, FIVE, SENTENCES))
+    assert tests["clear_positive"]["failure_rate"] == 1.0 and tests["clear_negative"]["failure_rate"] == 1.0
+    assert tests["clear_positive"]["examples"][0]["expected"] == "positive or very positive"
+    assert tests["clear_positive"]["examples"][0]["predicted"] == "neutral"
+    # "not good" may be neutral with five labels: it only has to leave the positive side
+    assert tests["negated_positive"]["failures"] == 0 and tests["negated_negative"]["failures"] == 0
+    assert tests["add_not_great"]["failures"] == 0  # P(positive) = P(positive) + P(very positive) stays 0.04
+
+
+def test_the_directional_test_sums_the_positive_classes():
+    def shifts(to_class):
+        def probs(texts):
+            out = np.tile([0.1, 0.1, 0.2, 0.3, 0.3], (len(texts), 1))
+            for row, text in enumerate(texts):
+                if text.endswith(DIR_SUFFIX):
+                    out[row] = [0.1, 0.1, 0.2, 0.3, 0.3]
+                    out[row, 3], out[row, to_class] = out[row, 3] - 0.2, out[row, to_class] + 0.2
+            return out
+
+        return probs
+
+    within = by_test(run_behavioral_tests(shifts(4), FIVE, SENTENCES))["add_not_great"]
+    assert within["failures"] == 0  # mass moved from positive to very positive: P(positive side) unchanged
+    from_neutral = by_test(run_behavioral_tests(shifts(2), FIVE, SENTENCES))["add_not_great"]
+    assert from_neutral["failures"] == 0  # positive -> neutral lowers it
+    rises = shifts(3)
+
+    def up(texts):
+        out = rises(texts)
+        for row, text in enumerate(texts):
+            if text.endswith(DIR_SUFFIX):
+                out[row] = [0.05, 0.05, 0.1, 0.4, 0.4]  # P(positive side) 0.6 -> 0.8
+        return out
+
+    rising = by_test(run_behavioral_tests(up, FIVE, SENTENCES))["add_not_great"]
+    assert rising["failure_rate"] == 1.0
+    assert rising["examples"][0]["p_positive_perturbed"] == pytest.approx(0.8)
+
+
+def test_labels_without_polarity_run_only_the_invariance_tests_and_say_why():
+    topics = ["sports", "politics", "tech"]
+    result = run_behavioral_tests(lambda texts: np.tile([0.5, 0.3, 0.2], (len(texts), 1)), topics, SENTENCES)
+    assert [t["type"] for t in result["tests"]] == ["INV"] * 4
+    assert all(t["failures"] == 0 for t in result["tests"])  # a constant model never flips
+    assert [t["name"] for t in result["skipped"]] == ["clear_positive", "clear_negative", "negated_positive",
+                                                       "negated_negative", "add_not_great"]  # fmt: skip
+    assert "sports, politics, tech" in result["skipped"][0]["reason"]
+    assert "carry no polarity" in result["skipped"][0]["reason"] and result["positive_labels"] == []
 
 
 def test_positive_label_is_found_by_name_else_index_one():
@@ -253,11 +325,12 @@ def test_positive_label_is_found_by_name_else_index_one():
         return np.tile([0.7, 0.3], (len(texts), 1))
 
     result = run_behavioral_tests(first_class, ["POSITIVE", "NEGATIVE"])
-    assert result["positive_label"] == "POSITIVE"
+    assert result["positive_labels"] == ["POSITIVE"]
     tests = by_test(result)
     assert tests["clear_positive"]["failures"] == 0 and tests["clear_negative"]["failure_rate"] == 1.0
     assert tests["clear_negative"]["examples"][0]["p_positive"] == 0.7
-    assert run_behavioral_tests(first_class, ["bad", "good"])["positive_label"] == "good"
+    assert run_behavioral_tests(first_class, ["bad", "good"])["positive_labels"] == ["good"]
+    assert run_behavioral_tests(first_class, ["LABEL_0", "LABEL_1"])["positive_labels"] == ["LABEL_1"]
 
 
 def test_wrong_probability_shape_is_an_error():

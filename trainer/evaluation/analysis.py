@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from trainer.evaluation.metrics import wilson_interval
+from trainer.labels import LabelSet
 
 NEGATION = re.compile(r"\b(?:not|no|never|nothing|none|nobody|neither|nor|without|hardly|barely|cannot)\b|n't\b", re.I)
 CONTRAST = re.compile(r"\b(?:but|although|though|yet|however|while|whereas|despite|nevertheless|still)\b", re.I)
@@ -32,14 +33,16 @@ NEGATIVE_WORDS = set(
 RULES = ["negation", "contrast", "intensifier_hedge", "sarcasm_cue", "very_short", "long"]
 
 
-def rule_features(texts: pd.Series, labels: np.ndarray, positive: int) -> pd.DataFrame:
-    """Per text: which rule-based cues it shows (independent of the model's prediction)."""
+def rule_features(texts: pd.Series, labels: np.ndarray, label_set: LabelSet) -> pd.DataFrame:
+    """Per text: which rule-based cues it shows (independent of the model's prediction). The sarcasm cue needs a
+    label with a side: a positive text with negative words or the reverse; neutral texts never show it."""
     words = texts.str.lower().str.findall(r"[a-z']+")
     n_tokens = texts.str.split().str.len()
     long_cut = np.percentile(n_tokens, 90)
-    pos_words = words.map(lambda ws: any(w in POSITIVE_WORDS for w in ws))
-    neg_words = words.map(lambda ws: any(w in NEGATIVE_WORDS for w in ws))
-    opposite = np.where(labels == positive, neg_words, pos_words)
+    pos_words = words.map(lambda ws: any(w in POSITIVE_WORDS for w in ws)).to_numpy(bool)
+    neg_words = words.map(lambda ws: any(w in NEGATIVE_WORDS for w in ws)).to_numpy(bool)
+    side = np.asarray(label_set.sign or [0] * label_set.k)[labels]
+    opposite = ((side > 0) & neg_words) | ((side < 0) & pos_words)
     emphatic = texts.str.contains("!", regex=False) | texts.str.contains(QUOTES)
     return pd.DataFrame(
         {
@@ -65,12 +68,13 @@ def label_noise_mask(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return (given < thresholds[labels]) & other.any(1)
 
 
-def predictions_frame(texts, labels, probs, names: list[str]) -> pd.DataFrame:
-    """One row per example: text, label, predicted, probabilities, confidence, correct, length, loss, rule cues."""
+def predictions_frame(texts, labels, probs, names: list[str], label_set: LabelSet | None = None) -> pd.DataFrame:
+    """One row per example: text, label, predicted, probabilities, confidence, correct, length, loss, rule cues,
+    and the error types that the label set gives meaning to (`mistake_types`)."""
     labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
+    label_set = label_set or LabelSet.of(names)
     texts = pd.Series(list(texts), dtype=str)
     preds = probs.argmax(1)
-    positive = next((i for i, n in enumerate(names) if n.lower() == "positive"), len(names) - 1)
     frame = pd.DataFrame(
         {
             "text": texts,
@@ -84,22 +88,63 @@ def predictions_frame(texts, labels, probs, names: list[str]) -> pd.DataFrame:
             "loss": -np.log(np.clip(probs[np.arange(len(labels)), labels], np.finfo(float).eps, 1)),
         }
     )
-    cues = rule_features(texts, labels, positive)
+    if label_set.ordinal:
+        rank = np.asarray(label_set.rank)
+        frame["class_distance"] = np.abs(rank[labels] - rank[preds])
+    cues = rule_features(texts, labels, label_set)
     frame = frame.join(cues)
     frame["likely_label_noise"] = label_noise_mask(labels, probs)
-    frame["false_positive"] = (preds == positive) & (labels != positive)
-    frame["false_negative"] = (preds != positive) & (labels == positive)
     frame["high_confidence_error"] = ~frame["correct"] & (frame["confidence"] >= 0.9)
+    for tag, mask in mistake_types(labels, preds, label_set).items():
+        frame[tag] = mask
     return frame
 
 
-ERROR_TAGS = [*RULES, "high_confidence_error", "false_positive", "false_negative", "likely_label_noise"]
+def mistake_types(labels: np.ndarray, preds: np.ndarray, label_set: LabelSet) -> dict[str, np.ndarray]:
+    """The kinds of mistake a label set gives meaning to, one mask each (all False on correct rows).
+
+    Two classes: false positive / false negative (against the positive class). Ordered labels: off by one class,
+    a polarity flip (the prediction on the other side of neutral), or off by more without a flip. Polarity without
+    an order: polarity flips, and mistakes into or out of a neutral class. No polarity or order: none (the confusion
+    matrix and the most-confused pairs say which classes are mixed up).
+    """
+    wrong = labels != preds
+    if label_set.k == 2:
+        positive = label_set.positive_class
+        return {"false_positive": (preds == positive) & (labels != positive),
+                "false_negative": (preds != positive) & (labels == positive)}  # fmt: skip
+    out = {}
+    sign = np.asarray(label_set.sign) if label_set.has_polarity else None
+    flip = wrong & (sign[labels] * sign[preds] < 0) if sign is not None else np.zeros_like(wrong)
+    if label_set.ordinal:
+        rank = np.asarray(label_set.rank)
+        distance = np.abs(rank[labels] - rank[preds])
+        out["off_by_one"] = distance == 1
+        if sign is not None:
+            out["polarity_flip"] = flip
+        out["off_by_more"] = (distance > 1) & ~flip
+    elif sign is not None:
+        out["polarity_flip"] = flip
+        out["neutral_confusion"] = wrong & ((sign[labels] == 0) | (sign[preds] == 0))
+    return out
+
+
+# Every error tag in the order the CSV and the reports list them; a frame carries those its label set has.
+ERROR_TAGS = [*RULES, "high_confidence_error", "false_positive", "false_negative", "off_by_one", "polarity_flip",
+              "off_by_more", "neutral_confusion", "likely_label_noise"]  # fmt: skip
+
+
+def error_tags(frame: pd.DataFrame) -> list[str]:
+    """The error tags this predictions frame carries."""
+    return [tag for tag in ERROR_TAGS if tag in frame.columns]
 
 
 def incorrect_predictions(frame: pd.DataFrame) -> pd.DataFrame:
-    """Wrong predictions, most confident first, with their error-type tags joined by ';'."""
+    """Wrong predictions, most confident first, with their error-type tags joined by ';' (and, for ordered labels,
+    how many classes off each one is)."""
     wrong = frame[~frame["correct"]].sort_values("confidence", ascending=False)
-    tags = wrong[ERROR_TAGS].apply(lambda row: ";".join(t for t in ERROR_TAGS if row[t]), axis=1)
+    tagged = error_tags(frame)
+    tags = wrong[tagged].apply(lambda row: ";".join(t for t in tagged if row[t]), axis=1)
     return pd.DataFrame(
         {
             "text": wrong["text"],
@@ -107,8 +152,20 @@ def incorrect_predictions(frame: pd.DataFrame) -> pd.DataFrame:
             "predicted_label": wrong["predicted"],
             "confidence": wrong["confidence"].round(4),
             "error_types": tags if len(wrong) else pd.Series(dtype=str),
+            **({"class_distance": wrong["class_distance"]} if "class_distance" in wrong else {}),
         }
     ).reset_index(drop=True)
+
+
+def confused_pairs(frame: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """The (true, predicted) pairs the model mixes up most, with their count and share of all mistakes."""
+    wrong = frame[~frame["correct"]]
+    pairs = wrong.groupby(["label", "predicted"], sort=False).size().rename("mistakes").reset_index()
+    pairs = pairs.sort_values(["mistakes", "label", "predicted"], ascending=[False, True, True], kind="stable")
+    pairs["share_of_mistakes"] = pairs["mistakes"] / max(len(wrong), 1)
+    return (
+        pairs.head(top).rename(columns={"label": "true_label", "predicted": "predicted_label"}).reset_index(drop=True)
+    )
 
 
 def slice_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,10 @@
-"""CheckList-style behavioural tests for binary sentiment models: capabilities, invariances, directional change."""
+"""CheckList-style behavioural tests for sentiment models: capabilities, invariances, directional change.
+
+Any number of labels: the capability (MFT) and directional (DIR) tests run against polarity groups, so with SST-5's
+five labels a clear positive passes when it lands in `positive` or `very positive`, and P(positive) is the summed
+probability of the positive classes. Labels whose names carry no polarity skip those tests and say why; the
+invariance (INV) tests run for any label set.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 import numpy as np
+
+from trainer.labels import LabelSet
 
 CLEAR_POSITIVE = [
     "This movie was absolutely wonderful.",
@@ -88,16 +96,22 @@ DESCRIPTIONS = {
     "clear_negative": "Clearly negative movie-review sentences should be predicted negative.",
     "negated_positive": "Sentences negating a positive word ('not good') should be predicted negative.",
     "negated_negative": "Sentences negating a negative word ('not bad') should be predicted positive.",
+    # with a neutral class, a negated word may land there: the test asks only that it leaves its own side
+    "negated_positive_k": "Sentences negating a positive word ('not good') should not be predicted positive.",
+    "negated_negative_k": "Sentences negating a negative word ('not bad') should not be predicted negative.",
     "names": f"Review templates filled with {len(NAMES)} first names should get the same label whatever the name.",
     "locations": f"Review templates filled with {len(LOCATIONS)} places should get the same label whatever the place.",
     "typos": "Swapping two adjacent letters inside one random word of 4+ letters should not flip the label.",
     "punctuation": "Dropping the final punctuation, or ending the sentence in ' .' or ' !', should not flip the label.",
     "add_not_great": f"Appending '{DIR_SUFFIX.strip()}' should not raise P(positive) by more than {DIR_TOLERANCE}.",
 }
-SKIPPED = "behavioural tests need a binary negative/positive model"
+NO_POLARITY = (
+    "the label names ({names}) carry no polarity, so no class is the one a clearly positive or negative sentence "
+    "must get: name the labels with negative/neutral/positive words to run it"
+)
 WORD = re.compile(r"[A-Za-z]{4,}")
 
-Preds = dict[str, tuple[int, float]]  # text -> (predicted class index, P(positive))
+Preds = dict[str, tuple[int, float]]  # text -> (predicted class index, P(positive) summed over the positive classes)
 Spec = tuple[str, str, list[tuple[str, ...]], Callable[[tuple[str, ...], Preds, list[str]], "dict | None"]]
 
 
@@ -136,13 +150,13 @@ def _pair(original: str, perturbed: str, preds: Preds, names: list[str]) -> dict
     }
 
 
-def _check_mft(case: tuple[str], preds: Preds, names: list[str], expected: int) -> dict | None:
-    """Failing example when the predicted label is not the expected one."""
+def _check_mft(case: tuple[str], preds: Preds, names: list[str], expected: list[int], wanted: str) -> dict | None:
+    """Failing example when the predicted label is not one of the expected classes."""
     (text,) = case
     label, p_pos = preds[text]
-    if label == expected:
+    if label in expected:
         return None
-    return {"text": text, "expected": names[expected], "predicted": names[label], "p_positive": round(p_pos, 4)}
+    return {"text": text, "expected": wanted, "predicted": names[label], "p_positive": round(p_pos, 4)}
 
 
 def _check_inv(case: tuple[str, ...], preds: Preds, names: list[str]) -> dict | None:
@@ -158,28 +172,53 @@ def _check_dir(case: tuple[str, str], preds: Preds, names: list[str]) -> dict | 
     return _pair(original, perturbed, preds, names) if rose else None
 
 
-def _mft(name: str, sentences: list[str], expected: int) -> Spec:
-    """A minimum-functionality test: every sentence should get the expected label."""
-    return name, "MFT", [(s,) for s in sentences], partial(_check_mft, expected=expected)
+def _mft(name: str, sentences: list[str], expected: list[int], names: list[str]) -> Spec:
+    """A minimum-functionality test: every sentence should get one of the expected labels."""
+    wanted = " or ".join(names[i] for i in expected)
+    return name, "MFT", [(s,) for s in sentences], partial(_check_mft, expected=expected, wanted=wanted)
 
 
-def _specs(pool: list[str], rng: random.Random, pos: int) -> list[Spec]:
-    """(name, type, cases, check) for every test, cases built from the templates and the sentence pool."""
+def _specs(pool: list[str], rng: random.Random, label_set: LabelSet) -> list[Spec]:
+    """(name, type, cases, check) for every test, cases built from the templates and the sentence pool; the MFT and
+    DIR tests only when the labels carry polarity."""
     names = [tuple(t.format(name=n) for n in NAMES) for t in NAME_TEMPLATES]
     places = [tuple(t.format(place=p) for p in LOCATIONS) for t in LOCATION_TEMPLATES]
     typos = [(s, t) for s in pool if (t := add_typo(s, rng)) != s]
     punct = [(s, *v) for s in pool if (v := punctuation_variants(s))]
-    return [
-        _mft("clear_positive", CLEAR_POSITIVE, pos),
-        _mft("clear_negative", CLEAR_NEGATIVE, 1 - pos),
-        _mft("negated_positive", NEGATED_POSITIVE, 1 - pos),
-        _mft("negated_negative", NEGATED_NEGATIVE, pos),
+    invariances: list[Spec] = [
         ("names", "INV", names, _check_inv),
         ("locations", "INV", places, _check_inv),
         ("typos", "INV", typos, _check_inv),
         ("punctuation", "INV", punct, _check_inv),
+    ]
+    if not label_set.has_polarity:
+        return invariances
+    labels, pos, neg = list(label_set.names), label_set.positive, label_set.negative
+    if label_set.k == 2:
+        pos, neg = [label_set.positive_class], [1 - label_set.positive_class]
+    not_pos = [i for i in range(label_set.k) if i not in pos]
+    not_neg = [i for i in range(label_set.k) if i not in neg]
+    return [
+        _mft("clear_positive", CLEAR_POSITIVE, pos, labels),
+        _mft("clear_negative", CLEAR_NEGATIVE, neg, labels),
+        _mft("negated_positive", NEGATED_POSITIVE, not_pos, labels),
+        _mft("negated_negative", NEGATED_NEGATIVE, not_neg, labels),
+        *invariances,
         ("add_not_great", "DIR", [(s, add_suffix(s)) for s in pool], _check_dir),
     ]
+
+
+POLARITY_TESTS = [("clear_positive", "MFT"), ("clear_negative", "MFT"), ("negated_positive", "MFT"),
+                  ("negated_negative", "MFT"), ("add_not_great", "DIR")]  # fmt: skip
+
+
+def _result(name: str, kind: str, cases: list, check, preds: Preds, label_names: list[str]) -> dict:
+    """One test's record: its cases, failures and the first few failing examples."""
+    failing = [ex for case in cases if (ex := check(case, preds, label_names)) is not None]
+    key = f"{name}_k" if len(label_names) > 2 and f"{name}_k" in DESCRIPTIONS else name
+    n = len(cases)
+    return {"name": name, "type": kind, "description": DESCRIPTIONS[key], "n": n, "failures": len(failing),
+            "failure_rate": len(failing) / n if n else 0.0, "examples": failing[:MAX_EXAMPLES]}  # fmt: skip
 
 
 def run_behavioral_tests(
@@ -187,51 +226,51 @@ def run_behavioral_tests(
     label_names: list[str],
     sentences: Sequence[str] | None = None,
     seed: int = 0,
+    label_set: LabelSet | None = None,
 ) -> dict:
-    """Run the behavioural suite against a binary sentiment model.
+    """Run the behavioural suite against a sentiment model with any number of labels.
 
     Args:
         probs_fn: maps a list of texts to an array (len(texts), len(label_names)) of class probabilities; called
             once, with every text of every test, so it should batch internally.
-        label_names: class names by index; the positive class is the one named "positive", else index 1.
+        label_names: class names by index.
         sentences: real evaluation sentences for the typo, punctuation and directional tests; at most
             MAX_SENTENCES are sampled with `seed`. None or empty falls back to the built-in clear sentences.
         seed: seeds the sentence sample and the typo positions.
+        label_set: what the names mean (default: read from them); its polarity groups are what the MFT and DIR
+            tests expect. Two labels without polarity words read id 1 as positive.
 
     Returns:
         {"tests": [per-test dicts with name, type, description, n, failures, failure_rate, examples],
-        "overall_failure_rate", "positive_label"}, or {"skipped": reason, "tests": []} for a non-binary model.
+        "skipped": [name, type, description, reason of each test that could not run], "overall_failure_rate",
+        "positive_labels", "negative_labels"}.
     """
-    if len(label_names) != 2:
-        return {"skipped": SKIPPED, "tests": []}
-    pos = next((i for i, name in enumerate(label_names) if name.lower() == "positive"), 1)
+    label_set = label_set or LabelSet.of(label_names)
+    k = len(label_names)
     rng = random.Random(seed)
     pool = [s for s in (sentences if sentences is not None else []) if isinstance(s, str) and s.strip()]
     pool = rng.sample(pool, min(len(pool), MAX_SENTENCES)) if pool else CLEAR_POSITIVE + CLEAR_NEGATIVE
-    specs = _specs(pool, rng, pos)
+    specs = _specs(pool, rng, label_set)
+    positive = [label_set.positive_class] if k == 2 else label_set.positive
 
     # One forward pass over the deduplicated texts of all tests: the model is the expensive part.
     texts = list(dict.fromkeys(t for *_, cases, _ in specs for case in cases for t in case))
     probs = np.asarray(probs_fn(texts), dtype=float)
-    if probs.shape != (len(texts), 2):
-        raise ValueError(f"probs_fn returned shape {probs.shape}, expected {(len(texts), 2)}")
-    preds = {t: (int(row.argmax()), float(row[pos])) for t, row in zip(texts, probs)}
+    if probs.shape != (len(texts), k):
+        raise ValueError(f"probs_fn returned shape {probs.shape}, expected {(len(texts), k)}")
+    preds = {t: (int(row.argmax()), float(row[positive].sum())) for t, row in zip(texts, probs)}
 
-    tests = []
-    for name, kind, cases, check in specs:
-        failing = [ex for case in cases if (ex := check(case, preds, label_names)) is not None]
-        n = len(cases)
-        tests.append(
-            {
-                "name": name,
-                "type": kind,
-                "description": DESCRIPTIONS[name],
-                "n": n,
-                "failures": len(failing),
-                "failure_rate": len(failing) / n if n else 0.0,
-                "examples": failing[:MAX_EXAMPLES],
-            }
-        )
+    tests = [_result(name, kind, cases, check, preds, label_names) for name, kind, cases, check in specs]
+    ran = {t["name"] for t in tests}
+    reason = NO_POLARITY.format(names=", ".join(label_names))
+    skipped = [{"name": name, "type": kind, "description": DESCRIPTIONS[name], "reason": reason}
+               for name, kind in POLARITY_TESTS if name not in ran]  # fmt: skip
     total = sum(t["n"] for t in tests)
     overall = sum(t["failures"] for t in tests) / total if total else 0.0
-    return {"tests": tests, "overall_failure_rate": overall, "positive_label": label_names[pos]}
+    return {
+        "tests": tests,
+        "skipped": skipped,
+        "overall_failure_rate": overall,
+        "positive_labels": [label_names[i] for i in positive],
+        "negative_labels": [label_names[i] for i in ([1 - positive[0]] if k == 2 else label_set.negative)],
+    }

@@ -16,20 +16,27 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     accuracy_score,
     brier_score_loss,
+    cohen_kappa_score,
     confusion_matrix,
     log_loss,
     matthews_corrcoef,
+    mean_absolute_error,
     precision_recall_fscore_support,
     roc_auc_score,
 )
 
-LOWER_IS_BETTER = {"loss", "log_loss", "brier", "ece"}  # every other metric is better when higher
+from trainer.labels import LabelSet
+
+# every other metric is better when higher
+LOWER_IS_BETTER = {"loss", "log_loss", "brier", "ece", "mae", "off_by_one", "polarity_flips"}
 CALIBRATION_BINS = 10  # equal-width confidence bins of the ECE and of the reliability diagram
 
 
-def point_metrics(labels, probs, names: list[str]) -> dict[str, float]:
-    """Every metric of predicted class probabilities (rows of `probs`) against label ids, as plain floats."""
+def point_metrics(labels, probs, names: list[str], label_set: LabelSet | None = None) -> dict[str, float]:
+    """Every metric of predicted class probabilities (rows of `probs`) against label ids, as plain floats; ordered
+    labels (`label_set`, by default read from the names) add the ordinal figures of `ordinal_metrics`."""
     labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
+    label_set = label_set or LabelSet.of(names)
     classes = np.arange(probs.shape[1])
     preds = probs.argmax(1)
     present = np.unique(labels)
@@ -46,7 +53,31 @@ def point_metrics(labels, probs, names: list[str]) -> dict[str, float]:
     # scale_by_half="auto": binary = mean squared error of the positive-class probability; k classes: summed, not halved
     out["brier"] = brier_score_loss(labels, probs, labels=classes)
     out["ece"] = expected_calibration_error(probs.max(1), preds == labels)
+    if label_set.ordinal:
+        out.update(ordinal_metrics(labels, preds, label_set))
     return {key: float(value) for key, value in out.items()}
+
+
+def ordinal_metrics(labels: np.ndarray, preds: np.ndarray, label_set: LabelSet) -> dict[str, float]:
+    """For labels on a scale: mean absolute error in classes, within-one-class accuracy, the share of rows predicted
+    exactly one class off, quadratic-weighted kappa, and (when the ends carry polarity) the share of rows whose
+    prediction lands on the other side of neutral (very negative -> positive)."""
+    rank = np.asarray(label_set.rank)
+    true, pred = rank[labels], rank[preds]
+    distance = np.abs(true - pred)
+    out = {
+        "mae": mean_absolute_error(true, pred),
+        "within_one": float(np.mean(distance <= 1)),
+        "off_by_one": float(np.mean(distance == 1)),
+        # nan when every row is one class and so is every prediction: sklearn divides 0 by 0
+        "qwk": cohen_kappa_score(true, pred, weights="quadratic", labels=np.arange(label_set.k))
+        if len(np.unique(np.concatenate([true, pred]))) > 1
+        else 0.0,
+    }
+    if label_set.has_polarity:
+        sign = np.asarray(label_set.sign)
+        out["polarity_flips"] = float(np.mean(sign[labels] * sign[preds] < 0))
+    return out
 
 
 def per_class_metrics(labels: np.ndarray, preds: np.ndarray, names: list[str]) -> dict[str, float]:
@@ -64,15 +95,15 @@ def per_class_metrics(labels: np.ndarray, preds: np.ndarray, names: list[str]) -
     return out
 
 
-def compute_metrics(eval_pred, names: list[str]) -> dict[str, float]:
+def compute_metrics(eval_pred, names: list[str], label_set: LabelSet | None = None) -> dict[str, float]:
     """Trainer hook: logits -> softmax probabilities -> `point_metrics` (Trainer prefixes the keys with eval_)."""
     logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
-    return point_metrics(eval_pred.label_ids, softmax(np.asarray(logits, dtype=float), axis=-1), names)
+    return point_metrics(eval_pred.label_ids, softmax(np.asarray(logits, dtype=float), axis=-1), names, label_set)
 
 
-def compute_metrics_for(names: list[str]):
+def compute_metrics_for(names: list[str], order: str = "auto"):
     """The Trainer's `compute_metrics` for a model whose label ids name `names` (a partial, so it pickles)."""
-    return partial(compute_metrics, names=list(names))
+    return partial(compute_metrics, names=list(names), label_set=LabelSet.of(names, order))
 
 
 def confusion(labels, preds, k: int) -> np.ndarray:
@@ -103,17 +134,18 @@ def reliability_bins(confidence, correct, bins: int = CALIBRATION_BINS) -> pd.Da
     return frame.rename_axis("bin")
 
 
-def metrics_with_ci(labels, probs, names: list[str], n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
+def metrics_with_ci(labels, probs, names: list[str], n_boot: int = 1000, seed: int = 0,
+                    label_set: LabelSet | None = None) -> dict[str, dict]:  # fmt: skip
     """Every metric as {value, ci_low, ci_high}: a percentile bootstrap 95% interval over resampled rows."""
     # Hand loop, not scipy.stats.bootstrap: as fast (both call point_metrics per resample), and a resample missing a
     # class (no ROC-AUC) is skipped here, where scipy needs a fixed-length vector and one nan voids the interval.
     labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
-    point = point_metrics(labels, probs, names)
+    point = point_metrics(labels, probs, names, label_set)
     rng = np.random.default_rng(seed)
     samples = {key: [] for key in point}
     for _ in range(n_boot):
         idx = rng.integers(0, len(labels), len(labels))
-        for key, value in point_metrics(labels[idx], probs[idx], names).items():
+        for key, value in point_metrics(labels[idx], probs[idx], names, label_set).items():
             samples[key].append(value)
     out = {}
     for key, value in point.items():

@@ -87,18 +87,24 @@ def plot_confusion_matrix(matrix, names: list[str], path: str | Path) -> Path:
     import numpy as np
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    k = len(names)
+    side = max(4.2, 0.95 * k + 1.6)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1.6, side))
     rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    ConfusionMatrixDisplay(matrix, display_labels=names).plot(ax=axes[0], colorbar=False, values_format="d")
-    ConfusionMatrixDisplay(rates, display_labels=names).plot(ax=axes[1], colorbar=False, values_format=".1%")
+    rotation = 30 if k > 3 else "horizontal"
+    for ax, values, fmt in ((axes[0], matrix, "d"), (axes[1], rates, ".1%")):
+        ConfusionMatrixDisplay(values, display_labels=names).plot(ax=ax, colorbar=False, values_format=fmt,
+                                                                  xticks_rotation=rotation)  # fmt: skip
     axes[0].set_title("Counts")
     axes[1].set_title("Row-normalised (recall per true label)")
     return _save(fig, path)
 
 
-def plot_reliability(bins, ece: float, path: str | Path, n_bins: int = CALIBRATION_BINS) -> Path:
-    """Accuracy against confidence per bin (`reliability_bins`); the title's ECE is over the same `n_bins` bins."""
+def plot_reliability(bins, ece: float, path: str | Path, n_bins: int = CALIBRATION_BINS, k: int = 2) -> Path:
+    """Accuracy against confidence per bin (`reliability_bins`) over the whole [0, 1] range (a k-class model's
+    confidence can be as low as 1/k, marked); the title's ECE is over the same `n_bins` bins."""
     fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.axvspan(0, 1 / k, color="0.92", label=f"below 1/k = {1 / k:.2f} (impossible)")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     ax.plot(bins["confidence"], bins["accuracy"], "o-", label="model")
     for _, row in bins.iterrows():
@@ -106,17 +112,21 @@ def plot_reliability(bins, ece: float, path: str | Path, n_bins: int = CALIBRATI
                     textcoords="offset points")  # fmt: skip
     title = f"Reliability diagram (ECE {ece:.3f}, {n_bins} bins)"
     ax.set(xlabel="confidence (max probability)", ylabel="accuracy", title=title)
-    ax.set_xlim(min([0.45, *(bins["confidence"] - 0.05)]), 1.01)  # with k > 2 classes, confidence goes below 0.5
-    ax.legend(loc="upper left")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
-def plot_confidence_histogram(frame, path: str | Path) -> Path:
+def plot_confidence_histogram(frame, path: str | Path, k: int = 2) -> Path:
+    """Confidence of correct and incorrect predictions over [0, 1], in 40 bins; the floor 1/k is marked."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    bins = [i / 40 for i in range(20, 41)]
+    bins = [i / 40 for i in range(41)]
+    ax.axvspan(0, 1 / k, color="0.92", label=f"below 1/k = {1 / k:.2f}")
     ax.hist(frame.loc[frame["correct"], "confidence"], bins=bins, alpha=0.7, label="correct")
     ax.hist(frame.loc[~frame["correct"], "confidence"], bins=bins, alpha=0.7, label="incorrect")
+    ax.set_xlim(0, 1)
     ax.set(xlabel="confidence", ylabel="examples", title="Confidence of correct and incorrect predictions")
     ax.set_yscale("log")
     ax.legend()
@@ -134,21 +144,34 @@ def plot_slices(slices, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_embeddings(xy, frame, positive: str, path: str | Path, method: str = "PCA") -> Path:
-    """Correct positive / correct negative / incorrect, as the notebooks draw it."""
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    correct_pos = frame["correct"] & (frame["label"] == positive)
-    groups = [
-        (correct_pos, "correct positive", "tab:green"),
-        (frame["correct"] & ~correct_pos, "correct negative", "tab:blue"),
-        (~frame["correct"], "incorrect", "tab:red"),
-    ]
-    for mask, name, colour in groups:
-        ax.scatter(
-            xy[mask.to_numpy(), 0], xy[mask.to_numpy(), 1], s=8, alpha=0.6, c=colour, label=f"{name} ({mask.sum()})"
-        )
-    ax.set(title=f"Sentence embeddings ({method}, mean-pooled last layer)", xlabel=f"{method} 1", ylabel=f"{method} 2")
-    ax.legend()
+def class_colours(names: list[str], ordinal: bool = False) -> dict[str, str]:
+    """A colour per class: along a red-to-blue scale for ordered labels (negative red, neutral grey, positive blue),
+    the tab10 cycle otherwise. `names` in scale order for ordered labels. The Space uses the same colours."""
+    from matplotlib.colors import to_hex
+
+    if ordinal or len(names) == 2:
+        cmap = plt.get_cmap("coolwarm_r")
+        stops = [0.08 + 0.84 * i / (len(names) - 1) for i in range(len(names))]
+        return {name: to_hex(cmap(stop)) for name, stop in zip(names, stops)}
+    cycle = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: to_hex(cycle(i % cycle.N)) for i, name in enumerate(names)}
+
+
+def plot_embeddings(xy, frame, names: list[str], path: str | Path, method: str = "PCA", ordinal: bool = False) -> Path:
+    """Every example coloured by its true class (`names` in legend order), mistakes drawn as crosses on top."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.8))
+    colours = class_colours(names, ordinal)
+    correct = frame["correct"].to_numpy()
+    for name in names:
+        mask = (frame["label"] == name).to_numpy()
+        right, wrong = mask & correct, mask & ~correct
+        ax.scatter(xy[right, 0], xy[right, 1], s=9, alpha=0.55, c=colours[name],
+                   label=f"{name}: {right.sum()} right")  # fmt: skip
+        ax.scatter(xy[wrong, 0], xy[wrong, 1], s=28, marker="x", linewidths=1.3, c=colours[name],
+                   label=f"{name}: {wrong.sum()} wrong (x)")  # fmt: skip
+    title = f"Sentence embeddings ({method}, mean-pooled last layer)\ncolour = true label; x = mistake"
+    ax.set(title=title, xlabel=f"{method} 1", ylabel=f"{method} 2")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=1.5)
     return _save(fig, path)
 
 

@@ -7,15 +7,25 @@ import pandas as pd
 from model_card.markdown import pct, quote
 
 HEADLINE = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "roc_auc", "log_loss", "brier", "ece"]
+ORDINAL = {  # metrics.json key -> what it means, for labels on a scale
+    "mae": "mean absolute error, in classes (0 = always right; 1 = one class off on average)",
+    "within_one": "accuracy counting a prediction one class off as right",
+    "off_by_one": "share of examples predicted exactly one class off",
+    "polarity_flips": "share of examples predicted on the other side of neutral (e.g. very negative -> positive)",
+    "qwk": "quadratic-weighted Cohen's kappa (agreement beyond chance, far misses weigh more)",
+}
 
 
 def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong: pd.DataFrame, behaviour: dict,
-                  summary: dict | None) -> str:  # fmt: skip
+                  summary: dict | None, pairs: pd.DataFrame | None = None) -> str:  # fmt: skip
     """The report as Markdown (pure: all numbers come from the arguments)."""
     lines = [
         *_overview(metrics, len(wrong)),
         *_metrics(metrics["metrics"]),
+        *_per_class(metrics["metrics"], metrics.get("labels") or []),
+        *_ordinal(metrics["metrics"], metrics.get("label_set") or {}),
         *_error_types(error_counts),
+        *_confused(pairs),
         *_slices(slices),
         *_behaviour(behaviour),
         *_mistakes(wrong),
@@ -52,12 +62,52 @@ def _metrics(scores: dict) -> list[str]:
             lines.append(f"| {key} | {s['value']:.4f} | {s['ci_low']:.4f} – {s['ci_high']:.4f} |")
     return lines + [
         "",
-        "Per-class precision, recall and F1: `classification_report.txt` and `metrics.json`.",
-        "",
         "![confusion matrix](plots/confusion_matrix.png)",
         "![reliability diagram](plots/reliability_diagram.png)",
         "![confidence histogram](plots/confidence_histogram.png)",
     ]
+
+
+def _interval(score: dict) -> str:
+    return f"{pct(score['value'], 1)} ({pct(score['ci_low'], 1)}–{pct(score['ci_high'], 1)})"
+
+
+def _per_class(scores: dict, names: list[str]) -> list[str]:
+    """Precision, recall and F1 of every class with their bootstrap intervals."""
+    rows = [name for name in names if f"recall_{name}" in scores]
+    if not rows:
+        return []
+    lines = ["", "## Per class", "", "Value (bootstrap 95% CI); also in `classification_report.txt`.", "",
+             "| class | precision | recall | F1 |", "|---|---|---|---|"]  # fmt: skip
+    for name in rows:
+        cells = [_interval(scores[f"{metric}_{name}"]) for metric in ("precision", "recall", "f1")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ordinal(scores: dict, label_set: dict) -> list[str]:
+    """The ordinal figures, for labels on a scale."""
+    if not label_set.get("ordinal"):
+        return []
+    scale = " < ".join(label_set.get("scale") or [])
+    lines = ["", "## Ordered labels", "", f"The labels form a scale ({scale}), so a near miss differs from a far one:",
+             "", "| metric | value | 95% CI | meaning |", "|---|---|---|---|"]  # fmt: skip
+    for key, meaning in ORDINAL.items():
+        if key in scores:
+            s = scores[key]
+            lines.append(f"| {key} | {s['value']:.4f} | {s['ci_low']:.4f} – {s['ci_high']:.4f} | {meaning} |")
+    return lines
+
+
+def _confused(pairs: pd.DataFrame | None) -> list[str]:
+    """The label pairs mixed up most (only worth a table with more than two labels)."""
+    if pairs is None or pairs.empty or pairs[["true_label", "predicted_label"]].stack().nunique() <= 2:
+        return []
+    lines = ["", "## Most confused pairs", "", "| true | predicted | mistakes | share of mistakes |"]
+    lines.append("|---|---|---|---|")
+    lines += [f"| {r.true_label} | {r.predicted_label} | {r.mistakes} | {pct(r.share_of_mistakes, 1)} |"
+              for r in pairs.itertuples()]  # fmt: skip
+    return lines
 
 
 def _error_types(error_counts: dict) -> list[str]:
@@ -84,11 +134,19 @@ def _slices(slices: pd.DataFrame) -> list[str]:
 
 def _behaviour(behaviour: dict) -> list[str]:
     lines = ["", "## Behavioural tests", ""]
-    if not behaviour.get("tests"):
-        return lines + [behaviour.get("skipped", "No behavioural tests were run.")]
-    lines += ["| test | type | cases | failure rate |", "|---|---|---|---|"]
-    lines += [f"| {t['name']} | {t['type']} | {t['n']} | {pct(t['failure_rate'], 2)} |" for t in behaviour["tests"]]
-    return lines + ["", "Failing examples: `behavioral_tests.json`."]
+    if positive := behaviour.get("positive_labels"):
+        negative = ", ".join(behaviour.get("negative_labels") or [])
+        lines += [f"Positive side: {', '.join(positive)}; negative side: {negative}.", ""]
+    if behaviour.get("tests"):
+        lines += ["| test | type | cases | failure rate |", "|---|---|---|---|"]
+        lines += [f"| {t['name']} | {t['type']} | {t['n']} | {pct(t['failure_rate'], 2)} |"
+                  for t in behaviour["tests"]]  # fmt: skip
+        lines += ["", "Failing examples: `behavioral_tests.json`."]
+    skipped = behaviour.get("skipped") or []
+    if skipped:
+        names = ", ".join(t["name"] for t in skipped)
+        lines += ["", f"Skipped: {names}, because {skipped[0]['reason']}."]
+    return lines
 
 
 def _mistakes(wrong: pd.DataFrame) -> list[str]:

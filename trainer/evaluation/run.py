@@ -19,7 +19,8 @@ from trainer import UserError, files
 from trainer.config import DataConfig
 from trainer.data import READERS, encode_labels, load_split, read_table
 from trainer.evaluation.analysis import (
-    ERROR_TAGS,
+    confused_pairs,
+    error_tags,
     incorrect_predictions,
     predictions_frame,
     slice_table,
@@ -28,6 +29,7 @@ from trainer.evaluation.analysis import (
 from trainer.evaluation.behavioral import run_behavioral_tests
 from trainer.evaluation.metrics import confusion, metrics_with_ci, reliability_bins
 from trainer.evaluation.plots import (
+    class_colours,
     plot_confidence_histogram,
     plot_confusion_matrix,
     plot_embeddings,
@@ -38,6 +40,7 @@ from trainer.evaluation.plots import (
 )
 from trainer.evaluation.report import render_report
 from trainer.inference import POOLING, Classifier, label_names
+from trainer.labels import LabelSet
 from trainer.modeling import load_error, resolve_model_path
 
 logger = logging.getLogger(__name__)
@@ -67,6 +70,13 @@ def label_names_of(model: str) -> list[str]:
     except (OSError, ValueError) as err:
         raise UserError(load_error(model, err)) from None
     return label_names(config)
+
+
+def saved_label_order(model: str) -> str:
+    """The label order a run folder was trained with (`label_order` in its train_config.yaml); auto otherwise."""
+    path = Path(model) / "train_config.yaml"
+    saved = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    return saved.get("label_order") or "auto"
 
 
 def training_data_of(model: str) -> dict | None:
@@ -100,17 +110,20 @@ def analyse(
     seed: int = 0,
     batch_size: int = 64,
     metrics_file: str | None = "metrics.json",
+    label_order: str | None = None,
 ) -> dict:
     """Predict, score and write every analysis artifact into output_dir; returns the evaluation metrics.
 
     `model` names the model (a run folder's log_history.json and train_config.yaml are read from it);
-    `metrics_file=None` leaves the metrics to the caller (training merges them into its own metrics.json).
+    `metrics_file=None` leaves the metrics to the caller (training merges them into its own metrics.json);
+    `label_order` says whether the labels are a scale (default: the run's own setting, else read from the names).
     """
     out = Path(output_dir)
     started = time.perf_counter()
+    label_set = LabelSet.of(classifier.labels, label_order or saved_label_order(model))
     scores = classifier.score(list(texts), batch_size=batch_size, embeddings=True, progress=True)
     inference_seconds = time.perf_counter() - started
-    found = Analysis.of(classifier, texts, labels, scores.probs, scores.embeddings, n_bootstrap, seed)
+    found = Analysis.of(classifier, label_set, texts, labels, scores.probs, scores.embeddings, n_bootstrap, seed)
     trained_on = training_data_of(model)
     metrics = {
         "model": model,
@@ -121,18 +134,27 @@ def analyse(
         "long_text": long_text_record(classifier, texts, scores.windows),
         "n": len(texts),
         "labels": classifier.labels,
+        "label_set": label_set_record(label_set),
         "bootstrap": {"resamples": n_bootstrap, "seed": seed, "interval": "percentile 95%"},
         "metrics": found.scores,
         "timing": {"inference_seconds": round(inference_seconds, 2)},
     }
     summary = write_analysis(found, out, model)
-    error_counts = {tag: int(found.frame.loc[~found.frame["correct"], tag].sum()) for tag in ERROR_TAGS}
-    report = render_report(metrics, error_counts, found.slices, found.wrong, found.behaviour, summary)
+    error_counts = {tag: int(found.frame.loc[~found.frame["correct"], tag].sum()) for tag in error_tags(found.frame)}
+    report = render_report(metrics, error_counts, found.slices, found.wrong, found.behaviour, summary,
+                           confused_pairs(found.frame))  # fmt: skip
     files.write_text(out / "error_analysis.md", report)
     metrics["timing"]["total_seconds"] = round(time.perf_counter() - started, 2)
     if metrics_file:
         files.write_text(out / metrics_file, json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def label_set_record(label_set: LabelSet) -> dict:
+    """The label set as metrics.json records it: names, order, polarity sides, and the colour of each class in the
+    plots (the Space's explorer reads them, so a class has one colour everywhere)."""
+    colours = class_colours(label_set.ordered_names(), label_set.ordinal)
+    return {**label_set.describe(), "colours": {name: colours[name] for name in label_set.names}}
 
 
 def long_text_record(classifier: Classifier, texts, windows: np.ndarray) -> dict:
@@ -151,6 +173,7 @@ class Analysis:
     """The analysis of one model on one labelled set, computed by pure functions and not yet written."""
 
     names: list[str]
+    label_set: LabelSet
     labels: np.ndarray
     probs: np.ndarray
     pooled: np.ndarray
@@ -163,14 +186,15 @@ class Analysis:
     umap_xy: np.ndarray | None
 
     @classmethod
-    def of(cls, classifier: Classifier, texts, labels, probs, pooled, n_bootstrap: int, seed: int) -> Analysis:
+    def of(cls, classifier: Classifier, label_set: LabelSet, texts, labels, probs, pooled, n_bootstrap: int,
+           seed: int) -> Analysis:  # fmt: skip
         names = classifier.labels
-        frame = predictions_frame(texts, labels, probs, names)
-        behaviour = run_behavioral_tests(classifier.predict_proba, names, list(texts), seed=seed)
-        scores = metrics_with_ci(labels, probs, names, n_boot=n_bootstrap, seed=seed)
+        frame = predictions_frame(texts, labels, probs, names, label_set)
+        behaviour = run_behavioral_tests(classifier.predict_proba, names, list(texts), seed=seed, label_set=label_set)
+        scores = metrics_with_ci(labels, probs, names, n_boot=n_bootstrap, seed=seed, label_set=label_set)
         return cls(
-            names, np.asarray(labels), probs, pooled, scores, frame, incorrect_predictions(frame), slice_table(frame),
-            behaviour,
+            names, label_set, np.asarray(labels), probs, pooled, scores, frame, incorrect_predictions(frame),
+            slice_table(frame), behaviour,
             PCA(n_components=2, random_state=seed).fit_transform(pooled), umap_projection(pooled, seed),
         )  # fmt: skip
 
@@ -191,14 +215,16 @@ def write_analysis(found: Analysis, out: Path, model: str) -> dict | None:
     write_embeddings(out / "embeddings.parquet", found.frame, found.pooled, found.xy, found.umap_xy)
     plot_confusion_matrix(confusion(found.labels, preds, len(found.names)), found.names, plots / "confusion_matrix.png")
     bins = reliability_bins(found.frame["confidence"].to_numpy(), found.frame["correct"].to_numpy())
-    plot_reliability(bins, found.scores["ece"]["value"], plots / "reliability_diagram.png")
-    plot_confidence_histogram(found.frame, plots / "confidence_histogram.png")
+    k = len(found.names)
+    plot_reliability(bins, found.scores["ece"]["value"], plots / "reliability_diagram.png", k=k)
+    plot_confidence_histogram(found.frame, plots / "confidence_histogram.png", k=k)
     plot_slices(found.slices, plots / "slice_accuracy.png")
     plot_sample_predictions(found.frame, plots / "sample_predictions.png")
-    positive = next((n for n in found.names if n.lower() == "positive"), found.names[-1])
-    plot_embeddings(found.xy, found.frame, positive, plots / "embeddings_pca.png")
+    order = found.label_set.ordered_names()
+    plot_embeddings(found.xy, found.frame, order, plots / "embeddings_pca.png", ordinal=found.label_set.ordinal)
     if found.umap_xy is not None:
-        plot_embeddings(found.umap_xy, found.frame, positive, plots / "embeddings_umap.png", method="UMAP")
+        plot_embeddings(found.umap_xy, found.frame, order, plots / "embeddings_umap.png", method="UMAP",
+                        ordinal=found.label_set.ordinal)  # fmt: skip
     history_file = Path(model) / "log_history.json"
     if not history_file.is_file():
         return None
