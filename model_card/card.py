@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from model_card.markdown import pct, quote
+from model_card.markdown import join_words, pct, quote
 
 TEMPLATE = Path(__file__).with_name("template.md")
 CARD_INPUTS = ("config.json", "metrics.json", "train_config.yaml")  # the files the card is built from
@@ -20,10 +20,19 @@ CARD_METRICS = [  # model-index entries: (metrics.json key, Hub metric id, displ
     ("precision_macro", "precision", "Precision (macro)", {"average": "macro"}),
     ("recall_macro", "recall", "Recall (macro)", {"average": "macro"}),
 ]
+ORDINAL_METRICS = [  # added to the model-index when the labels form a scale (SST-5's very negative ... very positive)
+    ("mae", "mae", "Mean absolute error (classes)", None),
+    ("within_one", "within_one", "Accuracy within one class", None),
+    ("polarity_flips", "polarity_flips", "Polarity flips (other side of neutral)", None),
+    ("qwk", "cohen_kappa", "Quadratic weighted kappa", {"weights": "quadratic"}),
+]
 RESULT_ROWS = [
     ("accuracy", "Accuracy"), ("f1_macro", "F1 (macro)"), ("precision_macro", "Precision (macro)"),
     ("recall_macro", "Recall (macro)"), ("mcc", "Matthews correlation"), ("roc_auc", "ROC AUC"),
     ("log_loss", "Log loss"), ("brier", "Brier score"), ("ece", "Expected calibration error"),
+    ("mae", "Mean absolute error (classes)"), ("within_one", "Accuracy within one class"),
+    ("off_by_one", "Predicted one class off (share)"), ("polarity_flips", "Polarity flips (share)"),
+    ("qwk", "Quadratic weighted kappa"),
 ]  # fmt: skip
 HYPERPARAMETERS = [  # (key in train_config.yaml or training_args.json, label)
     ("learning_rate", "learning rate"), ("num_train_epochs", "epochs"), ("max_steps", "max steps"),
@@ -182,6 +191,23 @@ def limitations(facts: dict) -> list[str]:
                 f"It misses more {weak} texts than {strong} ones (recall {pct(r_weak)} against {pct(r_strong)}): "
                 f"when unsure it leans towards {strong}."
             )
+    elif recalls:
+        low, high = min(recalls.values()), max(recalls.values())
+        if high - low >= 0.05:  # each of k recalls rests on a k-th of the data: a 2-point gap is noise
+            worst = join_words(f"*{name}*" for name, r in recalls.items() if r == low)
+            best = join_words(f"*{name}*" for name, r in recalls.items() if r == high)
+            out.append(
+                f"Recall differs by class: it finds {worst} texts least often (recall {pct(low)}) and {best} texts "
+                f"most often ({pct(high)})."
+            )
+    if "off_by_one" in scores:  # ordered labels: a near miss is milder than a jump across neutral
+        flips = scores.get("polarity_flips")
+        across = f" and {pct(flips['value'])} across neutral (a negative label for a positive text or the reverse)"
+        out.append(
+            f"On the scale {' < '.join(facts['label_set']['scale'])}, {pct(scores['off_by_one']['value'])} of "
+            f"validation texts are predicted one class off (near misses){across if flips else ''}; the mean absolute "
+            f"error is {scores['mae']['value']:.2f} classes."
+        )
     for test in facts["behavioral"]:
         if test["failure_rate"] > 0:
             example = ""
@@ -212,6 +238,38 @@ def limitations(facts: dict) -> list[str]:
     return out
 
 
+def label_note(names: list[str], label_set: dict) -> str:
+    """What the label set makes the model do with texts that fit no label cleanly (neutral, mixed, off-topic)."""
+    polar = [*label_set["negative"], *label_set["positive"]]
+    neutral = [name for name in names if polar and name not in polar]
+    if len(names) == 2:
+        return f"It predicts only {join_words(names, 'or')}, so neutral or mixed texts get one of these labels."
+    if not polar:
+        return (
+            f"It predicts one of {join_words(names, 'or')}; these labels carry no sentiment, and a text that fits "
+            "none of them, or several, still gets exactly one."
+        )
+    if not neutral:
+        return f"It predicts one of {join_words(names, 'or')}; none is neutral, so neutral texts get a polar label."
+    return (
+        f"It predicts one of {join_words(names, 'or')}. Texts without sentiment have a class of their own "
+        f"({join_words(neutral)}), but a mixed text, praising one thing and panning another, still gets one label: "
+        "neutral or a polar one, as such texts were labelled in the training data."
+    )
+
+
+def class_weighting(metrics: dict, config: dict) -> dict | None:
+    """How the training loss weighted each class (metrics.json's class_weights), or None for an unweighted loss."""
+    weights = metrics.get("class_weights")
+    if not weights:
+        return None
+    balanced = [str(value).lower() for value in config.get("class_weights") or []] == ["balanced"]
+    return {
+        "rule": "balanced" if balanced else "given",
+        "weights": ", ".join(f"{name} {weight:.3g}" for name, weight in weights.items()),
+    }
+
+
 def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
     """Everything the card says, read from the run folder (no network, no clock)."""
     run = Path(run_dir)
@@ -225,7 +283,11 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
     settings = {**(_read_json(run / "training_args.json") or {}), **config}  # every value the run trained with
     model_config = _read_json(run / "config.json")
     names = [model_config["id2label"][str(i)] for i in range(len(model_config["id2label"]))]
+    # runs from before k labels are binary, and the GLUE convention reads id 1 as positive
+    label_set = metrics.get("label_set") or {"ordinal": False, "negative": names[:1], "positive": names[1:]}
+    weighting = class_weighting(metrics, config)
     evaluation = metrics.get("evaluation") or {k: {"value": metrics[k]} for k, *_ in RESULT_ROWS if k in metrics}
+    test = metrics.get("test") or {}
     base_model = config.get("model_name_or_path")
     dataset = dataset_facts(config, metrics)
     facts = {
@@ -233,6 +295,9 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
         "model_ref": repo_id or str(run),
         "run_name": run.resolve().name,
         "label_names": names,
+        "label_set": label_set,
+        "polar": bool(label_set["positive"] and label_set["negative"]),  # a sentiment model, not a topic classifier
+        "label_note": label_note(names, label_set),
         "model_type": model_config.get("model_type", "bert"),
         "base_model": base_model,
         "base_model_on_hub": bool(metrics.get("base_model")),  # recorded by training: a Hub id, or null
@@ -240,16 +305,19 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
         "metrics": metrics,
         "evaluation": evaluation,
         "test": metrics.get("test"),  # the selected model scored once on held-out test data
-        "result_rows": [
-            (label, evaluation[key], (metrics.get("test") or {}).get(key))
-            for key, label in RESULT_ROWS
-            if key in evaluation
-        ],  # fmt: skip
+        "result_rows": [(label, evaluation[key], test.get(key)) for key, label in RESULT_ROWS if key in evaluation],
+        "per_class": [  # (class, [(validation, test) score of precision, recall, F1])
+            (name, [(evaluation[f"{m}_{name}"], test.get(f"{m}_{name}")) for m in ("precision", "recall", "f1")])
+            for name in names
+            if f"f1_{name}" in evaluation
+        ],
+        "class_weights": weighting,
         "config_yaml": config_text.strip(),
         "max_length": settings.get("max_length"),
         "ema": bool(settings.get("ema_decay")),
         "seed": settings.get("seed"),
-        "hyperparameters": [(label, settings.get(key, "not recorded")) for key, label in HYPERPARAMETERS],
+        "hyperparameters": [(label, settings.get(key, "not recorded")) for key, label in HYPERPARAMETERS]
+        + [("class weights (loss)", f"{weighting['rule']} ({weighting['weights']})" if weighting else "none")],
         "eval_rows": eval_rows(_read_json(run / "log_history.json") or [], metrics.get("best_step")),
         "plots": sorted(p.name for p in (run / "plots").glob("*.png")) if (run / "plots").is_dir() else [],
         "out_of_domain": other_evaluations(run, skip=("test",) if metrics.get("test") else ()),  # test: shown above
@@ -270,6 +338,7 @@ def analysis_facts(run: Path, names: list[str]) -> dict:
         for tag in filter(None, str(tags).split(";")):
             error_counts[tag] = error_counts.get(tag, 0) + 1
     predictions = pd.read_parquet(run / "predictions.parquet") if (run / "predictions.parquet").is_file() else None
+    behavioral = _read_json(run / "behavioral_tests.json") or {}
     top = [] if wrong is None else wrong.sort_values("confidence", ascending=False, kind="stable").head(5)
     return {
         "error_counts": dict(sorted(error_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -278,9 +347,21 @@ def analysis_facts(run: Path, names: list[str]) -> dict:
         "label_noise": error_counts.get("likely_label_noise", 0),
         "top_mistakes": [] if wrong is None else top.to_dict("records"),
         "slices": [] if slices is None else slices.to_dict("records"),
-        "behavioral": (_read_json(run / "behavioral_tests.json") or {}).get("tests", []),
+        "behavioral": behavioral.get("tests", []),
+        "behavioral_skipped": skipped_tests(behavioral.get("skipped")),
         "widget": widget_examples(predictions, names),
     }
+
+
+def skipped_tests(skipped: list[dict] | str | None) -> list[tuple[str, list[str]]]:
+    """Behavioural tests that did not run, grouped by reason: [(reason, ["name (type)", ...])]; older runs give one
+    reason for all of them."""
+    if isinstance(skipped, str):
+        return [(skipped, [])]
+    groups: dict[str, list[str]] = {}
+    for test in skipped or []:
+        groups.setdefault(test["reason"], []).append(f"{test['name']} ({test['type']})")
+    return list(groups.items())
 
 
 def other_evaluations(run: Path, skip: tuple[str, ...] = ()) -> list[dict]:
@@ -301,12 +382,14 @@ def card_data(facts: dict) -> ModelCardData:
     dataset = facts["dataset"]
     test = facts.get("test")
     scores, split = (test, dataset["test_split"]) if test else (facts["evaluation"], dataset["split"])
+    entries = CARD_METRICS + (ORDINAL_METRICS if facts.get("label_set", {}).get("ordinal") else [])
+    task = "Sentiment analysis" if facts.get("polar", True) else "Text classification"
     results = [
-        EvalResult(task_type="text-classification", task_name="Sentiment analysis", dataset_type=dataset["id"],
+        EvalResult(task_type="text-classification", task_name=task, dataset_type=dataset["id"],
                    dataset_name=dataset["name"], dataset_config=dataset["config"], dataset_split=split,
                    metric_type=metric, metric_name=label, metric_value=round(scores[key]["value"], 4),
                    metric_args=args)
-        for key, metric, label, args in CARD_METRICS if key in scores
+        for key, metric, label, args in entries if key in scores
     ]  # fmt: skip
     return ModelCardData(
         language="en",

@@ -18,3 +18,9 @@ def quote(text: str, limit: int = 200) -> str:
     """One line of `text` safe inside a Markdown table cell, cut to `limit` characters."""
     text = " ".join(str(text).split()).replace("|", "\\|")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def join_words(items, last: str = "and") -> str:
+    """['a', 'b', 'c'] -> 'a, b and c' (or `last`)."""
+    items = [str(item) for item in items]
+    return f" {last} ".join(filter(None, [", ".join(items[:-1]), *items[-1:]]))
