@@ -10,6 +10,7 @@ import pandas as pd
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from model_card.citations import BASE_MODELS, DATASETS
 from model_card.markdown import join_words, pct, quote
 
 TEMPLATE = Path(__file__).with_name("template.md")
@@ -42,48 +43,6 @@ HYPERPARAMETERS = [  # (key in train_config.yaml or training_args.json, label)
     ("freeze_word_embeddings", "frozen word embeddings"), ("layerwise_lr_decay", "layer-wise lr decay"),
     ("ema_decay", "EMA decay"), ("train_sampling_strategy", "batch order"), ("seed", "seed"),
 ]  # fmt: skip
-DATASETS = {  # Hub id -> (pretty name, what the texts are, BibTeX)
-    "stanfordnlp/sst2": ("SST-2 (GLUE)", "single sentences from Rotten Tomatoes movie reviews", """\
-@inproceedings{socher2013recursive,
-  title = {Recursive Deep Models for Semantic Compositionality Over a Sentiment Treebank},
-  author = {Socher, Richard and Perelygin, Alex and Wu, Jean and Chuang, Jason and Manning, Christopher D. and
-            Ng, Andrew and Potts, Christopher},
-  booktitle = {Proceedings of EMNLP},
-  year = {2013}
-}"""),
-    "stanfordnlp/imdb": ("IMDb", "full movie reviews from IMDb", """\
-@inproceedings{maas2011learning,
-  title = {Learning Word Vectors for Sentiment Analysis},
-  author = {Maas, Andrew L. and Daly, Raymond E. and Pham, Peter T. and Huang, Dan and
-            Ng, Andrew Y. and Potts, Christopher},
-  booktitle = {Proceedings of ACL},
-  year = {2011}
-}"""),
-    "cornell-movie-review-data/rotten_tomatoes": ("Rotten Tomatoes", "movie-review snippets from Rotten Tomatoes", """\
-@inproceedings{pang2005seeing,
-  title = {Seeing Stars: Exploiting Class Relationships for Sentiment Categorization with Respect to Rating Scales},
-  author = {Pang, Bo and Lee, Lillian},
-  booktitle = {Proceedings of ACL},
-  year = {2005}
-}"""),
-}  # fmt: skip
-BASE_MODELS = {  # Hub id -> BibTeX of the paper behind it
-    "sentence-transformers/all-MiniLM-L6-v2": """\
-@inproceedings{wang2020minilm,
-  title = {MiniLM: Deep Self-Attention Distillation for Task-Agnostic Compression of Pre-Trained Transformers},
-  author = {Wang, Wenhui and Wei, Furu and Dong, Li and Bao, Hangbo and Yang, Nan and Zhou, Ming},
-  booktitle = {Advances in Neural Information Processing Systems},
-  year = {2020}
-}""",
-    "google-bert/bert-base-uncased": """\
-@inproceedings{devlin2019bert,
-  title = {BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding},
-  author = {Devlin, Jacob and Chang, Ming-Wei and Lee, Kenton and Toutanova, Kristina},
-  booktitle = {Proceedings of NAACL-HLT},
-  year = {2019}
-}""",
-}  # fmt: skip
-BASE_MODELS["bert-base-uncased"] = BASE_MODELS["google-bert/bert-base-uncased"]
 
 
 def _read_json(path: Path):
@@ -183,23 +142,7 @@ def limitations(facts: dict) -> list[str]:
                 f"Accuracy drops to {pct(row['accuracy'])} (95% CI {pct(row['ci_low'])}-{pct(row['ci_high'])}, "
                 f"n={row['n']}) on the slice *{row['slice']}*, against {pct(overall)} overall."
             )
-    recalls = {name: scores[f"recall_{name}"]["value"] for name in facts["label_names"] if f"recall_{name}" in scores}
-    if len(recalls) == 2:
-        (weak, r_weak), (strong, r_strong) = sorted(recalls.items(), key=lambda kv: kv[1])
-        if r_strong - r_weak >= 0.02:
-            out.append(
-                f"It misses more {weak} texts than {strong} ones (recall {pct(r_weak)} against {pct(r_strong)}): "
-                f"when unsure it leans towards {strong}."
-            )
-    elif recalls:
-        low, high = min(recalls.values()), max(recalls.values())
-        if high - low >= 0.05:  # each of k recalls rests on a k-th of the data: a 2-point gap is noise
-            worst = join_words(f"*{name}*" for name, r in recalls.items() if r == low)
-            best = join_words(f"*{name}*" for name, r in recalls.items() if r == high)
-            out.append(
-                f"Recall differs by class: it finds {worst} texts least often (recall {pct(low)}) and {best} texts "
-                f"most often ({pct(high)})."
-            )
+    out += recall_gaps(scores, facts["label_names"])
     if "off_by_one" in scores:  # ordered labels: a near miss is milder than a jump across neutral
         flips = scores.get("polarity_flips")
         across = f" and {pct(flips['value'])} across neutral (a negative label for a positive text or the reverse)"
@@ -235,6 +178,29 @@ def limitations(facts: dict) -> list[str]:
             f"{facts['label_noise']} of the {facts['n_mistakes']} validation mistakes look like label noise "
             "(confident learning): the gold label itself is doubtful, so part of the measured error is the data's."
         )
+    return out
+
+
+def recall_gaps(scores: dict, names: list[str]) -> list[str]:
+    """A sentence on the classes the model finds least and most often, when the gap is more than noise."""
+    out = []
+    recalls = {name: scores[f"recall_{name}"]["value"] for name in names if f"recall_{name}" in scores}
+    if len(recalls) == 2:
+        (weak, r_weak), (strong, r_strong) = sorted(recalls.items(), key=lambda kv: kv[1])
+        if r_strong - r_weak >= 0.02:
+            out.append(
+                f"It misses more {weak} texts than {strong} ones (recall {pct(r_weak)} against {pct(r_strong)}): "
+                f"when unsure it leans towards {strong}."
+            )
+    elif recalls:
+        low, high = min(recalls.values()), max(recalls.values())
+        if high - low >= 0.05:  # each of k recalls rests on a k-th of the data: a 2-point gap is noise
+            worst = join_words(f"*{name}*" for name, r in recalls.items() if r == low)
+            best = join_words(f"*{name}*" for name, r in recalls.items() if r == high)
+            out.append(
+                f"Recall differs by class: it finds {worst} texts least often (recall {pct(low)}) and {best} texts "
+                f"most often ({pct(high)})."
+            )
     return out
 
 

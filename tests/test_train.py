@@ -304,3 +304,31 @@ def test_class_weights_train_and_are_recorded(tiny_model_dir, tiny_data, tmp_pat
                                                    "--class_weights", "balanced")))  # fmt: skip
     assert metrics["class_weights"] == {"negative": 0.666667, "positive": 2.0}  # 48 negative, 16 positive rows
     assert yaml.safe_load((run_dir / "train_config.yaml").read_text())["class_weights"] == ["balanced"]
+
+
+def test_class_weights_are_saved_and_kept_by_resume_and_by_hpo_trials(tiny_model_dir, tmp_path):
+    """Five string labels, names from the data: the balanced weights are computed once, saved in train_config.yaml,
+    recorded in metrics.json, and a resumed run or an HPO trial built from the same flags trains with them too."""
+    from tests.conftest import FIVE_LABELS, make_five_label_data, unnamed_preset
+    from trainer.search.flags import trial_argv
+
+    data = make_five_label_data(tmp_path)
+    skewed = pd.read_csv(data[0])
+    skewed = skewed[(skewed["label"] != "very positive") | (skewed.index % 3 == 0)]  # fewer very positive rows
+    skewed.to_csv(data[0], index=False)
+    run = tmp_path / "run"
+    args = tiny_args(tiny_model_dir, data, run, "--max_steps", "3", "--class_weights", "balanced")
+    args[1] = str(unnamed_preset(tmp_path))
+    train(load_config(args))
+    saved = yaml.safe_load((run / "train_config.yaml").read_text())
+    assert saved["class_weights"] == ["balanced"] and saved["label_names"] == FIVE_LABELS
+
+    _, metrics = train(load_config(["--resume", str(run), "--max_steps", "6", "--disable_tqdm", "true"]))
+    counts = skewed["label"].value_counts()
+    expected = {name: round(len(skewed) / (5 * counts[name]), 6) for name in FIVE_LABELS}
+    assert metrics["global_step"] == 6 and metrics["class_weights"] == pytest.approx(expected)
+    assert metrics["class_weights"]["very positive"] > 1 > metrics["class_weights"]["neutral"]
+
+    cadence = {"per_device_train_batch_size": 8, "eval_steps": 3, "save_steps": 3}
+    trial = load_config(trial_argv(args, cadence, {"learning_rate": 1e-4}, tmp_path / "trial", "hpo"))
+    assert trial.model.class_weights == ["balanced"] and trial.training.learning_rate == 1e-4
