@@ -59,11 +59,12 @@ def rule_features(texts: pd.Series, labels: np.ndarray, label_set: LabelSet) -> 
 
 def label_noise_mask(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Confident learning: the given label's probability is below its class's average self-confidence, and another
-    class's probability reaches that class's own threshold (so plain low-confidence mistakes are not flagged)."""
+    class's probability reaches that class's own threshold and at least 0.5 (so plain low-confidence mistakes, and
+    with k classes the many unsure near misses between neighbours, are not flagged)."""
     k = probs.shape[1]
     given = probs[np.arange(len(labels)), labels]
     thresholds = np.array([probs[labels == c, c].mean() if (labels == c).any() else 1.0 for c in range(k)])
-    other = probs >= thresholds
+    other = probs >= np.maximum(thresholds, 0.5)
     other[np.arange(len(labels)), labels] = False
     return (given < thresholds[labels]) & other.any(1)
 
