@@ -5,6 +5,9 @@ import pandas as pd
 import pytest
 
 from trainer.evaluation.analysis import (
+    RULES,
+    confused_pairs,
+    error_tags,
     incorrect_predictions,
     label_noise_mask,
     predictions_frame,
@@ -88,3 +91,42 @@ def test_training_summary_finds_the_grad_norm_spike():
     assert [s["step"] for s in summary["grad_norm"]["spikes"]] == [12]
     assert summary["lowest_loss"]["step"] == 20 and summary["best_eval"]["step"] == 20
     assert math.isclose(summary["grad_norm"]["median"], 1.01)
+
+
+FIVE = ["very negative", "negative", "neutral", "positive", "very positive"]
+
+
+def test_five_ordered_labels_tag_near_misses_flips_and_far_misses():
+    labels = np.array([0, 0, 0, 2, 4, 3])
+    preds = np.array([1, 3, 2, 2, 0, 4])  # off by one; a flip (very negative -> positive); off by two, no flip;
+    frame = predictions_frame([f"text {i}" for i in range(6)], labels, np.eye(5)[preds] * 0.9 + 0.02, FIVE)
+    assert frame["off_by_one"].tolist() == [True, False, False, False, False, True]
+    assert frame["polarity_flip"].tolist() == [False, True, False, False, True, False]
+    assert frame["off_by_more"].tolist() == [False, False, True, False, False, False]
+    assert frame["class_distance"].tolist() == [1, 3, 2, 0, 4, 1]
+    assert "false_positive" not in frame  # "the positive class" means nothing with five labels
+    wrong = incorrect_predictions(frame)
+    assert set(wrong["error_types"].str.split(";").explode()) >= {"off_by_one", "polarity_flip", "off_by_more"}
+    assert wrong.columns.tolist()[-1] == "class_distance"
+
+
+def test_polarity_without_order_and_labels_without_either():
+    names = ["positive", "negative", "neutral", "mixed"]  # neutral and mixed share a place: no scale
+    labels, preds = np.array([0, 1, 2, 3]), np.array([1, 2, 0, 3])
+    frame = predictions_frame(["a", "b", "c", "d"], labels, np.eye(4)[preds], names)
+    assert frame["polarity_flip"].tolist() == [True, False, False, False]
+    assert frame["neutral_confusion"].tolist() == [False, True, True, False] and "off_by_one" not in frame
+    topics = predictions_frame(["a", "b"], np.array([0, 1]), np.eye(3)[[1, 1]], ["sports", "politics", "tech"])
+    assert error_tags(topics) == [*RULES, "high_confidence_error", "likely_label_noise"]
+
+
+def test_the_sarcasm_cue_needs_a_label_with_a_side():
+    texts = pd.Series(['"great" , another dull sequel !'] * 3)
+    cues = rule_features(texts, np.array([2, 3, 0]), LabelSet.of(FIVE))  # neutral, positive, very negative
+    assert cues["sarcasm_cue"].tolist() == [False, True, True]
+
+
+def test_most_confused_pairs_count_the_mistakes():
+    labels, preds = np.array([0, 0, 0, 1, 2, 2]), np.array([1, 1, 0, 0, 1, 2])
+    pairs = confused_pairs(predictions_frame(list("abcdef"), labels, np.eye(3)[preds], ["a", "b", "c"]))
+    assert pairs.values.tolist() == [["a", "b", 2, 0.5], ["b", "a", 1, 0.25], ["c", "b", 1, 0.25]]

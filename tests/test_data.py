@@ -58,6 +58,42 @@ def test_unknown_or_non_binary_labels_are_named(labels, shown):
         encode_labels(frame, DataConfig(), "f")
 
 
+def splits_of(tmp_path, train_labels, dev_labels, **cfg):
+    """load_splits on a train/validation CSV pair holding these labels."""
+    for name, labels in (("train", train_labels), ("dev", dev_labels)):
+        pd.DataFrame({"sentence": [f"text {i}" for i in range(len(labels))], "label": labels}).to_csv(
+            tmp_path / f"{name}.csv", index=False
+        )
+    return load_splits(DataConfig(train_file=str(tmp_path / "train.csv"), validation_file=str(tmp_path / "dev.csv"),
+                                  **cfg))  # fmt: skip
+
+
+def test_three_string_labels_name_themselves_along_the_sentiment_scale(tmp_path):
+    splits = splits_of(tmp_path, ["positive", "Neutral", "negative", "neutral", "POSITIVE"], ["neutral", "negative"])
+    assert splits.label_names == ["negative", "Neutral", "positive"]  # scale order; the first spelling names it
+    assert splits.train["label"].tolist() == [2, 1, 0, 1, 2] and splits.validation["label"].tolist() == [1, 0]
+
+
+def test_labels_without_a_scale_are_ordered_alphabetically_and_given_names_win(tmp_path):
+    assert splits_of(tmp_path, ["tech", "sports", "politics"], ["tech"]).label_names == ["politics", "sports", "tech"]
+    given = splits_of(tmp_path, ["tech", "sports", "politics"], ["tech"], label_names=["tech", "sports", "politics"])
+    assert given.label_names == ["tech", "sports", "politics"] and given.train["label"].tolist() == [0, 1, 2]
+
+
+def test_ids_without_names(tmp_path):
+    assert splits_of(tmp_path, [0, 1, 1], [0, 1]).label_names == ["negative", "positive"]  # the GLUE convention
+    with pytest.raises(UserError, match=r"labels are the ids \[0, 1, 2\] and the data names none: pass --label_names"):
+        splits_of(tmp_path, [0, 1, 2], [2, 0])
+
+
+def test_sst5_takes_its_five_names_from_the_parquet_class_label(monkeypatch):
+    monkeypatch.setenv("DATA_MIRROR", str(DATA_MIRROR))
+    splits = load_splits(DataConfig(dataset_name="SetFit/sst5", text_column="text", test_split="test"))
+    assert splits.label_names == ["very negative", "negative", "neutral", "positive", "very positive"]
+    assert (len(splits.train), len(splits.validation), len(splits.test)) == (8544, 1101, 2210)
+    assert splits.train["label"].value_counts().sort_index().tolist() == [1092, 2218, 1624, 2322, 1288]
+
+
 @pytest.mark.parametrize("content", ["", "sentence\tlabel\n"])
 def test_empty_files_are_user_errors(tmp_path, content):
     path = tmp_path / "empty.tsv"

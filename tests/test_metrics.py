@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 from scipy.special import softmax
-from sklearn.metrics import precision_recall_fscore_support
+from sklearn.metrics import cohen_kappa_score, precision_recall_fscore_support
 from transformers import EvalPrediction
 
 from trainer.evaluation.metrics import (
@@ -17,6 +17,7 @@ from trainer.evaluation.metrics import (
     reliability_bins,
     wilson_interval,
 )
+from trainer.labels import LabelSet
 
 NAMES = ["negative", "positive"]
 LABELS = np.array([1, 0, 1, 1, 0, 0])
@@ -166,3 +167,27 @@ def test_wilson_interval_known_value():
 
 def test_confusion_rows_are_true_labels_and_every_class_is_kept():
     assert confusion([0, 0, 1, 1], [0, 1, 1, 1], 3).tolist() == [[1, 1, 0], [0, 2, 0], [0, 0, 0]]
+
+
+FIVE = ["very negative", "negative", "neutral", "positive", "very positive"]
+
+
+def test_ordinal_figures_equal_hand_computed_values():
+    labels = np.array([0, 1, 2, 3, 4, 0])
+    preds = np.array([1, 1, 2, 0, 4, 3])  # off by 1, 0, 0, 3 (a flip), 0, 3 (a flip)
+    scores = point_metrics(labels, np.eye(5)[preds] * 0.9 + 0.02, FIVE)
+    assert scores["mae"] == pytest.approx(7 / 6)
+    assert scores["within_one"] == pytest.approx(4 / 6) and scores["off_by_one"] == pytest.approx(1 / 6)
+    assert scores["polarity_flips"] == pytest.approx(2 / 6)
+    assert scores["qwk"] == pytest.approx(cohen_kappa_score(labels, preds, weights="quadratic"))
+
+
+def test_ordinal_figures_follow_the_scale_not_the_ids_and_only_for_ordered_labels():
+    shuffled = ["positive", "negative", "neutral"]  # ids 0, 1, 2; scale negative < neutral < positive
+    labels, preds = np.array([0, 1, 2]), np.array([1, 1, 0])  # positive -> negative is two classes off
+    scores = point_metrics(labels, np.eye(3)[preds], shuffled)
+    assert scores["mae"] == pytest.approx((2 + 0 + 1) / 3) and scores["polarity_flips"] == pytest.approx(1 / 3)
+    assert "mae" not in point_metrics(labels, np.eye(3)[preds], shuffled, LabelSet.of(shuffled, "nominal"))
+    assert "mae" not in point_metrics(np.array([0, 1]), np.eye(2), ["negative", "positive"])
+    assert {"mae", "qwk"} <= set(compute_metrics_for(["low", "mid", "high"], "ordinal")(
+        EvalPrediction(predictions=np.eye(3), label_ids=np.array([0, 1, 2]))))  # fmt: skip

@@ -28,9 +28,9 @@ def polarity(name: str) -> int | None:
     return sign * (2 if any(w in STRONG for w in words) else 1)
 
 
-def scale_of(names: list[str]) -> list[float] | None:
-    """Each name's value on one scale when every name has one and no two share it: polarity words, or star counts
-    ("1 star" ... "5 stars", whose middle is neutral); None otherwise."""
+def scale_of(names: list[str], distinct: bool = True) -> list[float] | None:
+    """Each name's value on one sentiment scale when every name has one (and, when `distinct`, no two share it):
+    polarity words, or star counts ("1 star" ... "5 stars", whose middle is neutral); None otherwise."""
     stars = [STARS.match(name) for name in names]
     if all(stars) and len(names) > 2:
         counts = [int(match.group(1)) for match in stars]
@@ -40,7 +40,7 @@ def scale_of(names: list[str]) -> list[float] | None:
         values = [polarity(name) for name in names]
         if any(v is None for v in values):
             return None
-    return values if len(set(values)) == len(values) else None
+    return values if not distinct or len(set(values)) == len(values) else None
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,10 @@ class LabelSet:
         names = tuple(str(n) for n in names)
         if order not in LABEL_ORDERS:
             raise ValueError(f"label order {order!r}: use one of {', '.join(LABEL_ORDERS)}")
-        values = scale_of(list(names))
+        values = scale_of(list(names), distinct=False)
         signs = None if values is None else tuple(int((v > 0) - (v < 0)) for v in values)
+        if values is not None and len(set(values)) < len(values):
+            values = None  # two names in one place (neutral, mixed): polarity, but no order
         if len(names) == 2:
             if signs is None or sorted(signs) != [-1, 1]:
                 signs = (-1, 1)  # GLUE convention: id 1 is the positive class
