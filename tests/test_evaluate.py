@@ -112,3 +112,29 @@ def test_out_of_domain_is_judged_from_the_run_config(tmp_path):
     assert not is_out_of_domain(files, str(tmp_path / "a/test.tsv"))
     assert is_out_of_domain(files, str(tmp_path / "imdb/test.csv"))
     assert not is_out_of_domain(None, "anything")
+
+
+def test_a_five_label_run_is_evaluated_on_string_labels_with_ordinal_figures(tiny_five_run, tmp_path):
+    """The five-label run on its own CSV (labels written as names): per-class table, ordinal figures, error types
+    and behavioural tests against polarity groups; --label_order nominal drops the ordinal part."""
+    data = tiny_five_run.parent / "dev5.csv"
+    out = tmp_path / "eval"
+    args = ["--model", str(tiny_five_run), "--data", str(data), "--n_bootstrap", "20"]
+    assert main([*args, "--output_dir", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["label_set"]["ordinal"] and metrics["label_set"]["positive"] == ["positive", "very positive"]
+    scores = metrics["metrics"]
+    assert {"mae", "within_one", "off_by_one", "polarity_flips", "qwk", "recall_very negative"} <= set(scores)
+    frame = pd.read_parquet(out / "predictions.parquet")
+    distance = frame["class_distance"]
+    assert scores["mae"]["value"] == pytest.approx(distance.mean())
+    assert scores["within_one"]["value"] == pytest.approx((distance <= 1).mean())
+    report = (out / "error_analysis.md").read_text()
+    assert "## Per class" in report and "## Ordered labels" in report and "| very positive |" in report
+    behaviour = json.loads((out / "behavioral_tests.json").read_text())
+    assert len(behaviour["tests"]) == 9 and behaviour["skipped"] == []
+
+    nominal = tmp_path / "nominal"
+    assert main([*args, "--output_dir", str(nominal), "--label_order", "nominal"]) == 0
+    assert "mae" not in json.loads((nominal / "metrics.json").read_text())["metrics"]
+    assert "## Ordered labels" not in (nominal / "error_analysis.md").read_text()
