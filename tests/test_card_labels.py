@@ -118,7 +118,7 @@ def test_class_weights_are_shown_when_the_loss_was_weighted(tiny_five_run, tmp_p
     text = render_card(run)
     listed = "very negative 1.4, negative 0.933, neutral 0.933, positive 0.933, very positive 0.933"
     assert f"| class weights (loss) | balanced ({listed}) |" in text
-    assert "The training loss was class-weighted (`balanced`" in text and f"{listed}." in text
+    assert "The training loss was class-weighted (`balanced`" in text and text.count(listed) == 1
     assert validate_card(text) is None
 
 

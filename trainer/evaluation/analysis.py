@@ -179,7 +179,8 @@ def slice_table(frame: pd.DataFrame) -> pd.DataFrame:
         masks[f"{rule}: yes"] = frame[rule]
         masks[f"{rule}: no"] = ~frame[rule]
     masks["likely_label_noise: yes"] = frame["likely_label_noise"]
-    for label in sorted(frame["label"].unique()):
+    names = [column.removeprefix("p_") for column in frame.columns if column.startswith("p_")]  # id order
+    for label in [name for name in names if name in set(frame["label"])] or sorted(frame["label"].unique()):
         masks[f"label {label}"] = frame["label"] == label
     rows = []
     for name, mask in masks.items():
