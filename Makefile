@@ -70,7 +70,14 @@ bench-quick: setup
 bench-space: setup
 	cd space && MODEL_ID=$(SPACE_MODEL_ARG) ../$(PY) benchmark.py --output ../space-bench.json
 
-test: setup
+# The transformers.js client the ONNX tests run (npm, versions pinned in tests/js/package-lock.json). onnxruntime-node
+# ships its CPU library; ONNXRUNTIME_NODE_INSTALL_CUDA=skip keeps its install script from fetching GPU files.
+JS_DEPS := tests/js/node_modules/.package-lock.json
+$(JS_DEPS): tests/js/package-lock.json
+	cd tests/js && ONNXRUNTIME_NODE_INSTALL_CUDA=skip npm ci --no-audit --no-fund
+	touch $@
+
+test: setup $(if $(shell command -v npm),$(JS_DEPS))
 	HF_HUB_OFFLINE=1 WANDB_MODE=disabled $(PY) -m pytest -q
 
 test-fast: setup
@@ -85,4 +92,4 @@ format: setup
 	$(PY) -m ruff check --fix trainer model_card space tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache tests/js/node_modules

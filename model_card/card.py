@@ -236,8 +236,9 @@ def class_weighting(metrics: dict, config: dict) -> dict | None:
     }
 
 
-def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
-    """Everything the card says, read from the run folder (no network, no clock)."""
+def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | None = None) -> dict:
+    """Everything the card says, read from the run folder (no network, no clock). `onnx`: whether the repo ships the
+    ONNX files (default: when the run folder holds an export with its int8 check)."""
     run = Path(run_dir)
     missing = [name for name in CARD_INPUTS if not (run / name).is_file()]
     if missing:
@@ -291,6 +292,7 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None) -> dict:
         "citations": [c for c in (BASE_MODELS.get(base_model), dataset["citation"]) if c],
         **analysis_facts(run, names),
     }
+    facts["onnx"] = None if onnx is False else _read_json(run / "onnx" / "int8_check.json")
     facts["limitations"] = limitations(facts)
     return facts
 
@@ -365,15 +367,20 @@ def card_data(facts: dict) -> ModelCardData:
         base_model=facts["base_model"] if facts["base_model_on_hub"] else None,
         datasets=[dataset["id"]] if dataset["on_hub"] else None,
         metrics=[metric for _, metric, _, _ in CARD_METRICS],
-        tags=["sentiment-analysis", facts["model_type"], "sentiment-trainer"],
+        tags=[
+            "sentiment-analysis",
+            facts["model_type"],
+            "sentiment-trainer",
+            *(["onnx", "transformers.js"] if facts.get("onnx") else []),
+        ],  # fmt: skip
         model_name=(facts["repo_id"] or facts["run_name"]).split("/")[-1],
         eval_results=results or None,
         widget=facts["widget"] or None,
     )
 
 
-def render_card(run_dir: str | Path, repo_id: str | None = None) -> str:
-    """The model card (YAML front matter + Markdown) for a run folder, naming `repo_id` in its usage snippet."""
-    facts = card_facts(run_dir, repo_id)
+def render_card(run_dir: str | Path, repo_id: str | None = None, onnx: bool | None = None) -> str:
+    """The model card (YAML front matter + Markdown) for a run folder, naming `repo_id` in its usage snippets."""
+    facts = card_facts(run_dir, repo_id, onnx)
     card = ModelCard.from_template(card_data(facts), template_path=str(TEMPLATE), f=facts, pct=pct, quote=quote)
     return str(card).rstrip() + "\n"

@@ -1,12 +1,13 @@
 """Publish a run folder to the Hugging Face Hub in one commit.
 
     python -m trainer.push --run_dir runs/latest --hub_model_id <user>/<name> [--private] [--revision BRANCH]
-                           [--create_pr] [--commit_message M] [--dry_run]
+                           [--create_pr] [--commit_message M] [--dry_run] [--no_onnx]
 
 Only the run's published files are uploaded (weights, config, tokenizer, card, metrics, analysis files, plots: see
-`trainer.inference.RUN_FILES`); never checkpoints, optimizer state, pickles, wandb folders or anything holding a
-token. The upload is a single commit, so an interrupted push leaves the repo at its previous commit, and rerunning the
-same command is safe: unchanged files are skipped and an unchanged run makes no commit at all.
+`trainer.inference.RUN_FILES`), and the model as ONNX for ONNX Runtime and transformers.js (`onnx/model.onnx`,
+`onnx/model_quantized.onnx`; `--no_onnx` skips them); never checkpoints, optimizer state, pickles, wandb folders or
+anything holding a token. The upload is a single commit, so an interrupted push leaves the repo at its previous
+commit, and rerunning the same command is safe: unchanged files are skipped and an unchanged run makes no commit.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 
 from model_card import render_card
 from trainer import UserError, fail
+from trainer.hub.onnx_files import CHECK_FILE
 from trainer.hub.push import describe, push_run, run_files
+from trainer.inference import ONNX_FILES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--create_pr", action="store_true", help="open a pull request instead of committing")
     parser.add_argument("--commit_message", help="default: the run name, its accuracy and data")
     parser.add_argument("--dry_run", action="store_true", help="list what would be uploaded; write and send nothing")
+    parser.add_argument(
+        "--no_onnx",
+        action="store_true",
+        help="skip onnx/model.onnx and onnx/model_quantized.onnx (for ONNX Runtime, transformers.js)",
+    )
     parser.add_argument("--retries", type=int, default=3, help="retries on network errors and Hub 5xx")
     parser.add_argument("--retry_wait", type=float, default=2.0, help="first wait between retries, doubled each time")
     args = parser.parse_args(argv)
@@ -38,14 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dry_run:
             files = run_files(args.run_dir)
-            card = render_card(args.run_dir, args.hub_model_id).encode()
+            card = render_card(args.run_dir, args.hub_model_id, onnx=not args.no_onnx).encode()
             target = args.hub_model_id or f"<your user>/{Path(args.run_dir).resolve().name}"
+            if not args.no_onnx:  # exported (or re-exported, when the weights changed) at push time
+                onnx = Path(args.run_dir) / "onnx"
+                files += [(f"onnx/{name}", onnx / name if (onnx / name).is_file() else None)
+                          for name in (*ONNX_FILES.values(), CHECK_FILE)]  # fmt: skip
             print(f"dry run: would upload to {target} in one commit (README.md generated):")
             print(describe(sorted([*files, ("README.md", card)])))
             return 0
+        if not args.no_onnx:
+            print("exporting to ONNX (fp32 and int8, for ONNX Runtime and transformers.js) unless a fresh export is "
+                  "there; --no_onnx skips it", flush=True)  # fmt: skip
         result = push_run(args.run_dir, args.hub_model_id, private=args.private, revision=args.revision,
                           create_pr=args.create_pr, commit_message=args.commit_message, retries=args.retries,
-                          retry_wait=args.retry_wait)  # fmt: skip
+                          retry_wait=args.retry_wait, onnx=not args.no_onnx)  # fmt: skip
     except (UserError, OSError) as err:
         return fail(err)
     except KeyboardInterrupt:

@@ -187,16 +187,20 @@ def publish(files: list[tuple[str, Path | bytes]], repo_id: str, *, repo_type: s
 
 def push_run(run_dir: str | Path, repo_id: str | None = None, *, private: bool = False, revision: str | None = None,
              create_pr: bool = False, commit_message: str | None = None, token: str | None = None,
-             retries: int = 3, retry_wait: float = 2.0) -> PushResult:  # fmt: skip
-    """Render the run's card for `repo_id`, upload it with the run's files in one commit, then keep the pushed card as
-    the run's README.md."""
+             retries: int = 3, retry_wait: float = 2.0, onnx: bool = True) -> PushResult:  # fmt: skip
+    """Render the run's card for `repo_id`, upload it with the run's files (and, with `onnx`, the ONNX files for ONNX
+    Runtime and transformers.js) in one commit, then keep the pushed card as the run's README.md."""
     import json
 
     run = Path(run_dir).resolve()
     uploads = run_files(run)  # complete before anything is written or sent
     token = hub_token(token)  # checked before the card is rendered
     repo_id = resolve_repo_id(repo_id, run.name, token, retries, retry_wait)
-    card = render_card(run, repo_id)
+    if onnx:
+        from trainer.hub.onnx_files import onnx_uploads
+
+        uploads += onnx_uploads(run)
+    card = render_card(run, repo_id, onnx=onnx)
     uploads = sorted([*uploads, ("README.md", card.encode())])
     metrics = json.loads((run / "metrics.json").read_text())
     accuracy = metrics.get("accuracy", float("nan"))
@@ -207,11 +211,14 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, *, private: bool =
     return result
 
 
-def describe(files: list[tuple[str, Path | bytes]]) -> str:
-    def size(source) -> int:
-        return len(source) if isinstance(source, bytes) else source.stat().st_size
+def describe(files: list[tuple[str, Path | bytes | None]]) -> str:
+    """One line per file with its size; None: a file made at push time (the ONNX export), size not known yet."""
 
-    lines = [f"  {size(source) / 1e6:9.2f} MB  {name}" for name, source in files]
+    def size(source) -> int:
+        return 0 if source is None else len(source) if isinstance(source, bytes) else source.stat().st_size
+
+    shown = [f"{'at push':>12}" if source is None else f"{size(source) / 1e6:9.2f} MB" for _, source in files]
+    lines = [f"  {size_text}  {name}" for size_text, (name, _) in zip(shown, files)]
     total = sum(size(source) for _, source in files)
     return "\n".join(lines + [f"  {total / 1e6:9.2f} MB  total, {len(files)} files"])
 

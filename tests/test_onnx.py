@@ -1,0 +1,132 @@
+"""The ONNX files a push ships: exported from the run's weights, reused while fresh, run by real clients
+(ONNX Runtime in Python, transformers.js in Node) against the loopback Hub server, with the labels pipeline() gives."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+from scipy.special import softmax
+from transformers import AutoTokenizer, pipeline
+
+from tests.conftest import ROOT
+from tests.hub_server import FakeHub
+from trainer.hub.push import push_run
+from trainer.inference import onnx_export
+
+TOKEN = "hf_alice_0123456789abcdef"
+TEXTS = ["good film , really good", "worst film , really worst", "a movie", "the plot was dull but the acting fun"]
+JS = ROOT / "tests" / "js"
+
+
+@pytest.fixture
+def run(tiny_run, tmp_path):
+    return shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "onnx"))
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    with FakeHub(tokens={TOKEN: "alice"}) as server:
+        for key, value in {"HF_ENDPOINT": server.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0",
+                           "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf-home")}.items():  # fmt: skip
+            monkeypatch.setenv(key, value)
+        import huggingface_hub.constants as constants
+
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        yield server
+
+
+def download(repo_id: str, tmp_path: Path) -> Path:
+    """The repo as a client gets it: snapshot_download from the loopback Hub, in a fresh process (HF_ENDPOINT set)."""
+    code = f"from huggingface_hub import snapshot_download; print(snapshot_download({repo_id!r}))"
+    env = {**os.environ, "HF_HOME": str(tmp_path / "client-home")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def onnx_probs(path: Path, tokenizer, texts: list[str]) -> np.ndarray:
+    """ONNX Runtime on a downloaded file, one text at a time (as a client sends them)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rows = []
+    for text in texts:
+        enc = tokenizer([text], return_tensors="np")
+        feeds = {name: enc[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
+        rows.append(softmax(session.run(["logits"], feeds)[0][0].astype(np.float64)))
+    return np.stack(rows)
+
+
+def test_the_export_is_reused_while_fresh_and_redone_for_new_weights(run):
+    paths = onnx_export(run)
+    assert {p.name for p in paths.values()} == {"model.onnx", "model_quantized.onnx"}
+    stamps = {kind: path.stat().st_mtime_ns for kind, path in paths.items()}
+    assert {kind: path.stat().st_mtime_ns for kind, path in onnx_export(run).items()} == stamps  # reused
+    weights = load_file(run / "model.safetensors")
+    weights["classifier.bias"] = weights["classifier.bias"] + 1.0
+    save_file(weights, run / "model.safetensors", metadata={"format": "pt"})
+    fresh = onnx_export(run)
+    assert all(fresh[kind].stat().st_mtime_ns != stamps[kind] for kind in stamps)  # re-trained weights: new export
+    stamp = json.loads((run / "onnx" / "export.json").read_text())
+    assert len(stamp["weights_sha256"]) == 64 and stamp["opset"] == 17
+
+
+def test_a_push_ships_onnx_files_that_onnx_runtime_runs_like_pipeline(run, hub):
+    result = push_run(run, "alice/tiny-onnx", token=TOKEN, retry_wait=0)
+    files = set(hub.repo("alice/tiny-onnx").files("main"))
+    assert {"onnx/model.onnx", "onnx/model_quantized.onnx", "onnx/int8_check.json"} <= files and result.changed
+    repo = download("alice/tiny-onnx", run.parent)
+    tokenizer = AutoTokenizer.from_pretrained(repo)
+    reference = pipeline("text-classification", model=str(repo), top_k=None)(TEXTS)
+    expected = np.array([[row[name] for name in ("negative", "positive")]
+                         for row in ({s["label"]: s["score"] for s in scores} for scores in reference)])  # fmt: skip
+    fp32 = onnx_probs(repo / "onnx" / "model.onnx", tokenizer, TEXTS)
+    np.testing.assert_allclose(fp32, expected, atol=1e-4)
+    int8 = onnx_probs(repo / "onnx" / "model_quantized.onnx", tokenizer, TEXTS)
+    assert (int8.argmax(1) == expected.argmax(1)).all() and np.abs(int8 - expected).max() < 0.05
+    check = json.loads((repo / "onnx" / "int8_check.json").read_text())
+    assert check["texts"] == 16 and 0.9 <= check["label_agreement"] <= 1
+    card = (repo / "README.md").read_text()
+    assert "- onnx" in card and "- transformers.js" in card and "ORTModelForSequenceClassification" in card
+
+
+def test_no_onnx_pushes_the_model_alone_and_a_dry_run_lists_the_files(run, hub, capsys):
+    from trainer.push import main
+
+    assert main(["--run_dir", str(run), "--hub_model_id", "alice/x", "--dry_run"]) == 0
+    listed = capsys.readouterr().out
+    assert "onnx/model.onnx" in listed and "onnx/model_quantized.onnx" in listed
+    assert not (run / "onnx").exists()  # a dry run writes nothing
+    push_run(run, "alice/plain", token=TOKEN, retry_wait=0, onnx=False)
+    files = set(hub.repo("alice/plain").files("main"))
+    assert not any(name.startswith("onnx/") for name in files) and "model.safetensors" in files
+    assert "transformers.js" not in (run / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_transformers_js_loads_the_pushed_repo_by_id_and_agrees_with_python(run, hub, tmp_path):
+    """@huggingface/transformers in Node, reading the loopback Hub (env.remoteHost), fp32 and q8."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    assert (JS / "node_modules" / "@huggingface" / "transformers").is_dir(), "run: npm ci --prefix tests/js"
+    push_run(run, "alice/tiny-js", token=TOKEN, retry_wait=0)
+    reference = pipeline("text-classification", model=str(run), top_k=None)(TEXTS)
+    env = {**os.environ, "TRANSFORMERS_JS_CACHE": str(tmp_path / "js-cache")}
+    for dtype, tolerance in (("fp32", 1e-4), ("q8", 0.05)):
+        proc = subprocess.run(["node", str(JS / "classify.mjs"), hub.url, "alice/tiny-js", dtype, *TEXTS],
+                              capture_output=True, text=True, cwd=JS, env=env, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results = json.loads(proc.stdout.strip().splitlines()[-1])
+        for got, want in zip(results, reference):
+            want = {s["label"]: s["score"] for s in want}
+            assert got["label"] == max(want, key=want.get)
+            assert all(abs(got["scores"][label] - score) < tolerance for label, score in want.items())
+    cached = {path.relative_to(tmp_path / "js-cache").as_posix() for path in (tmp_path / "js-cache").rglob("*.onnx")}
+    assert cached == {"alice/tiny-js/onnx/model.onnx", "alice/tiny-js/onnx/model_quantized.onnx"}  # both downloaded
