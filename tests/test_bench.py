@@ -15,7 +15,7 @@ from trainer.modeling import load_classifier
 KEYS = {
     "train_speedup", "inference_speedup", "baseline_train_samples_per_s", "train_samples_per_s",
     "baseline_infer_samples_per_s", "infer_samples_per_s", "accuracy_fp32", "accuracy_fast", "latency_ms", "machine",
-    "peak_rss_mb", "time_to_89_accuracy", "setup",
+    "peak_rss_mb", "time_to_89_accuracy", "setup", "label_agreement", "labels_changed", "prob_gap_p95",
 }  # fmt: skip
 
 
@@ -38,6 +38,10 @@ def test_quick_bench_writes_the_report_and_the_plot(tiny_model_dir, tiny_run, tm
         predicted = load_classifier(str(tiny_run), backend=backend).predict_proba(dev["sentence"].tolist()).argmax(1)
         assert report[key] == (predicted == dev["label"].to_numpy()).mean(), key
     assert report["accuracy_drop_points"] == round((report["accuracy_fp32"] - report["accuracy_fast"]) * 100, 2)
+    fp32 = load_classifier(str(tiny_run)).predict_proba(dev["sentence"].tolist())
+    int8 = load_classifier(str(tiny_run), backend="onnx-int8").predict_proba(dev["sentence"].tolist())
+    assert report["label_agreement"] == round(float((int8.argmax(1) == fp32.argmax(1)).mean()), 5)
+    assert report["prob_gap_p95"] == pytest.approx(np.percentile(np.abs(int8 - fp32).max(1), 95), abs=1e-5)
     assert report["setup"]["infer_model"] == str(tiny_run)
     assert set(report["latency_ms"]) == {"pipeline", "torch", "onnx-int8"}
     assert set(report["peak_rss_mb"]) == {"train_notebook", "train_ours", "infer_pipeline", "infer_torch",

@@ -120,6 +120,8 @@ def infer(model: str, path: str, n: int | None, calls: int) -> dict:
         def classify(batch):
             return classifier.predict_proba(batch).argmax(1)
 
+        probs = classifier.predict_proba(texts)  # kept to compare the int8 path with fp32 text by text
+
     classify(texts[:8])  # warm-up (and the ONNX export, when it is not cached yet)
     seconds = float("inf")
     for _ in range(2):  # the faster of two passes: steady state for every path alike
@@ -135,8 +137,21 @@ def infer(model: str, path: str, n: int | None, calls: int) -> dict:
             times.append((time.perf_counter() - t0) * 1000)
         latency[name] = {"p50": round(float(np.percentile(times, 50)), 2),
                          "p95": round(float(np.percentile(times, 95)), 2)}  # fmt: skip
+    kept = {} if path == "pipeline" else {"probs": probs.tolist()}
     return {"samples_per_s": round(len(texts) / seconds, 1), "accuracy": float((predicted == labels).mean()),
-            "n": len(texts), "latency_ms": latency}  # fmt: skip
+            "n": len(texts), "latency_ms": latency, **kept}  # fmt: skip
+
+
+def int8_fidelity(exact: np.ndarray, int8: np.ndarray) -> dict:
+    """The int8 path against the fp32 model, text by text (length-sorted batches of 64, as trainer.predict runs)."""
+    gap = np.abs(int8 - exact).max(1)
+    return {
+        "label_agreement": round(float((int8.argmax(1) == exact.argmax(1)).mean()), 5),
+        "labels_changed": int((int8.argmax(1) != exact.argmax(1)).sum()),
+        "prob_gap_mean": round(float(gap.mean()), 5),
+        "prob_gap_p95": round(float(np.percentile(gap, 95)), 5),
+        "prob_gap_max": round(float(gap.max()), 5),
+    }
 
 
 def time_to_accuracy(target: float, workdir: str) -> dict:
@@ -210,6 +225,7 @@ def run(model: str, quick: bool, infer_model: str | None = None, max_length: int
         "accuracy_fp32": fp32["accuracy"],
         "accuracy_fast": fast["accuracy"],
         "accuracy_drop_points": round((fp32["accuracy"] - fast["accuracy"]) * 100, 2),
+        **int8_fidelity(np.asarray(fp32.pop("probs")), np.asarray(fast.pop("probs"))),
         "latency_ms": {"pipeline": pipe["latency_ms"], "torch": fp32["latency_ms"], "onnx-int8": fast["latency_ms"]},
         "peak_rss_mb": {key: value["peak_rss_mb"] for key, value in results.items()},
         "time_to_89_accuracy": results.get("time_to_89"),
