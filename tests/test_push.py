@@ -50,8 +50,8 @@ def push(env: dict, run, *flags: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def run(tiny_run, tmp_path):
-    """A copy of the tiny run, plus things that must never be uploaded."""
-    folder = shutil.copytree(tiny_run, tmp_path / "tiny-run")
+    """A copy of the tiny run as training left it (no ONNX export yet), plus things that must never be uploaded."""
+    folder = shutil.copytree(tiny_run, tmp_path / "tiny-run", ignore=shutil.ignore_patterns("onnx"))  # as trained
     (folder / "training_args.bin").write_bytes(b"pickle")
     (folder / "wandb").mkdir()
     (folder / "wandb" / "settings").write_text(f"api_key={TOKEN}\n")
