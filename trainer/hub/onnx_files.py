@@ -28,27 +28,24 @@ def onnx_uploads(run: Path) -> list[tuple[str, Path]]:
     check = folder / CHECK_FILE
     stamp = json.loads((folder / ONNX_STAMP).read_text())
     if not check.is_file() or json.loads(check.read_text()).get("export") != stamp:
-        write_text(check, json.dumps({"export": stamp, **int8_check(run, paths["int8"])}, indent=2) + "\n")
+        write_text(check, json.dumps({"export": stamp, **int8_check(run)}, indent=2) + "\n")
     return [(f"onnx/{ONNX_FILES[kind]}", path) for kind, path in paths.items()] + [(f"onnx/{CHECK_FILE}", check)]
 
 
-def int8_check(run: Path, int8_path: Path) -> dict:
-    """The int8 file against the fp32 model on the run's validation texts: label agreement, probability gaps,
-    both accuracies (an empty dict when the run has no predictions.parquet)."""
+def int8_check(run: Path) -> dict:
+    """The int8 file against the fp32 model on the run's validation texts, through the inference core's int8 path
+    one text at a time: label agreement, probability gaps, both accuracies (empty when there is no
+    predictions.parquet)."""
     predictions = run / "predictions.parquet"
     if not predictions.is_file():
         return {}
-    import onnxruntime as ort
-    from transformers import AutoTokenizer
+    from trainer.inference import Classifier
 
     frame = pd.read_parquet(predictions)
     names = [column.removeprefix("p_") for column in frame.columns if column.startswith("p_")]
     fp32 = frame[[f"p_{name}" for name in names]].to_numpy()
-    tokenizer = AutoTokenizer.from_pretrained(run)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
-    int8 = np.concatenate([probabilities(session, tokenizer, text) for text in frame["text"]])
+    classifier = Classifier(run, device="cpu", backend="onnx-int8")  # the fresh export onnx_uploads just made
+    int8 = classifier.predict_proba(frame["text"].tolist(), batch_size=1)
     labels = frame["label"].map({name: i for i, name in enumerate(names)}).to_numpy()
     gap = np.abs(int8 - fp32).max(1)
     return {
@@ -62,11 +59,3 @@ def int8_check(run: Path, int8_path: Path) -> dict:
         "accuracy_fp32": round(float((fp32.argmax(1) == labels).mean()), 5),
         "accuracy_int8": round(float((int8.argmax(1) == labels).mean()), 5),
     }
-
-
-def probabilities(session, tokenizer, text: str) -> np.ndarray:
-    from scipy.special import softmax
-
-    enc = tokenizer([text], truncation=True, max_length=tokenizer.model_max_length, return_tensors="np")
-    feeds = {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
-    return softmax(session.run(["logits"], feeds)[0].astype(np.float64), axis=-1)
