@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,13 +280,9 @@ def onnx_export(folder: Path, model=None, tokenizer=None) -> dict[str, Path]:
         return paths
     if model is None or tokenizer is None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # the export is one line, not a loading bar as well
-        try:
+        with no_loading_bar():  # the export is one line, not a loading bar as well
             model = AutoModelForSequenceClassification.from_pretrained(folder, **SAFE_LOADING)
-        finally:
-            hf_logging.enable_progress_bar()
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     logger.info("exporting the model to ONNX (fp32 and int8) in %s", out)
     out.mkdir(parents=True, exist_ok=True)
@@ -299,6 +296,18 @@ def onnx_export(folder: Path, model=None, tokenizer=None) -> dict[str, Path]:
         Path(tmp, ONNX_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         os.replace(Path(tmp, ONNX_STAMP), stamp_file)
     return paths
+
+
+@contextmanager
+def no_loading_bar():
+    """transformers' "Loading weights" progress bar off while a model loads in the background of another step."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def export_fp32(model, tokenizer, target: Path) -> None:

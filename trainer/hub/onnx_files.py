@@ -39,12 +39,13 @@ def int8_check(run: Path) -> dict:
     predictions = run / "predictions.parquet"
     if not predictions.is_file():
         return {}
-    from trainer.inference import Classifier
+    from trainer.inference import Classifier, no_loading_bar
 
     frame = pd.read_parquet(predictions)
     names = [column.removeprefix("p_") for column in frame.columns if column.startswith("p_")]
     fp32 = frame[[f"p_{name}" for name in names]].to_numpy()
-    classifier = Classifier(run, device="cpu", backend="onnx-int8")  # the fresh export onnx_uploads just made
+    with no_loading_bar():
+        classifier = Classifier(run, device="cpu", backend="onnx-int8")  # the fresh export onnx_uploads just made
     int8 = classifier.predict_proba(frame["text"].tolist(), batch_size=1)
     labels = frame["label"].map({name: i for i, name in enumerate(names)}).to_numpy()
     gap = np.abs(int8 - fp32).max(1)
