@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import csv
 import json
+import textwrap
 import time
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from inference import RUN_FILES, Classifier, is_hub_id
-from scipy.special import softmax
+from palette import OUTCOME_COLOURS, YOU, class_colours, rgba
+from scipy.special import log_softmax, softmax
 
 READS = 8  # a text may be this many times what the model reads at once (it is scored in windows); longer only costs
 CHARS_PER_TOKEN = 4  # about; SST-2 averages 4.7 with MiniLM's tokenizer, so a text at the limit is under READS reads
@@ -26,8 +29,6 @@ EXPLANATION_METHOD = "occlusion: how much the predicted class's log-odds fall wh
 HEADLINE = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "roc_auc", "log_loss", "brier", "ece",
             "mae", "within_one", "off_by_one", "polarity_flips", "qwk"]  # fmt: skip
 PER_CLASS = ("precision", "recall", "f1")
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-OUTCOME_COLOURS = {"correct": "#2ca02c", "incorrect": "#d62728", "your sentence": "#111111"}
 BEHAVIOURAL_COLUMNS = ["name", "type", "status", "n", "failures", "failure_rate", "description"]
 
 
@@ -45,12 +46,24 @@ def locate(model_id: str) -> Path:
         ) from None
 
 
+@dataclass
+class Explanation:
+    """One text explained: its words, each word's occlusion score for the predicted class (log-odds), the class each
+    word pushes toward, the text's probabilities, the ms scoring took and the windows it was read in."""
+
+    words: list[str]
+    scores: np.ndarray
+    supports: np.ndarray  # class id per word: the class whose log-probability falls most when the word goes
+    probs: np.ndarray
+    latency_ms: float
+    windows: int
+
+
 class SentimentModel(Classifier):
     """The inference core's classifier, with word-level explanations. The app reads long texts whole (`chunk`)."""
 
-    def explain(self, text: str) -> tuple[list[str], np.ndarray, np.ndarray, float, int]:
-        """Words, occlusion score per word, the text's probabilities, the ms scoring it took, and the windows of
-        `max_length` tokens it was read in.
+    def explain(self, text: str) -> Explanation:
+        """Occlusion: each word left out in turn, scored against the whole text.
 
         Scores are log-odds, not probabilities: a confident model's probability hardly moves when one word goes. A
         text read in several windows gets no words: occluding each of them would cost a scoring of the text per word.
@@ -61,11 +74,13 @@ class SentimentModel(Classifier):
         latency_ms = (time.perf_counter() - started) * 1000
         full, windows = scored.logits, int(scored.windows[0])
         if windows > 1:
-            return [], np.zeros(0), softmax(full[0]), latency_ms, windows
+            return Explanation([], np.zeros(0), np.zeros(0, int), softmax(full[0]), latency_ms, windows)
         target = int(full[0].argmax())
         variants = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
         without = self.score(variants).logits if len(words) > 1 else full
-        return words, log_odds(full, target)[0] - log_odds(without, target), softmax(full[0]), latency_ms, windows
+        supports = (log_softmax(full, axis=1) - log_softmax(without, axis=1)).argmax(1)
+        scores = log_odds(full, target)[0] - log_odds(without, target)
+        return Explanation(words, scores, supports, softmax(full[0]), latency_ms, windows)
 
 
 # --- pure helpers (unit-tested) ---
@@ -113,10 +128,33 @@ def label_value(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
 
 
 def highlights(words: list[str], scores: np.ndarray) -> list[tuple[str, float]]:
-    """HighlightedText value: each word with its score scaled to [-1, 1] (the colour's strength)."""
+    """Each word with its score scaled to [-1, 1] (the colour's strength)."""
     scale = float(np.abs(scores).max()) if len(scores) else 0.0
     scaled = scores / scale if scale > 0 else np.zeros_like(scores)
-    return [(word + " ", round(float(s), 3)) for word, s in zip(words, scaled)]
+    return [(word, round(float(s), 3)) for word, s in zip(words, scaled)]
+
+
+def words_html(found: Explanation, labels: list[str], colours: dict[str, str]) -> str:
+    """The words of an explanation on a background in the colour of the class each pushes toward, stronger for a
+    larger effect, with a legend; `data-class` and `data-weight` carry the same for programs and tests."""
+    if not found.words:
+        return ""
+    spans = []
+    for (word, weight), cls in zip(highlights(found.words, found.scores), found.supports):
+        name = labels[int(cls)]
+        alpha = 0.1 + 0.75 * abs(weight) if abs(weight) >= 0.05 else 0.0
+        spans.append(f'<span class="word" data-class="{escape(name)}" data-weight="{weight}" title="{escape(name)}" '
+                     f'style="background:{rgba(colours[name], alpha)}">{escape(word)}</span>')  # fmt: skip
+    return f'<div class="words">{" ".join(spans)}</div>' + legend_html(labels, colours, "pushes toward")
+
+
+def legend_html(labels: list[str], colours: dict[str, str], verb: str = "") -> str:
+    """A row of colour swatches with the class names."""
+    keys = " ".join(
+        f'<span class="key"><span class="swatch" style="background:{colours[name]}"></span>{escape(name)}</span>'
+        for name in labels
+    )
+    return f'<div class="legend">{verb + ": " if verb else ""}{keys}</div>'
 
 
 def parse_lines(text: str | None, limit: int | None = None) -> list[str]:
@@ -184,13 +222,17 @@ class Projection:
 
     mean: np.ndarray
     components: np.ndarray  # (2, hidden)
+    explained: np.ndarray  # the share of the embeddings' variance each component explains
 
     @classmethod
     def fit(cls, embeddings: np.ndarray) -> Projection:
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=2, svd_solver="full").fit(embeddings)
-        return cls(pca.mean_, pca.components_)
+        return cls(pca.mean_, pca.components_, pca.explained_variance_ratio_)
+
+    def axis_titles(self) -> list[str]:
+        return [f"PC{i + 1} ({share:.1%} of the variance)" for i, share in enumerate(self.explained)]
 
     def transform(self, embeddings: np.ndarray) -> np.ndarray:
         return (np.atleast_2d(embeddings) - self.mean) @ self.components.T
@@ -203,28 +245,109 @@ def filter_errors(frame: pd.DataFrame, error_type: str | None, min_confidence: f
     return frame[keep].reset_index(drop=True)
 
 
-def metrics_markdown(metrics: dict | None, model_id: str) -> str:
-    """The Model report tab's text: where the model lives, the headline metrics with their intervals (then any other
-    averages), and precision, recall and F1 per class; validation and, when reported, test side by side."""
+ERROR_COLUMNS = {"true_label": "true label", "predicted_label": "predicted", "confidence": "confidence",
+                 "error_types": "error types", "class_distance": "distance", "text": "text"}  # fmt: skip
+ERROR_WIDTHS = {"true_label": "10%", "predicted_label": "10%", "confidence": "9%", "error_types": "20%",
+                "class_distance": "8%", "text": "51%"}  # fmt: skip
+
+
+def error_view(frame: pd.DataFrame, colours: dict[str, str]):
+    """The mistakes as the Errors tab shows them: true label, prediction, confidence and error types first, the text
+    last (it wraps), label cells tinted in their class's colour."""
+    shown = frame[[c for c in ERROR_COLUMNS if c in frame.columns]].copy()
+    shown["confidence"] = shown["confidence"].round(3)
+    shown["error_types"] = shown["error_types"].fillna("").str.replace(";", ", ")
+    return tinted(shown.rename(columns=ERROR_COLUMNS), ["true label", "predicted"], colours)
+
+
+def tinted(frame: pd.DataFrame, columns: list[str], colours: dict[str, str]):
+    """The frame with each label cell in `columns` on a light background of its class's colour (a pandas Styler,
+    which gr.Dataframe shows with its styles); three decimals."""
+
+    def tint(value):
+        return f"background-color: {rgba(colours[value], 0.3)}" if value in colours else ""
+
+    return frame.style.map(tint, subset=columns).format(precision=3)
+
+
+class ApiError(ValueError):
+    """A bad /api/classify request: the HTTP status and a one-line message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def api_texts(payload, limit: int) -> tuple[list[str], int | None]:
+    """The texts and top_k of an /api/classify body ({"inputs": "text" or ["text", ...], "parameters": {"top_k":
+    k}}), or ApiError: 400 for a malformed body, 422 for an empty or over-long text, 413 for too many texts."""
+    usage = 'send JSON like {"inputs": "a text"} or {"inputs": ["a text", "another"]}'
+    if not isinstance(payload, dict) or "inputs" not in payload:
+        raise ApiError(400, f"no inputs: {usage}")
+    inputs = payload["inputs"]
+    texts = [inputs] if isinstance(inputs, str) else inputs
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise ApiError(400, f"inputs must be a string or a list of strings: {usage}")
+    if not texts:
+        raise ApiError(422, "inputs is an empty list: send at least one text")
+    if len(texts) > MAX_ROWS:
+        raise ApiError(413, f"{len(texts):,} texts in one request; the limit is {MAX_ROWS:,}: split them")
+    for i, text in enumerate(texts):
+        where = "the text" if isinstance(inputs, str) else f"inputs[{i}]"
+        if not text.strip():
+            raise ApiError(422, f"{where} is empty: send text to classify")
+        if len(text) > limit:
+            raise ApiError(422, f"{where} has {len(text):,} characters; the limit is {limit:,}: shorten or split it")
+    top_k = (payload.get("parameters") or {}).get("top_k")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise ApiError(400, f"parameters.top_k must be a whole number of at least 1, not {top_k!r}")
+    return [t.strip() for t in texts], top_k
+
+
+def api_answer(probs: np.ndarray, labels: list[str], top_k: int | None = None) -> list[list[dict]]:
+    """Each text's classes as Hugging Face inference servers give them: label and score, most likely first."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+    return [[{"label": labels[j], "score": float(row[j])} for j in ranks] for row, ranks in zip(probs, order)]
+
+
+def report_headline(metrics: dict | None, model_id: str) -> str:
+    """What a visitor wants first: accuracy with its 95% interval, on which data and how many examples (and the test
+    split's, when reported), then the model and its labels."""
     if not metrics:
         return "No `metrics.json` next to this model: evaluate it with `make evaluate` and push the run folder."
     scores = metrics.get("evaluation") or metrics.get("metrics") or {}
     link = f"[{model_id}](https://huggingface.co/{model_id})" if is_hub_id(model_id) else f"`{model_id}`"
-    n = metrics.get("eval_samples") or metrics.get("n")
-    test = metrics.get("test") or {}  # the held-out test split, scored once with the checkpoint validation chose
-    head = f"**Model:** {link} · **data:** `{metrics.get('data')}` · **examples:** {n}"
-    if test:
-        head += f" validation, {metrics.get('test_samples')} test (validation chose the checkpoint; test reports it)"
+    n, data = metrics.get("eval_samples") or metrics.get("n"), metrics.get("data")
+    accuracy = scores.get("accuracy") or {}
+    lines = []
+    if "value" in accuracy:
+        lines.append(f"## Accuracy {_percent(accuracy)}")
+        where = f"the validation split of `{data}`" if metrics.get("test") is not None else f"`{data}`"
+        extra = f" · macro F1 {scores['f1_macro']['value']:.3f}" if "f1_macro" in scores else ""
+        lines.append(f"on the **{n:,}** examples of {where}{extra}" if n else f"on {where}{extra}")
+    test = metrics.get("test") or {}
+    if "value" in (test.get("accuracy") or {}):
+        lines.append(f"\n**Test split:** accuracy {_percent(test['accuracy'])} on {metrics.get('test_samples'):,} "
+                     "examples (scored once, with the checkpoint validation chose)")  # fmt: skip
     names = class_names(metrics, scores)
-    label_set = metrics.get("label_set") or {}
-    if label_set.get("scale"):
-        head += " · **labels (ordered):** " + " < ".join(label_set["scale"])
-    elif names:
-        head += " · **labels:** " + ", ".join(names)
+    scale = (metrics.get("label_set") or {}).get("scale")
+    labels = "**labels (ordered):** " + " < ".join(scale) if scale else "**labels:** " + ", ".join(names)
+    lines.append(f"\n**Model:** {link} · {labels}")
+    return "\n".join(lines)
+
+
+def metrics_markdown(metrics: dict | None, model_id: str) -> str:
+    """The Model report's full table: the headline metrics with their intervals (then any other averages), and
+    precision, recall and F1 per class; validation and, when reported, test side by side; three decimals."""
+    if not metrics:
+        return ""
+    scores = metrics.get("evaluation") or metrics.get("metrics") or {}
+    test = metrics.get("test") or {}  # the held-out test split, scored once with the checkpoint validation chose
+    names = class_names(metrics, scores)
     per_class = {f"{metric}_{name}" for metric in PER_CLASS for name in names}
     keys = [key for key in HEADLINE if key in scores] + [key for key in scores if key not in {*HEADLINE, *per_class}]
     columns = ["metric", *(["validation", "95% CI", "test", "95% CI"] if test else ["value", "95% CI"])]
-    lines = [head, "", *_table_head(columns)]
+    lines = ["### All metrics (95% bootstrap intervals)", "", *_table_head(columns)]
     for key in keys:
         if isinstance(scores[key], dict) and "value" in scores[key]:
             cells = [scores[key]] + ([test.get(key) or {}] if test else [])
@@ -240,6 +363,11 @@ def metrics_markdown(metrics: dict | None, model_id: str) -> str:
     return "\n".join(lines)
 
 
+def _percent(score: dict) -> str:
+    interval = f" (95% CI {score['ci_low']:.1%}–{score['ci_high']:.1%})" if "ci_low" in score else ""
+    return f"{score['value']:.1%}{interval}"
+
+
 def class_names(metrics: dict, scores: dict) -> list[str]:
     """Class names in id order: `label_set`, else `labels`, else read from the per-class F1 keys."""
     names = (metrics.get("label_set") or {}).get("names") or metrics.get("labels")
@@ -253,19 +381,80 @@ def _table_head(columns: list[str]) -> list[str]:
 
 
 def _value(score: dict | None) -> str:
-    return f"{score['value']:.4f}" if isinstance(score, dict) and "value" in score else ""
+    return f"{score['value']:.3f}" if isinstance(score, dict) and "value" in score else ""
 
 
 def _value_and_interval(score: dict) -> str:
-    return _value(score) + " | " + (f"{score['ci_low']:.4f}-{score['ci_high']:.4f}" if "ci_low" in score else "")
+    return _value(score) + " | " + (f"{score['ci_low']:.3f}–{score['ci_high']:.3f}" if "ci_low" in score else "")
 
 
 def colour_map(metrics: dict | None, labels: list[str]) -> dict[str, str]:
-    """The explorer's colours: each class as in the run's plots (`label_set.colours`, else the tab10 cycle), and
-    fixed ones for correct, incorrect and your sentence."""
-    given = ((metrics or {}).get("label_set") or {}).get("colours") or {}
-    classes = {name: given.get(name) or PALETTE[i % len(PALETTE)] for i, name in enumerate(labels)}
-    return {**classes, **OUTCOME_COLOURS}
+    """One colour per class for every tab: as in the run's plots (`label_set.colours`), else from the shared palette
+    (ordered labels along the red-to-blue scale, two labels red and blue, others Okabe-Ito)."""
+    label_set = (metrics or {}).get("label_set") or {}
+    given = label_set.get("colours") or {}
+    if all(name in given for name in labels):
+        return {name: given[name] for name in labels}
+    scale = label_set.get("scale")
+    fallback = class_colours(scale, True) if scale else class_colours(labels, bool(label_set.get("ordinal")))
+    return {name: given.get(name) or fallback[name] for name in labels}
+
+
+def explorer_figure(points: pd.DataFrame, colour_by: str, colours: dict[str, str], axis_titles: list[str],
+                    you: dict | None = None, neighbours: pd.DataFrame | None = None):  # fmt: skip
+    """The validation set in 2-D as a plotly figure: one trace per class (or correct / incorrect), mistakes drawn as
+    crosses, the visitor's sentence as a large black star and its neighbours ringed; hovering shows the text, its
+    true label, the prediction and the confidence."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    hover = ("%{customdata[0]}<br>true: <b>%{customdata[1]}</b> · predicted: <b>%{customdata[2]}</b> "
+             "(%{customdata[3]:.1%})<extra></extra>")  # fmt: skip
+    groups = {**colours} if colour_by in ("label", "predicted") else {**OUTCOME_COLOURS}
+    for name, colour in groups.items():
+        part = points[points[colour_by] == name]
+        if part.empty:
+            continue
+        symbols = np.where(part["correct"], "circle", "x-thin-open").tolist()
+        marker = {
+            "color": colour,
+            "size": 7,
+            "opacity": 0.75,
+            "symbol": symbols,
+            "line": {"width": 1.5, "color": colour},
+        }
+        fig.add_trace(go.Scatter(x=part["x"].tolist(), y=part["y"].tolist(), mode="markers", marker=marker,
+                                 name=f"{name} ({len(part)})", customdata=_hover_data(part),
+                                 hovertemplate=hover))  # fmt: skip
+    if neighbours is not None and len(neighbours):
+        marker = {"symbol": "circle-open", "size": 15, "color": YOU, "line": {"width": 2.5}}
+        fig.add_trace(go.Scatter(x=neighbours["x"].tolist(), y=neighbours["y"].tolist(), mode="markers", marker=marker,
+                                 name=f"{len(neighbours)} nearest neighbours", customdata=_hover_data(neighbours),
+                                 hovertemplate="neighbour: " + hover))  # fmt: skip
+    if you is not None:
+        marker = {"symbol": "star", "size": 24, "color": YOU, "line": {"width": 1.5, "color": "white"}}
+        fig.add_trace(go.Scatter(
+            x=[float(you["x"])], y=[float(you["y"])], mode="markers", marker=marker,
+            name=f"your sentence: {you['predicted']} ({you['confidence']:.0%})",
+            customdata=[[_wrap(you["text"]), "?", you["predicted"], you["confidence"]]],
+            hovertemplate="<b>your sentence</b><br>%{customdata[0]}<br>predicted: <b>%{customdata[2]}</b> "
+            "(%{customdata[3]:.1%})<extra></extra>",
+        ))  # fmt: skip
+    fig.update_layout(
+        template="plotly_white", height=560, margin={"l": 60, "r": 20, "t": 80, "b": 60}, hovermode="closest",
+        xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1, "title": None},
+    )  # fmt: skip
+    return fig
+
+
+def _wrap(text: str, width: int = 70) -> str:
+    return "<br>".join(textwrap.wrap(escape(text, quote=False), width)[:6])
+
+
+def _hover_data(part: pd.DataFrame) -> list[list]:
+    columns = zip(part["text"], part["label"], part["predicted"], part["confidence"])
+    return [[_wrap(text), label, predicted, float(confidence)] for text, label, predicted, confidence in columns]
 
 
 def behavioural_table(report: dict) -> pd.DataFrame | None:
@@ -278,6 +467,7 @@ def behavioural_table(report: dict) -> pd.DataFrame | None:
     if not rows:
         return None
     frame = pd.DataFrame(rows).reindex(columns=BEHAVIOURAL_COLUMNS)
+    frame["failure_rate"] = pd.to_numeric(frame["failure_rate"]).round(3)
     return frame.astype({"n": "Int64", "failures": "Int64", "failure_rate": "Float64"}).fillna(
         {"name": "", "type": "", "description": ""}
     )
@@ -311,8 +501,12 @@ class Artifacts:
             table = pd.read_parquet(folder / "embeddings.parquet")
             found.embeddings = np.stack(table.pop("embedding").to_numpy()).astype(np.float32)
             found.points = table
-        elif (folder / "predictions.parquet").is_file():  # texts only: embedded on first use
-            found.points = pd.read_parquet(folder / "predictions.parquet")
+        if (folder / "predictions.parquet").is_file():  # texts, labels and confidences (embedded on first use)
+            predictions = pd.read_parquet(folder / "predictions.parquet")
+            if found.points is None:
+                found.points = predictions
+            elif "confidence" in predictions and len(predictions) == len(found.points):  # the same rows, in order
+                found.points["confidence"] = predictions["confidence"].to_numpy()
         if (folder / "slices.csv").is_file():
             found.slices = pd.read_csv(folder / "slices.csv")
         if (folder / "behavioral_tests.json").is_file():

@@ -173,7 +173,6 @@ def tiny_five_run(tiny_five_training) -> Path:
 def app_client(tiny_run, tmp_path_factory):
     """The Space's app serving a copy of the tiny run on 127.0.0.1: (gradio_client Client, run folder, app module)."""
     import importlib
-    import socket
     import sys
 
     from gradio_client import Client
@@ -186,9 +185,6 @@ def app_client(tiny_run, tmp_path_factory):
     if str(ROOT / "space") not in sys.path:
         sys.path.insert(0, str(ROOT / "space"))
     app = importlib.import_module("app") if "app" not in sys.modules else importlib.reload(sys.modules["app"])
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    _, url, _ = app.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    server, url = app.serve(port=0)
     yield Client(url, verbose=False), run, app
-    app.demo.close()
+    server.should_exit = True

@@ -1,6 +1,8 @@
 """The Gradio Space: pure helpers, then the app on 127.0.0.1 queried through gradio_client, locally and from a Hub."""
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -53,19 +55,35 @@ def test_the_character_limit_follows_the_models_max_length():
 def test_the_backend_reads_a_long_text_in_windows_and_explains_only_short_ones(tiny_model_dir):
     model = backend.SentimentModel(tiny_model_dir, device="cpu", long_text="chunk")
     long = " ".join(["good film , really good"] * 40)  # 200 tokens: windows at tokens 0, 46, 92, 138 (of 62 each)
-    words, scores, probs, _, windows = model.explain(long)
-    assert (words, scores.shape, windows) == ([], (0,), 4)
-    np.testing.assert_allclose(probs, model.predict_proba([long])[0])
-    words, scores, _, _, windows = model.explain("good film , really good")
-    assert (len(words), len(scores), windows) == (5, 5, 1)
+    found = model.explain(long)
+    assert (found.words, found.scores.shape, found.windows) == ([], (0,), 4)
+    np.testing.assert_allclose(found.probs, model.predict_proba([long])[0])
+    found = model.explain("good film , really good")
+    assert (len(found.words), len(found.scores), len(found.supports), found.windows) == (5, 5, 5, 1)
+
+
+def test_each_word_is_coloured_by_the_class_whose_probability_falls_most_without_it(tiny_model_dir):
+    model = backend.SentimentModel(tiny_model_dir, device="cpu")
+    text = "worst film , really good"
+    found = model.explain(text)
+    words = text.split()
+    full = np.log(model.predict_proba([text])[0])
+    for i, cls in enumerate(found.supports):
+        without = np.log(model.predict_proba([" ".join(words[:i] + words[i + 1 :])])[0])
+        assert cls == int(np.argmax(full - without))
+    html = backend.words_html(found, ["negative", "positive"], {"negative": "#b2182b", "positive": "#2166ac"})
+    spans = re.findall(r'data-class="(\w+)" data-weight="([-\d.]+)"', html)
+    assert [name for name, _ in spans] == [["negative", "positive"][c] for c in found.supports]
+    assert max(abs(float(w)) for _, w in spans) == 1.0  # scaled to the strongest word
+    assert "pushes toward" in html and "#2166ac" in html
 
 
 def test_label_value_and_highlights_format():
     assert backend.label_value(np.array([0.25, 0.75]), ["negative", "positive"]) == {"negative": 0.25, "positive": 0.75}
     assert backend.highlights(["not", "bad", "at"], np.array([2.0, -1.0, 0.0])) == [
-        ("not ", 1.0), ("bad ", -0.5), ("at ", 0.0),
+        ("not", 1.0), ("bad", -0.5), ("at", 0.0),
     ]  # fmt: skip
-    assert backend.highlights(["same"], np.array([0.0])) == [("same ", 0.0)]
+    assert backend.highlights(["same"], np.array([0.0])) == [("same", 0.0)]
 
 
 def test_log_odds_from_logits_matches_the_definition():
@@ -113,6 +131,8 @@ def test_projection_places_new_points_with_the_fitted_pca():
     reference = PCA(n_components=2, svd_solver="full").fit(embeddings)
     np.testing.assert_allclose(projection.transform(embeddings[:3]), reference.transform(embeddings[:3]), atol=1e-9)
     np.testing.assert_allclose(projection.transform(embeddings.mean(0)), [[0.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(projection.explained, reference.explained_variance_ratio_)
+    assert projection.axis_titles()[0] == f"PC1 ({reference.explained_variance_ratio_[0]:.1%} of the variance)"
 
 
 def test_filter_errors_by_type_and_confidence():
@@ -129,15 +149,24 @@ def test_batch_table_and_report_text():
         ["negative", 0.9, 0.1],
         ["positive", 0.8, 0.8],
     ]
-    assert "No `metrics.json`" in backend.metrics_markdown(None, "alice/m")
-    text = backend.metrics_markdown({"evaluation": {"accuracy": {"value": 0.9, "ci_low": 0.88, "ci_high": 0.92}}},
-                                    "alice/m")  # fmt: skip
-    assert "[alice/m](https://huggingface.co/alice/m)" in text and "| accuracy | 0.9000 | 0.8800-0.9200 |" in text
-    tested = backend.metrics_markdown({"evaluation": {"accuracy": {"value": 0.9, "ci_low": 0.88, "ci_high": 0.92}},
-                                       "test": {"accuracy": {"value": 0.85, "ci_low": 0.83, "ci_high": 0.87}},
-                                       "test_samples": 1066}, "alice/m")  # fmt: skip
-    assert "| metric | validation | 95% CI | test | 95% CI |" in tested and "1066 test" in tested
-    assert "| accuracy | 0.9000 | 0.8800-0.9200 | 0.8500 | 0.8300-0.8700 |" in tested
+    assert "No `metrics.json`" in backend.report_headline(None, "alice/m")
+    accuracy = {"value": 0.9, "ci_low": 0.8812, "ci_high": 0.9204}
+    scores = {"accuracy": accuracy, "f1_macro": {"value": 0.8987}, "log_loss": {"value": 0.31234}}
+    metrics = {"data": "glue/sst2", "eval_samples": 872, "labels": ["negative", "positive"], "evaluation": scores}
+    head = backend.report_headline(metrics, "alice/m")
+    # the headline first: accuracy with its interval, on which data and how many examples
+    assert head.startswith("## Accuracy 90.0% (95% CI 88.1%–92.0%)\non the **872** examples of `glue/sst2`")
+    assert "macro F1 0.899" in head and "[alice/m](https://huggingface.co/alice/m)" in head
+    table = backend.metrics_markdown(metrics, "alice/m")
+    assert "| accuracy | 0.900 | 0.881–0.920 |" in table and "| log_loss | 0.312 |  |" in table  # three decimals
+    tested = {**metrics, "test": {"accuracy": {"value": 0.85, "ci_low": 0.83, "ci_high": 0.87}}, "test_samples": 1066}
+    assert "validation split of `glue/sst2`" in backend.report_headline(tested, "alice/m")
+    assert "**Test split:** accuracy 85.0% (95% CI 83.0%–87.0%) on 1,066 examples" in backend.report_headline(
+        tested, "alice/m"
+    )
+    table = backend.metrics_markdown(tested, "alice/m")
+    assert "| metric | validation | 95% CI | test | 95% CI |" in table
+    assert "| accuracy | 0.900 | 0.881–0.920 | 0.850 | 0.830–0.870 |" in table
 
 
 def test_a_bare_model_folder_has_no_artifacts(tiny_run, tmp_path):
@@ -175,9 +204,11 @@ def test_predict_returns_the_label_value_that_pipeline_agrees_with(app_client):
 
 def test_explain_highlights_every_word_and_reports_latency(app_client):
     client, _, _ = app_client
-    tokens, note = client.predict("worst film , really worst", api_name="/explain")
-    assert [t["token"] for t in tokens] == ["worst ", "film ", ", ", "really ", "worst "]
-    assert max(abs(t["class_or_confidence"]) for t in tokens) == 1.0
+    words, note = client.predict("worst film , really worst", api_name="/explain")
+    spans = re.findall(r'data-class="(\w+)" data-weight="([-\d.]+)"[^>]*>([^<]*)</span>', words)
+    assert [word for _, _, word in spans] == ["worst", "film", ",", "really", "worst"]
+    assert max(abs(float(weight)) for _, weight, _ in spans) == 1.0
+    assert {name for name, _, _ in spans} <= {"negative", "positive"}
     assert " ms**" in note and "occlusion" in note
 
 
@@ -190,8 +221,8 @@ def test_a_long_text_is_scored_in_windows_and_the_note_says_so(app_client):
     assert {c["label"]: round(c["confidence"], 4) for c in result["confidences"]} == {
         name: round(float(p), 4) for name, p in zip(app.MODEL.labels, expected)
     }
-    tokens, note = client.predict(long, api_name="/explain")
-    assert tokens == [] and "longer than the 64 tokens the model reads at once" in note
+    words, note = client.predict(long, api_name="/explain")
+    assert words == "" and "longer than the 64 tokens the model reads at once" in note
     assert "scored in **4 overlapping windows**" in note
 
 
@@ -242,15 +273,30 @@ def test_batch_scores_lines_and_uploads_and_offers_a_csv(app_client, tmp_path):
         client.predict("", handle_file(str(wrong_type)), api_name="/batch")
 
 
+def figure_of(plot: dict) -> dict:
+    """The plotly figure a gr.Plot output carries."""
+    assert plot["type"] == "plotly"
+    return json.loads(plot["plot"])
+
+
 def test_explorer_places_the_sentence_and_lists_neighbours(app_client):
     client, run, app = app_client
     plot, neighbours, note = client.predict("best film , really best", "correct / incorrect", 3, api_name="/explore")
-    rows = pd.DataFrame(plot["data"], columns=plot["columns"])
-    assert len(rows) == 17 and rows["color"].iloc[-1] == "your sentence"  # 16 validation rows + yours
-    assert len(neighbours["data"]) == 3 and "cosine" in note
+    traces = {trace["name"].split(" (")[0].split(":")[0]: trace for trace in figure_of(plot)["data"]}
     stored = pd.read_parquet(run / "embeddings.parquet")
-    # Each validation point is coloured by whether the run's analysis got it right.
-    assert rows["color"].iloc[:-1].tolist() == np.where(stored["correct"], "correct", "incorrect").tolist()
+    # Each validation point is coloured by whether the run's analysis got it right; yours is a star, its
+    # neighbours are ringed.
+    assert set(traces) == {"correct", "incorrect", "3 nearest neighbours", "your sentence"}
+    assert len(traces["correct"]["x"]) == int(stored["correct"].sum())
+    assert len(traces["correct"]["x"]) + len(traces["incorrect"]["x"]) == len(stored) == 16
+    assert traces["your sentence"]["marker"]["symbol"] == "star" and traces["your sentence"]["marker"]["size"] > 20
+    assert len(traces["3 nearest neighbours"]["x"]) == 3 and len(neighbours["data"]) == 3 and "cosine" in note
+    # hovering shows the text, its true label, the prediction and the confidence
+    text, label, predicted, confidence = traces["correct"]["customdata"][0]
+    first = stored[stored["correct"]].iloc[0]
+    assert (label, predicted) == (first["label"], first["predicted"]) and 0.5 <= confidence <= 1
+    axes = figure_of(plot)["layout"]
+    assert axes["xaxis"]["title"]["text"].startswith("PC1 (") and "of the variance" in axes["yaxis"]["title"]["text"]
     # The listed neighbours are the most similar by cosine in the full embedding space.
     pooled = app.MODEL.score(["best film , really best"], embeddings=True).embeddings
     sims = (
@@ -261,6 +307,10 @@ def test_explorer_places_the_sentence_and_lists_neighbours(app_client):
     assert [row[4] for row in neighbours["data"]] == pytest.approx(sorted(sims, reverse=True)[:3], abs=1e-3)
     exported = pd.read_csv(client.predict(api_name="/export_selection"))
     assert exported["text"].tolist() == [row[1] for row in neighbours["data"]]
+    # Without a sentence: the validation set alone, coloured by true label in the classes' colours.
+    plot, neighbours, _ = client.predict("", "true label", 3, api_name="/explore")
+    colours = {t["name"].split(" (")[0]: t["marker"]["color"] for t in figure_of(plot)["data"]}
+    assert colours == {name: app.COLOURS[name] for name in set(stored["label"])} and neighbours["data"] == []
 
 
 def test_errors_tab_filters_by_confidence(app_client):
@@ -322,7 +372,7 @@ def test_app_serves_a_pushed_model_from_the_hub(tiny_run, tmp_path):
             assert probabilities == pytest.approx({r["label"]: r["score"] for r in offline}, abs=1e-4)
             # Only predictions.parquet was pushed: the explorer embeds the validation texts on first use.
             plot, _, _ = client.predict("", "true label", 5, api_name="/explore")
-            assert len(plot["data"]) == 16
+            assert sum(len(trace["x"]) for trace in figure_of(plot)["data"]) == 16
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -340,3 +390,55 @@ def test_push_space_refuses_a_local_model_path(tiny_run, tmp_path):
     done = subprocess.run([sys.executable, "-m", "trainer.push_space", "--model_id", str(tiny_run)],
                           capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "push the model first" in done.stderr
+
+
+# --- the JSON API beside the UI ---
+
+
+def post(url: str, body) -> tuple[int, object]:
+    import httpx
+
+    sent = httpx.post(url + "api/classify", content=body if isinstance(body, bytes) else json.dumps(body),
+                      headers={"content-type": "application/json"}, timeout=30)  # fmt: skip
+    return sent.status_code, sent.json()
+
+
+def test_the_json_api_answers_as_hugging_face_inference_servers_do(app_client):
+    client, run, app = app_client
+    texts = ["good film , really good", "worst film"]
+    status, one = post(client.src, {"inputs": texts[0]})
+    offline = pipeline("text-classification", model=str(run), top_k=None)(texts)
+    assert status == 200 and len(one) == 1
+    assert [r["label"] for r in one[0]] == [r["label"] for r in offline[0]]  # most likely first
+    assert [r["score"] for r in one[0]] == pytest.approx([r["score"] for r in offline[0]], abs=1e-5)
+    status, both = post(client.src, {"inputs": texts})
+    assert status == 200 and [[r["label"] for r in row] for row in both] == [
+        [r["label"] for r in row] for row in offline
+    ]
+    status, top = post(client.src, {"inputs": texts, "parameters": {"top_k": 1}})
+    assert status == 200 and [row[0]["label"] for row in top] == [row[0]["label"] for row in offline]
+    assert {len(row) for row in top} == {1}
+    # the same answer as the UI's /predict
+    ui = client.predict(texts[0], api_name="/predict")
+    assert ui["label"] == one[0][0]["label"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "the body is not JSON"),
+        ({"text": "good"}, 400, "no inputs: send JSON like"),
+        ({"inputs": 3}, 400, "inputs must be a string or a list of strings"),
+        ({"inputs": "   "}, 422, "the text is empty"),
+        ({"inputs": ["good", ""]}, 422, "inputs[1] is empty"),
+        ({"inputs": []}, 422, "inputs is an empty list"),
+        ({"inputs": "good " * 500}, 422, "the text has 2,500 characters; the limit is 2,000"),
+        ({"inputs": ["good"] * 5001}, 413, "5,001 texts in one request; the limit is 5,000"),
+        ({"inputs": "good", "parameters": {"top_k": 0}}, 400, "parameters.top_k must be a whole number"),
+    ],
+)
+def test_the_json_api_rejects_bad_input_with_a_4xx_and_one_line(app_client, body, status, message):
+    client, _, _ = app_client
+    got, answer = post(client.src, body)
+    assert got == status and set(answer) == {"error"}
+    assert message in answer["error"] and "\n" not in answer["error"]

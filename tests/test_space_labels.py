@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from tests.conftest import FIVE_LABELS, ROOT
 
 sys.path.insert(0, str(ROOT / "space"))
 import backend  # noqa: E402
+import palette  # noqa: E402
 
 COLOURS = dict(zip(FIVE_LABELS, ["#d0473d", "#f7a98b", "#dcdddd", "#9bbcff", "#536edd"]))
 LABEL_SET = {"names": FIVE_LABELS, "ordinal": True, "scale": FIVE_LABELS, "positive": FIVE_LABELS[3:],
@@ -48,42 +50,51 @@ def five_label_metrics(test: bool = False) -> dict:
 
 
 def test_the_report_lists_headline_metrics_then_one_row_per_class():
+    head = backend.report_headline(five_label_metrics(), "alice/five")
+    assert head.startswith("## Accuracy 60.0% (95% CI 50.0%–70.0%)\non the **30** examples of `sst5` · macro F1 0.550")
+    assert "**labels (ordered):** very negative < negative < neutral < positive < very positive" in head
     text = backend.metrics_markdown(five_label_metrics(), "alice/five")
     headline, per_class = text.split("**Per class**")
-    assert "**labels (ordered):** very negative < negative < neutral < positive < very positive" in headline
     rows = [line.split(" | ")[0].strip("| ") for line in headline.splitlines() if line.startswith("| ")][1:]
     # the headline scores in a fixed order, whatever order metrics.json holds them in; other averages after
     assert rows == ["accuracy", "f1_macro", "mcc", "log_loss", "mae", "polarity_flips", "qwk", "f1_weighted"]
-    assert "| accuracy | 0.6000 | 0.5000-0.7000 |" in headline
+    assert "| accuracy | 0.600 | 0.500–0.700 |" in headline
     assert "| class | precision | recall | f1 |" in per_class
-    assert "| very negative | 0.5000 | 0.5000 | 0.5000 |" in per_class  # a name with a space
-    assert "| very positive | 0.9000 | 0.9000 | 0.9000 |" in per_class
+    assert "| very negative | 0.500 | 0.500 | 0.500 |" in per_class  # a name with a space
+    assert "| very positive | 0.900 | 0.900 | 0.900 |" in per_class
     assert [line.split(" | ")[0][2:] for line in per_class.splitlines()[4:]] == FIVE_LABELS
 
 
 def test_the_report_puts_test_scores_beside_validation_ones_per_class():
+    head = backend.report_headline(five_label_metrics(test=True), "alice/five")
+    assert "the **30** examples of the validation split of `sst5`" in head
+    assert "**Test split:** accuracy 55.0% (95% CI 45.0%–65.0%) on 40 examples" in head
     text = backend.metrics_markdown(five_label_metrics(test=True), "alice/five")
-    assert "30 validation, 40 test" in text
-    assert "| accuracy | 0.6000 | 0.5000-0.7000 | 0.5500 | 0.4500-0.6500 |" in text
+    assert "| accuracy | 0.600 | 0.500–0.700 | 0.550 | 0.450–0.650 |" in text
     assert "| class | precision | recall | f1 | test precision | test recall | test f1 |" in text
-    assert "| neutral | 0.7000 | 0.7000 | 0.7000 | 0.6500 | 0.6500 | 0.6500 |" in text
+    assert "| neutral | 0.700 | 0.700 | 0.700 | 0.650 | 0.650 | 0.650 |" in text
 
 
 def test_the_report_reads_class_names_from_the_keys_of_older_runs():
     metrics = five_label_metrics()
     del metrics["label_set"]
+    head = backend.report_headline(metrics, "alice/five")
+    assert "**labels:** very negative, negative, neutral, positive, very positive" in head
     text = backend.metrics_markdown(metrics, "alice/five")
-    assert "**labels:** very negative, negative, neutral, positive, very positive" in text
-    assert "| recall_very negative |" not in text and "| very negative | 0.5000 |" in text
+    assert "| recall_very negative |" not in text and "| very negative | 0.500 |" in text
 
 
 def test_explorer_colours_follow_the_runs_plots():
-    colours = backend.colour_map({"label_set": LABEL_SET}, FIVE_LABELS)
-    assert {name: colours[name] for name in FIVE_LABELS} == COLOURS
-    assert {"correct", "incorrect", "your sentence"} <= set(colours) and len(set(colours.values())) == 8
-    # an older run without label_set: the tab10 cycle, still one colour per class
+    assert backend.colour_map({"label_set": LABEL_SET}, FIVE_LABELS) == COLOURS
+    # a run without recorded colours: the shared palette (Okabe-Ito for unordered labels, red to blue for ordered
+    # ones and for two labels), still one colour per class
     fallback = backend.colour_map({}, ["sports", "politics", "tech"])
-    assert [fallback[name] for name in ("sports", "politics", "tech")] == backend.PALETTE[:3]
+    assert list(fallback.values()) == palette.OKABE_ITO[:3]
+    ordered = backend.colour_map(
+        {"label_set": {"scale": ["bad", "ok", "good"], "ordinal": True}}, ["good", "bad", "ok"]
+    )
+    assert ordered == {"bad": palette.DIVERGING[0], "ok": palette.DIVERGING[3], "good": palette.DIVERGING[-1]}
+    assert backend.colour_map(None, ["negative", "positive"]) == {"negative": "#b2182b", "positive": "#2166ac"}
 
 
 def test_errors_from_confidence_0_show_a_five_class_models_unsure_mistakes():
@@ -173,8 +184,10 @@ def test_the_app_serves_a_five_label_model_on_every_endpoint(tiny_five_run, tmp_
         offline = pipeline("text-classification", model=str(run), top_k=None)([text])[0]
         assert served == pytest.approx({r["label"]: r["score"] for r in offline}, abs=1e-4)
 
-        tokens, note = client.predict(text, api_name="/explain")
-        assert [t["token"] for t in tokens] == ["good ", "film ", ", ", "really ", "good "]
+        words, note = client.predict(text, api_name="/explain")
+        spans = re.findall(r'data-class="([\w ]+)"[^>]*>([^<]*)</span>', words)
+        assert [word for _, word in spans] == ["good", "film", ",", "really", "good"]
+        assert {name for name, _ in spans} <= set(FIVE_LABELS)
         assert f"**{result['label']}**" in note and "occlusion" in note
 
         table, csv_path = client.predict("good film\nworst film\nplot film", None, api_name="/batch")
@@ -182,13 +195,17 @@ def test_the_app_serves_a_five_label_model_on_every_endpoint(tiny_five_run, tmp_
         downloaded = pd.read_csv(csv_path)
         np.testing.assert_allclose(downloaded.filter(like="p_").sum(1), 1.0, atol=1e-3)
 
+        colours = json.loads((run / "metrics.json").read_text())["label_set"]["colours"]
         plot, neighbours, note = client.predict("best film , really best", "true label", 4, api_name="/explore")
-        rows = pd.DataFrame(plot["data"], columns=plot["columns"])
+        traces = json.loads(plot["plot"])["data"]
         stored = pd.read_parquet(run / "embeddings.parquet")
-        assert rows["color"].tolist() == [*stored["label"], "your sentence"]
+        by_class = {t["name"].split(" (")[0]: t for t in traces[:-2]}  # then the neighbours and your sentence
+        assert {name: len(t["x"]) for name, t in by_class.items()} == stored["label"].value_counts().to_dict()
+        assert {name: t["marker"]["color"] for name, t in by_class.items()} == {n: colours[n] for n in by_class}
+        assert traces[-1]["name"].startswith("your sentence") and len(traces[-2]["x"]) == 4
         assert len(neighbours["data"]) == 4 and "cosine" in note
         plot, _, _ = client.predict("", "predicted label", 4, api_name="/explore")
-        assert set(pd.DataFrame(plot["data"], columns=plot["columns"])["color"]) <= set(FIVE_LABELS)
+        assert {t["name"].split(" (")[0] for t in json.loads(plot["plot"])["data"]} <= set(FIVE_LABELS)
         exported = pd.read_csv(client.predict(api_name="/export_selection"))
         assert len(exported) == len(stored)  # no sentence: every plotted point
 
@@ -198,13 +215,10 @@ def test_the_app_serves_a_five_label_model_on_every_endpoint(tiny_five_run, tmp_
         tagged = client.predict(tag, 0.0, api_name="/errors")
         assert len(tagged["data"]) == wrong["error_types"].str.split(";").apply(lambda tags: tag in tags).sum()
 
-        # The page itself: the plot's colours are the run's, the slider starts at 0, the report has a class table.
+        # The page itself: the slider starts at 0, the report has a class table.
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/config") as response:
             components = json.load(response)["components"]
         props = [c.get("props", {}) for c in components]
-        colours = json.loads((run / "metrics.json").read_text())["label_set"]["colours"]
-        plot_colours = next(c["props"]["color_map"] for c in components if c["type"] == "nativeplot")
-        assert {name: plot_colours[name] for name in FIVE_LABELS} == colours
         assert next(p for p in props if p.get("label") == "Minimum confidence")["value"] == 0
         report = next(p["value"] for p in props if "**Per class**" in str(p.get("value")))
         assert "| very negative |" in report and "| qwk |" in report

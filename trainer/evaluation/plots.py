@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from trainer.evaluation.metrics import CALIBRATION_BINS  # noqa: E402
 from trainer.files import save_figure  # noqa: E402
+from trainer.palette import class_colours  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -142,19 +143,6 @@ def plot_slices(slices, path: str | Path) -> Path:
     ax.set(xlabel="accuracy (95% CI)", title="Accuracy per slice", xlim=(0, 1))
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
-
-
-def class_colours(names: list[str], ordinal: bool = False) -> dict[str, str]:
-    """A colour per class: along a red-to-blue scale for ordered labels (negative red, neutral grey, positive blue),
-    the tab10 cycle otherwise. `names` in scale order for ordered labels. The Space uses the same colours."""
-    from matplotlib.colors import to_hex
-
-    if ordinal or len(names) == 2:
-        cmap = plt.get_cmap("coolwarm_r")
-        stops = [0.08 + 0.84 * i / (len(names) - 1) for i in range(len(names))]
-        return {name: to_hex(cmap(stop)) for name, stop in zip(names, stops)}
-    cycle = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {name: to_hex(cycle(i % cycle.N)) for i, name in enumerate(names)}
 
 
 def plot_embeddings(xy, frame, names: list[str], path: str | Path, method: str = "PCA", ordinal: bool = False) -> Path:

@@ -29,7 +29,6 @@ from trainer.evaluation.analysis import (
 from trainer.evaluation.behavioral import run_behavioral_tests
 from trainer.evaluation.metrics import confusion, metrics_with_ci, reliability_bins
 from trainer.evaluation.plots import (
-    class_colours,
     plot_confidence_histogram,
     plot_confusion_matrix,
     plot_embeddings,
@@ -42,6 +41,7 @@ from trainer.evaluation.report import render_report
 from trainer.inference import POOLING, Classifier, label_names
 from trainer.labels import LabelSet
 from trainer.modeling import load_error, resolve_model_path
+from trainer.palette import class_colours
 
 logger = logging.getLogger(__name__)
 

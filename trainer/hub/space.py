@@ -1,7 +1,8 @@
 """The Gradio app in `space/` as a Hugging Face Space that serves a pushed model.
 
 The Space gets app.py, backend.py, requirements.txt, the inference core (`trainer/inference.py`, which
-`space/inference.py` links to) and README.md with its `models:` front matter set to the model, in one commit.
+`space/inference.py` links to), the class colours (`trainer/palette.py`, linked likewise) and README.md with its
+`models:` front matter set to the model, in one commit.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from trainer.hub.push import hub_token, publish, resolve_repo_id, with_retries
 from trainer.inference import is_hub_id
 
 SPACE_DIR = Path(__file__).resolve().parents[2] / "space"
-SPACE_FILES = ("app.py", "backend.py", "inference.py", "requirements.txt")
+SPACE_FILES = ("app.py", "backend.py", "inference.py", "palette.py", "requirements.txt")
 
 
 def space_files(model_id: str, space_dir: Path = SPACE_DIR) -> list[tuple[str, Path | bytes]]:
@@ -25,7 +26,7 @@ def space_files(model_id: str, space_dir: Path = SPACE_DIR) -> list[tuple[str, P
         raise UserError(f"{space_dir} is missing {', '.join(missing)}: run from a complete checkout")
     card = SpaceCard.load(space_dir / "README.md")
     card.data.models = [model_id]
-    # Contents, not paths: inference.py is a link, and the Space must get the file it points to.
+    # Contents, not paths: inference.py and palette.py are links, and the Space must get the file it points to.
     return [(name, (space_dir / name).read_bytes()) for name in SPACE_FILES] + [("README.md", str(card).encode())]
 
 
