@@ -21,7 +21,7 @@ MODEL_ID ?=
 SPACE_MODEL = $(or $(MODEL_ID),$(RUN))
 SPACE_MODEL_ARG = $(if $(wildcard $(SPACE_MODEL)),$(abspath $(SPACE_MODEL)),$(SPACE_MODEL))
 
-.PHONY: setup train hpo evaluate predict card push space push-space bench bench-quick bench-space test test-fast lint format clean
+.PHONY: setup train hpo evaluate predict card push space push-space bench bench-quick bench-space screenshots test test-fast lint format clean
 
 setup: $(VENV)/.installed
 
@@ -67,8 +67,13 @@ bench: setup
 bench-quick: setup
 	$(PY) -m trainer.bench --quick --output bench/bench-quick.json $(ARGS)
 
+# The Space over HTTP: gradio_client, the JSON API (/api/classify), both under load, and the browser's page load.
 bench-space: setup
 	cd space && MODEL_ID=$(SPACE_MODEL_ARG) ../$(PY) benchmark.py --output ../space-bench.json
+
+# A PNG of every tab (after a visitor's actions) in headless Chromium, serving MODEL_ID or RUN: docs/screenshots/.
+screenshots: setup
+	cd space && MODEL_ID=$(SPACE_MODEL_ARG) ../$(PY) browser.py --output ../docs/screenshots
 
 # The transformers.js client the ONNX tests run (npm, versions pinned in tests/js/package-lock.json). onnxruntime-node
 # ships its CPU library; ONNXRUNTIME_NODE_INSTALL_CUDA=skip keeps its install script from fetching GPU files.

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import uvicorn
 from backend import (
-    ERROR_WIDTHS,
     EXPLANATION_METHOD,
     MAX_FILE_BYTES,
     ApiError,
@@ -37,6 +36,7 @@ from backend import (
     check_text,
     colour_map,
     error_view,
+    error_widths,
     explorer_figure,
     filter_errors,
     label_value,
@@ -230,12 +230,11 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
         )
     with gr.Tab("Batch"):
         lines = gr.Textbox(label="One text per line", lines=6)
-        upload = gr.File(
-            label="…or a .txt / .csv / .tsv file", file_types=[".txt", ".csv", ".tsv"], type="filepath", height=140
-        )
+        upload = gr.File(label="…or a .txt / .csv / .tsv file", file_types=[".txt", ".csv", ".tsv"], type="filepath",
+                         height=140, elem_id="upload")  # fmt: skip
         run_batch = gr.Button("Score", variant="primary")
-        table = gr.Dataframe(label="Predictions", interactive=False, wrap=True)
-        download = gr.File(label="Download CSV")
+        table = gr.Dataframe(label="Predictions", interactive=False, wrap=True, elem_id="predictions")
+        download = gr.File(label="Download CSV", elem_id="download")
         run_batch.click(score_batch, [lines, upload], [table, download], api_name="batch", concurrency_limit=1)
     with gr.Tab("Embedding explorer"):
         if ART.points is None:
@@ -249,7 +248,7 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
         explore_note = gr.Markdown()
         plot = gr.Plot(label="Validation sentences, PCA of their embeddings", elem_id="explorer-plot")
         neighbours = gr.Dataframe(pd.DataFrame(columns=NEIGHBOUR_COLUMNS), label="Nearest validation sentences",
-                                  interactive=False, wrap=True)  # fmt: skip
+                                  interactive=False, wrap=True, elem_id="neighbours")  # fmt: skip
         export = gr.Button("Export selection as CSV")
         exported = gr.File(label="Selection")
         shown = gr.State()
@@ -270,7 +269,7 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
             value=None if ART.errors is None else error_view(ART.errors, COLOURS),
             label="Mistakes on the validation set (click a row to see which words drove it)", interactive=False,
             wrap=True, max_height=560, elem_id="errors",
-            column_widths=None if ART.errors is None else [w for c, w in ERROR_WIDTHS.items() if c in ART.errors],
+            column_widths=None if ART.errors is None else error_widths(ART.errors.columns),
         )  # fmt: skip
         row_note = gr.Markdown()
         row_words = gr.HTML(label="Explanation of the selected row", elem_id="row-words")

@@ -247,8 +247,14 @@ def filter_errors(frame: pd.DataFrame, error_type: str | None, min_confidence: f
 
 ERROR_COLUMNS = {"true_label": "true label", "predicted_label": "predicted", "confidence": "confidence",
                  "error_types": "error types", "class_distance": "distance", "text": "text"}  # fmt: skip
-ERROR_WIDTHS = {"true_label": "10%", "predicted_label": "10%", "confidence": "9%", "error_types": "20%",
-                "class_distance": "8%", "text": "51%"}  # fmt: skip
+ERROR_WIDTHS = {"true_label": 11, "predicted_label": 11, "confidence": 9, "error_types": 18, "class_distance": 7}
+
+
+def error_widths(columns) -> list[str]:
+    """Column widths of the Errors table at any width: fixed shares for the short columns, the rest for the text."""
+    shown = [c for c in ERROR_COLUMNS if c in columns]
+    fixed = {c: ERROR_WIDTHS[c] for c in shown if c in ERROR_WIDTHS}
+    return [f"{fixed.get(c, 100 - sum(fixed.values()))}%" for c in shown]
 
 
 def error_view(frame: pd.DataFrame, colours: dict[str, str]):
@@ -435,7 +441,7 @@ def explorer_figure(points: pd.DataFrame, colour_by: str, colours: dict[str, str
         marker = {"symbol": "star", "size": 24, "color": YOU, "line": {"width": 1.5, "color": "white"}}
         fig.add_trace(go.Scatter(
             x=[float(you["x"])], y=[float(you["y"])], mode="markers", marker=marker,
-            name=f"your sentence: {you['predicted']} ({you['confidence']:.0%})",
+            name=f"your sentence: {you['predicted']} ({you['confidence']:.1%})",
             customdata=[[_wrap(you["text"]), "?", you["predicted"], you["confidence"]]],
             hovertemplate="<b>your sentence</b><br>%{customdata[0]}<br>predicted: <b>%{customdata[2]}</b> "
             "(%{customdata[3]:.1%})<extra></extra>",

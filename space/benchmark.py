@@ -1,4 +1,6 @@
-"""Time the Space as users meet it: start-up until ready, then /predict and /explain latency through gradio_client.
+"""Time the Space as users meet it: start-up until ready; /predict and /explain through gradio_client; the JSON API
+(`POST /api/classify`) for one sentence and a batch of 32 over HTTP; the same load test (20 clients) through both; and
+the browser's time to a usable page (headless Chromium, when installed).
 
 MODEL_ID=runs/latest python benchmark.py [--calls 50] [--output bench.json]   (or `make bench-space`)
 """
@@ -99,14 +101,11 @@ def load_texts(n: int) -> list[str]:
     return [f"{o} {v}" for v in verdicts for o in openings][:n]
 
 
-def load_test(url: str, texts: list[str], clients: int = 20, oversized: int = 0) -> dict:
-    """Every text sent to /predict once, spread over `clients` concurrent gradio_client clients, with `oversized`
-    over-long texts mixed in. Returns the labels in input order, latency percentiles, and how the over-long
-    texts were answered (each must be rejected with the app's message)."""
+def load_test(url: str, texts: list[str], clients: int = 20, oversized: int = 0, via: str = "gradio") -> dict:
+    """Every text sent once, spread over `clients` concurrent clients (`via` gradio_client's /predict, or the JSON
+    API's /api/classify with httpx), with `oversized` over-long texts mixed in. Returns the labels in input order,
+    latency percentiles, and how the over-long texts were answered (each must be rejected with the app's message)."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from gradio_client import Client
-    from gradio_client.exceptions import AppError
 
     jobs = [(i, text) for i, text in enumerate(texts)]
     step = max(1, len(jobs) // max(1, oversized))
@@ -118,22 +117,23 @@ def load_test(url: str, texts: list[str], clients: int = 20, oversized: int = 0)
     rejected: list[str] = []
 
     def work(share):
-        client = Client(url, verbose=False)
+        classify = _gradio_classifier(url) if via == "gradio" else _json_classifier(url)
         for index, text in share:
             started = time.perf_counter()
             try:
-                result = client.predict(text, api_name="/predict")
-            except AppError as err:
+                label = classify(text)
+            except ValueError as err:
                 rejected.append(str(err))
                 continue
             latencies.append((time.perf_counter() - started) * 1000)
-            labels[index] = result["label"]
+            labels[index] = label
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(work, shares))
     wall = time.perf_counter() - started
     return {
+        "via": via,
         "labels": labels,
         "latency_ms": percentiles(latencies),
         "rejected": rejected,
@@ -142,6 +142,73 @@ def load_test(url: str, texts: list[str], clients: int = 20, oversized: int = 0)
         "wall_seconds": round(wall, 2),
         "requests_per_second": round(len(jobs) / wall, 1),
     }
+
+
+def _gradio_classifier(url: str):
+    """text -> label through gradio_client's /predict; the app's rejection as ValueError."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(url, verbose=False)
+
+    def classify(text: str) -> str:
+        try:
+            return client.predict(text, api_name="/predict")["label"]
+        except AppError as err:
+            raise ValueError(str(err)) from None
+
+    return classify
+
+
+def _json_classifier(url: str):
+    """text -> label through POST /api/classify on one kept-alive connection; a 4xx's message as ValueError."""
+    import httpx
+
+    client = httpx.Client(base_url=url, timeout=120)
+
+    def classify(text: str) -> str:
+        answer = client.post("api/classify", json={"inputs": text})
+        if answer.status_code != 200:
+            raise ValueError(answer.json()["error"])
+        return answer.json()[0][0]["label"]
+
+    return classify
+
+
+def json_api(url: str, calls: int) -> dict:
+    """p50/p95 of /api/classify over HTTP on loopback: one 20-word sentence, and a batch of 32 different texts."""
+    import httpx
+
+    out = {}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for name, body in (("api_classify_20_words_ms", {"inputs": SENTENCES["20_words"]}),
+                           ("api_classify_batch_32_ms", {"inputs": load_texts(32)})):  # fmt: skip
+            client.post("api/classify", json=body).raise_for_status()  # warm-up
+            times = []
+            for _ in range(calls):
+                t = time.perf_counter()
+                client.post("api/classify", json=body).raise_for_status()
+                times.append((time.perf_counter() - t) * 1000)
+            out[name] = percentiles(times)
+    return out
+
+
+def page_load(url: str, repeats: int = 3) -> dict:
+    """The browser's time to a usable page (the Predict button can be pressed) and until the explorer's plot is
+    drawn, in a fresh headless Chromium page each time; medians. Skipped without Chromium."""
+    from browser import browser_page, chromium_path, open_app
+
+    try:
+        chromium_path()
+    except SystemExit as err:
+        return {"skipped": str(err)}
+    runs = []
+    for _ in range(repeats):
+        with browser_page() as (page, problems):
+            runs.append(open_app(page, url))
+            if problems:
+                return {"skipped": "the page reported errors: " + "; ".join(problems)}
+    return {key: round(float(np.median([r[key] for r in runs])), 1) for key in runs[0]} | {"n": repeats}
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -174,18 +241,22 @@ def main(argv: list[str] | None = None) -> int:
                     client.predict(text, api_name=endpoint)
                     times.append((time.perf_counter() - t) * 1000)
                 results[f"{endpoint.strip('/')}_{name}_ms"] = percentiles(times)
+        results.update(json_api(client.src, args.calls))
+        results["page_load"] = page_load(client.src)
         if args.load_requests:
             texts = load_texts(args.load_requests)
-            load = load_test(client.src, texts, clients=args.load_clients, oversized=args.load_requests // 10)
             from backend import SentimentModel, locate
 
             model = SentimentModel(locate(os.environ.get("MODEL_ID", "runs/latest")))
             expected = [model.labels[i] for i in model.predict_proba(texts).argmax(axis=1)]
-            results["load"] = {
-                **{k: v for k, v in load.items() if k not in ("labels", "rejected")},
-                "answered_like_offline": sum(a == b for a, b in zip(load["labels"], expected)),
-                "oversized_rejected": len(load["rejected"]),
-            }
+            for via in ("gradio", "json"):
+                load = load_test(client.src, texts, clients=args.load_clients, oversized=args.load_requests // 10,
+                                 via=via)  # fmt: skip
+                results["load" if via == "gradio" else "load_json_api"] = {
+                    **{k: v for k, v in load.items() if k not in ("labels", "rejected")},
+                    "answered_like_offline": sum(a == b for a, b in zip(load["labels"], expected)),
+                    "oversized_rejected": len(load["rejected"]),
+                }
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -197,12 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in [*results.items(), *results["in_process"].items()]:
         if key.endswith("_ms"):
             print(f"{key:28s} p50 {value['p50']:7.1f} ms   p95 {value['p95']:7.1f} ms   ({value['n']} calls)")
-    if "load" in results:
-        load = results["load"]
-        print(f"load: {load['requests']} requests from {load['clients']} clients in {load['wall_seconds']:.1f}s "
-              f"({load['requests_per_second']} req/s): p50 {load['latency_ms']['p50']:.0f} ms, p95 "
-              f"{load['latency_ms']['p95']:.0f} ms; {load['answered_like_offline']}/{load['latency_ms']['n']} as "
-              f"offline, {load['oversized_rejected']} over-long texts rejected")  # fmt: skip
+    page = results["page_load"]
+    if "usable_ms" in page:
+        print(f"browser: page usable after {page['usable_ms']:.0f} ms, explorer drawn after "
+              f"{page['explorer_drawn_ms']:.0f} ms (median of {page['n']})")  # fmt: skip
+    for key in ("load", "load_json_api"):
+        if key in results:
+            load, ms = results[key], results[key]["latency_ms"]
+            print(f"load via {load['via']}: {load['requests']} requests from {load['clients']} clients in "
+                  f"{load['wall_seconds']:.1f}s ({load['requests_per_second']} req/s): p50 {ms['p50']:.0f} ms, "
+                  f"p95 {ms['p95']:.0f} ms; {load['answered_like_offline']}/{ms['n']} as offline, "
+                  f"{load['oversized_rejected']} over-long texts rejected")  # fmt: skip
     print(f"written: {args.output}")
     return 0
 

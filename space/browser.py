@@ -109,7 +109,7 @@ def screenshots(url: str, output: Path, sentence: str) -> list[Path]:
             step()
             page.wait_for_timeout(800)  # transitions and plot animations settle
             path = output / f"space-{tab.lower().replace(' ', '-')}.png"
-            page.screenshot(path=str(path), full_page=tab in ("Errors", "Model report"))
+            page.screenshot(path=str(path), full_page=tab in ("Embedding explorer", "Errors"))
             written.append(path)
         if problems:
             raise SystemExit("the page reported errors:\n" + "\n".join(problems))

@@ -339,9 +339,10 @@ def test_app_serves_a_pushed_model_from_the_hub(tiny_run, tmp_path):
         assert space.returncode == 0, space.stderr
         repo = hub.repo("alice/tiny-demo", "space")
         deployed = repo.files("main")
-        assert set(deployed) == {".gitattributes", "app.py", "backend.py", "inference.py", "requirements.txt",
-                                 "README.md"}  # fmt: skip
+        assert set(deployed) == {".gitattributes", "app.py", "backend.py", "inference.py", "palette.py",
+                                 "requirements.txt", "README.md"}  # fmt: skip
         assert deployed["inference.py"] == (ROOT / "trainer" / "inference.py").read_bytes()  # the core, not a copy
+        assert deployed["palette.py"] == (ROOT / "trainer" / "palette.py").read_bytes()
         assert repo.variables == {"MODEL_ID": "alice/tiny"} and repo.sdk == "gradio"
         assert "models:\n- alice/tiny\n" in deployed["README.md"].decode()
         space_dir = tmp_path / "deployed"  # the Space runs from the pushed files alone
@@ -380,6 +381,7 @@ def test_app_serves_a_pushed_model_from_the_hub(tiny_run, tmp_path):
 
 def test_the_space_shares_the_trainers_inference_core_and_imports_nothing_else_of_the_repo():
     assert (ROOT / "space" / "inference.py").resolve() == (ROOT / "trainer" / "inference.py").resolve()
+    assert (ROOT / "space" / "palette.py").resolve() == (ROOT / "trainer" / "palette.py").resolve()
     probe = "import sys, backend; print(sorted({m.split('.')[0] for m in sys.modules} & {'trainer', 'model_card'}))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT / "space")
     assert done.returncode == 0, done.stderr
@@ -442,3 +444,17 @@ def test_the_json_api_rejects_bad_input_with_a_4xx_and_one_line(app_client, body
     got, answer = post(client.src, body)
     assert got == status and set(answer) == {"error"}
     assert message in answer["error"] and "\n" not in answer["error"]
+
+
+def test_the_errors_table_puts_labels_first_text_last_and_tints_labels_in_their_colours():
+    frame = pd.DataFrame({"text": ["a long review"], "true_label": ["negative"], "predicted_label": ["positive"],
+                          "confidence": [0.98765], "error_types": ["negation;contrast"]})  # fmt: skip
+    colours = {"negative": "#b2182b", "positive": "#2166ac"}
+    styled = backend.error_view(frame, colours)
+    assert list(styled.data.columns) == ["true label", "predicted", "confidence", "error types", "text"]
+    assert styled.data.iloc[0].tolist() == ["negative", "positive", 0.988, "negation, contrast", "a long review"]
+    html = styled.to_html()
+    assert "rgba(178, 24, 43, 0.30)" in html and "rgba(33, 102, 172, 0.30)" in html
+    # widths add up to the table's width, the text taking what the short columns leave
+    assert backend.error_widths(frame.columns) == ["11%", "11%", "9%", "18%", "51%"]
+    assert backend.error_widths([*frame.columns, "class_distance"])[-2:] == ["7%", "44%"]

@@ -175,20 +175,21 @@ def sample_rows(frame, n_each: int = 6):
     return pd.concat([ranked[ranked["correct"]].head(n_each), ranked[~ranked["correct"]].head(n_each)])
 
 
-def plot_sample_predictions(frame, path: str | Path, n_each: int = 6) -> Path:
-    """Confident correct examples beside the most confident mistakes, each text with a probability bar per label
-    (the true label's bar green, a wrong prediction's red); any number of labels."""
+def plot_sample_predictions(frame, path: str | Path, n_each: int = 6, colours: dict[str, str] | None = None) -> Path:
+    """Confident correct examples beside the most confident mistakes, each text with a probability bar per label in
+    the label's colour (`colours`, else the shared palette), a wrong prediction's bar hatched; any number of labels."""
     names = [column.removeprefix("p_") for column in frame.columns if column.startswith("p_")]
+    colours = colours or class_colours(names)
     chosen = sample_rows(frame, n_each)
     groups = [("Correct, most confident of each label first", chosen[chosen["correct"]]),
               ("Wrong, most confident of each true label first", chosen[~chosen["correct"]])]  # fmt: skip
     fig = plt.figure(figsize=(13, n_each * (0.95 + 0.22 * len(names)) + 0.6), layout="constrained")
-    fig.suptitle("Sample predictions: bars are the model's probabilities; green = true label, red = wrong prediction")
+    fig.suptitle("Sample predictions: each label's probability in its colour; hatched = a wrong prediction")
     for subfig, (title, rows) in zip(fig.subfigures(1, 2, wspace=0.04), groups):
         subfig.suptitle(title, fontweight="bold")
         axes = subfig.subplots(n_each, 1, squeeze=False)[:, 0]
         for ax, (_, row) in zip(axes, rows.iterrows()):
-            _prediction_bars(ax, row, names)
+            _prediction_bars(ax, row, names, colours)
         for ax in axes[len(rows) :]:
             ax.axis("off")
         if rows.empty:
@@ -196,11 +197,12 @@ def plot_sample_predictions(frame, path: str | Path, n_each: int = 6) -> Path:
     return _save(fig, path)
 
 
-def _prediction_bars(ax, row, names: list[str]) -> None:
+def _prediction_bars(ax, row, names: list[str], colours: dict[str, str]) -> None:
     """One example: its text (wrapped, at most 3 lines) over a horizontal bar per label."""
     probs = [row[f"p_{name}"] for name in names]
-    colours = ["tab:green" if n == row["label"] else "tab:red" if n == row["predicted"] else "lightgrey" for n in names]
-    ax.barh(range(len(names)), probs, color=colours, height=0.7)
+    wrong = [n == row["predicted"] != row["label"] for n in names]
+    ax.barh(range(len(names)), probs, color=[colours[n] for n in names], height=0.7,
+            hatch=["///" if w else "" for w in wrong], edgecolor=["black" if w else "none" for w in wrong])  # fmt: skip
     for y, p in enumerate(probs):
         ax.text(min(p, 1) + 0.01, y, f"{p:.1%}", va="center", fontsize=7)
     ax.set_yticks(range(len(names)), [f"{n} (true)" if n == row["label"] else n for n in names], fontsize=8)

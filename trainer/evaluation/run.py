@@ -219,8 +219,9 @@ def write_analysis(found: Analysis, out: Path, model: str) -> dict | None:
     plot_reliability(bins, found.scores["ece"]["value"], plots / "reliability_diagram.png", k=k)
     plot_confidence_histogram(found.frame, plots / "confidence_histogram.png", k=k)
     plot_slices(found.slices, plots / "slice_accuracy.png")
-    plot_sample_predictions(found.frame, plots / "sample_predictions.png")
     order = found.label_set.ordered_names()
+    colours = class_colours(order, found.label_set.ordinal)
+    plot_sample_predictions(found.frame, plots / "sample_predictions.png", colours=colours)
     plot_embeddings(found.xy, found.frame, order, plots / "embeddings_pca.png", ordinal=found.label_set.ordinal)
     if found.umap_xy is not None:
         plot_embeddings(found.umap_xy, found.frame, order, plots / "embeddings_umap.png", method="UMAP",

@@ -1,0 +1,202 @@
+"""The Space in a real browser: headless Chromium (Debian's package) driven by Playwright, on a two-label and a
+five-label tiny run. Each tab is used as a visitor uses it, and what appears on the page is checked; any console
+error, page error or Python traceback in the app's log fails the test."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pandas as pd
+import pytest
+from transformers import pipeline
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "space"))
+import browser  # noqa: E402
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(  # .ci/run installs Chromium and sets REQUIRE_BROWSER=1: there, a missing browser fails
+        not (os.environ.get("CHROMIUM") or shutil.which("chromium") or os.environ.get("REQUIRE_BROWSER")),
+        reason="needs Chromium (apt-get install chromium)",
+    ),
+]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(params=["tiny_run", "tiny_five_run"], ids=["two-labels", "five-labels"])
+def served(request, tmp_path):
+    """The app in its own process (as a Space runs it) on a copy of the run: (url, run folder); its log must hold
+    no traceback when the test ends."""
+    from model_card import render_card
+
+    run = shutil.copytree(request.getfixturevalue(request.param), tmp_path / "run",
+                          ignore=shutil.ignore_patterns("checkpoints"))  # fmt: skip
+    (run / "README.md").write_text(render_card(run, "alice/tiny"))
+    port, log = free_port(), tmp_path / "app.log"
+    env = {**os.environ, "MODEL_ID": str(run), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    with open(log, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT / "space", env=env, stdout=sink, stderr=sink)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the app exited: {log.read_text()}")
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("the app did not answer within 120 s")
+                time.sleep(0.2)
+        yield url, run
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def colours_of(run) -> dict[str, str]:
+    return json.loads((run / "metrics.json").read_text())["label_set"]["colours"]
+
+
+def rgb(colour: str) -> str:
+    """#rrggbb as the browser reports a computed colour's channels."""
+    return ", ".join(str(int(colour[i : i + 2], 16)) for i in (1, 3, 5))
+
+
+def table_headers(page, selector: str) -> list[str]:
+    return [h.strip() for h in page.locator(f"{selector} [role=columnheader]").all_inner_texts()]
+
+
+def test_every_tab_as_a_visitor_uses_it(served, tmp_path):
+    url, run = served
+    labels = json.loads((run / "config.json").read_text())["id2label"]
+    names = [labels[str(i)] for i in range(len(labels))]
+    colours = colours_of(run)
+    with browser.browser_page() as (page, problems):
+        timings = browser.open_app(page, url)
+        assert timings["usable_ms"] > 0
+        # The header names every label in its colour.
+        legend = page.locator(".legend").first
+        assert [k.strip() for k in legend.locator(".key").all_inner_texts()] == names
+
+        # Predict: the label the model gives offline, every word highlighted in the colour of a class.
+        text = "good film , really good"
+        browser.predict(page, text)
+        expected = pipeline("text-classification", model=str(run))([text])[0]["label"]
+        assert expected in page.get_by_test_id("label-output-value").inner_text()
+        words = page.locator("#words .word")
+        assert words.all_inner_texts() == text.split()
+        word_classes = words.evaluate_all("spans => spans.map(s => s.dataset.class)")
+        backgrounds = words.evaluate_all("spans => spans.map(s => getComputedStyle(s).backgroundColor)")
+        for name, background in zip(word_classes, backgrounds):
+            assert name in names
+            assert background == "rgba(0, 0, 0, 0)" or rgb(colours[name]) in background
+        assert re.search(r"one forward pass took [\d.]+ ms", page.get_by_text("one forward pass took").inner_text())
+        # An empty text gets the message, not a trace.
+        page.get_by_label("Text", exact=True).fill("   ")
+        page.get_by_role("button", name="Predict", exact=True).click()
+        page.get_by_text("Type a sentence first").first.wait_for(timeout=15_000)
+
+        # Batch: pasted lines, then an uploaded file; a table with a label per line and a CSV to download.
+        browser.show_tab(page, "Batch")
+        page.get_by_label("One text per line").fill("good film\nworst film")
+        page.get_by_role("button", name="Score", exact=True).click()
+        rows = page.locator("#predictions .virtual-row")
+        rows.filter(has_text="worst film").wait_for(timeout=30_000)
+        assert table_headers(page, "#predictions") == ["text", "label", "confidence", *(f"p_{n}" for n in names)]
+        assert rows.count() == 2
+        upload = tmp_path / "reviews.csv"
+        upload.write_text("review\nbest film\nawful film\nfun\n")
+        page.locator("#upload input[type=file]").set_input_files(str(upload))
+        page.get_by_text("reviews.csv").first.wait_for(timeout=15_000)
+        page.get_by_role("button", name="Score", exact=True).click()
+        rows.filter(has_text="awful film").wait_for(timeout=30_000)
+        assert [row.split("\n")[0].strip() for row in rows.all_inner_texts()] == ["best film", "awful film", "fun"]
+        link = page.locator("#download a[href*='predictions-']").first
+        link.wait_for(timeout=15_000)
+        assert link.get_attribute("href").endswith(".csv")
+
+        # Embedding explorer: the validation set is drawn as the tab opens, one trace per class in its colour,
+        # with axes naming the projection; your sentence is a star with its neighbours ringed and listed.
+        browser.show_tab(page, "Embedding explorer")
+        plot = page.locator("#explorer-plot")
+        stored = pd.read_parquet(run / "embeddings.parquet")
+        legend_names = [t.split(" (")[0] for t in plot.locator(".legendtext").all_text_contents()]
+        assert legend_names == [name for name in names if name in set(stored["label"])]
+        assert plot.locator(".scatterlayer .trace .point").count() == len(stored)
+        titles = plot.locator(".xtitle, .ytitle").all_text_contents()
+        assert titles[0].startswith("PC1 (") and "of the variance" in titles[1]
+        fills = (
+            plot.locator(".scatterlayer .trace")
+            .first.locator(".point")
+            .first.evaluate("p => getComputedStyle(p).fill + getComputedStyle(p).stroke")
+        )
+        assert rgb(colours[legend_names[0]]) in fills
+        browser.place_sentence(page, "a film i will think about for years")
+        assert any("nearest neighbours" in t for t in plot.locator(".legendtext").all_text_contents())
+        assert len(page.locator("#explorer-plot .scatterlayer .trace").all()) == len(legend_names) + 2
+        neighbours = page.locator("#neighbours")
+        assert table_headers(page, "#neighbours") == [
+            "rank", "text", "label", "predicted", "similarity"
+        ]  # fmt: skip
+        assert neighbours.locator(".virtual-row").count() == min(8, len(stored))  # the slider's default
+        # Hovering a point shows its text, true label, prediction and confidence.
+        star = plot.locator(".scatterlayer .trace").last.locator(".point").first
+        star.hover(force=True)
+        page.locator("#explorer-plot .hoverlayer .hovertext").first.wait_for(timeout=10_000)
+        assert "your sentence" in page.locator("#explorer-plot .hoverlayer").text_content()
+        point = plot.locator(".scatterlayer .trace").first.locator(".point").first
+        point.hover(force=True)
+        page.wait_for_timeout(300)
+        hover = page.locator("#explorer-plot .hoverlayer").text_content()
+        assert "true:" in hover and "predicted:" in hover and "%" in hover
+
+        # Errors: label, prediction, confidence and error types beside the wrapped text at 1280 px; a filter by
+        # type; a click on a row explains it.
+        browser.show_tab(page, "Errors")
+        wrong = pd.read_csv(run / "incorrect_predictions.csv", keep_default_na=False)
+        headers = page.locator("#errors [role=columnheader]")
+        texts = table_headers(page, "#errors")
+        assert texts[:4] == ["true label", "predicted", "confidence", "error types"] and texts[-1] == "text"
+        for i in range(headers.count()):
+            box = headers.nth(i).bounding_box()
+            assert box and box["x"] + box["width"] <= browser.WIDTH, f"{texts[i]} is off to the right"
+        assert page.locator("#errors .virtual-row").count() == len(wrong)
+        browser.select_first_error(page)
+        assert page.get_by_text("True label").first.is_visible()
+        tags = sorted({t for tags in wrong["error_types"] for t in tags.split(";") if t})
+        page.get_by_label("Error type").click()
+        page.get_by_role("option", name=tags[0], exact=True).click()
+        tagged = int(wrong["error_types"].str.split(";").apply(lambda t: tags[0] in t).sum())
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#errors .virtual-row').length === {tagged}", timeout=15_000
+        )
+
+        # Model report: the headline first (accuracy with its interval, the data, the number of examples),
+        # then pictures, then the full table.
+        browser.show_tab(page, "Model report")
+        headline = page.locator("#headline h2").inner_text()
+        metrics = json.loads((run / "metrics.json").read_text())
+        accuracy = metrics["evaluation"]["accuracy"]
+        assert headline.startswith(f"Accuracy {accuracy['value']:.1%} (95% CI {accuracy['ci_low']:.1%}")
+        assert f"{metrics['eval_samples']:,}" in page.locator("#headline").inner_text()
+        assert page.locator("img").count() >= 2
+        assert page.get_by_text("All metrics (95% bootstrap intervals)").is_visible()
+
+        assert problems == []
