@@ -43,6 +43,7 @@ from backend import (
     legend_html,
     locate,
     metrics_markdown,
+    model_link,
     nearest,
     parse_lines,
     parse_upload,
@@ -212,7 +213,7 @@ CSS = """
 """
 
 with gr.Blocks(title="Sentiment model explorer") as demo:
-    gr.Markdown(f"# Sentiment model explorer\nModel: `{MODEL_ID}`")
+    gr.Markdown(f"# Sentiment model explorer\nModel: {model_link(MODEL_ID)}")
     gr.HTML(legend_html(MODEL.labels, COLOURS, "labels, in their colour everywhere in this app"))
     with gr.Tab("Predict"):
         text = gr.Textbox(label="Text", placeholder="Type a sentence", max_length=LIMIT, lines=2)

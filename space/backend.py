@@ -322,7 +322,7 @@ def report_headline(metrics: dict | None, model_id: str) -> str:
     if not metrics:
         return "No `metrics.json` next to this model: evaluate it with `make evaluate` and push the run folder."
     scores = metrics.get("evaluation") or metrics.get("metrics") or {}
-    link = f"[{model_id}](https://huggingface.co/{model_id})" if is_hub_id(model_id) else f"`{model_id}`"
+    link = model_link(model_id)
     n, data = metrics.get("eval_samples") or metrics.get("n"), metrics.get("data")
     accuracy = scores.get("accuracy") or {}
     lines = []
@@ -340,6 +340,13 @@ def report_headline(metrics: dict | None, model_id: str) -> str:
     labels = "**labels (ordered):** " + " < ".join(scale) if scale else "**labels:** " + ", ".join(names)
     lines.append(f"\n**Model:** {link} · {labels}")
     return "\n".join(lines)
+
+
+def model_link(model_id: str) -> str:
+    """A Hub model as a link to its page; a local run folder by its name."""
+    if is_hub_id(model_id):
+        return f"[{model_id}](https://huggingface.co/{model_id})"
+    return f"`{Path(model_id).name}` (local run folder)"
 
 
 def metrics_markdown(metrics: dict | None, model_id: str) -> str:
