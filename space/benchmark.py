@@ -211,6 +211,25 @@ def page_load(url: str, repeats: int = 3) -> dict:
     return {key: round(float(np.median([r[key] for r in runs])), 1) for key in runs[0]} | {"n": repeats}
 
 
+def loads(url: str, requests: int, clients: int) -> dict:
+    """The load test through gradio_client (`load`) and through the JSON API (`load_json_api`), each answer checked
+    against the model's offline label."""
+    from backend import SentimentModel, locate
+
+    texts = load_texts(requests)
+    model = SentimentModel(locate(os.environ.get("MODEL_ID", "runs/latest")))
+    expected = [model.labels[i] for i in model.predict_proba(texts).argmax(axis=1)]
+    out = {}
+    for via in ("gradio", "json"):
+        load = load_test(url, texts, clients=clients, oversized=requests // 10, via=via)
+        out["load" if via == "gradio" else "load_json_api"] = {
+            **{k: v for k, v in load.items() if k not in ("labels", "rejected")},
+            "answered_like_offline": sum(a == b for a, b in zip(load["labels"], expected)),
+            "oversized_rejected": len(load["rejected"]),
+        }
+    return out
+
+
 def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50": round(float(np.percentile(samples, 50)), 1), "p95": round(float(np.percentile(samples, 95)), 1),
             "n": len(samples)}  # fmt: skip
@@ -244,19 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         results.update(json_api(client.src, args.calls))
         results["page_load"] = page_load(client.src)
         if args.load_requests:
-            texts = load_texts(args.load_requests)
-            from backend import SentimentModel, locate
-
-            model = SentimentModel(locate(os.environ.get("MODEL_ID", "runs/latest")))
-            expected = [model.labels[i] for i in model.predict_proba(texts).argmax(axis=1)]
-            for via in ("gradio", "json"):
-                load = load_test(client.src, texts, clients=args.load_clients, oversized=args.load_requests // 10,
-                                 via=via)  # fmt: skip
-                results["load" if via == "gradio" else "load_json_api"] = {
-                    **{k: v for k, v in load.items() if k not in ("labels", "rejected")},
-                    "answered_like_offline": sum(a == b for a, b in zip(load["labels"], expected)),
-                    "oversized_rejected": len(load["rejected"]),
-                }
+            results.update(loads(client.src, args.load_requests, args.load_clients))
     finally:
         proc.terminate()
         proc.wait(timeout=30)

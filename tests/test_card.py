@@ -53,6 +53,7 @@ def test_card_sections_name_the_repo_and_quote_the_run(tiny_run):
     assert 'classifier("A gorgeous, witty and moving film.", truncation=True, max_length=128)' in text
     assert "python -m trainer.predict --model alice/tiny-sentiment --long_text chunk" in text
     assert 'AutoModelForSequenceClassification.from_pretrained("alice/tiny-sentiment")' in text
+    assert "make push-space MODEL_ID=alice/tiny-sentiment" in text and "POST /api/classify" in text
     assert f"| Accuracy | {metrics['evaluation']['accuracy']['value']:.4f} |" in text
     assert f"`{metrics['environment']['command']}`" in text
     assert metrics["environment"]["git_commit"] in text

@@ -236,9 +236,9 @@ def test_empty_and_over_long_text_get_a_message_not_a_trace(app_client):
 
 @pytest.mark.slow  # the load test, ~10 s
 def test_load_of_200_predictions_from_20_clients_all_answered_like_offline(app_client):
-    """The issue's bounded load test: 20 concurrent gradio_client clients, 200 /predict calls, with 20 over-long
-    texts mixed in; every call is answered with the offline label and every over-long text gets the message.
-    (Latencies are measured by `make bench-space`, not asserted here.)"""
+    """The bounded load test: 20 concurrent clients, 200 texts with 20 over-long ones mixed in, through
+    gradio_client's /predict and then the JSON API; every text is answered with the offline label and every
+    over-long text gets the message. (Latencies are measured by `make bench-space`, not asserted here.)"""
     from benchmark import load_test, load_texts
 
     client, run, _ = app_client
@@ -247,6 +247,10 @@ def test_load_of_200_predictions_from_20_clients_all_answered_like_offline(app_c
     offline = pipeline("text-classification", model=str(run))(texts)
     assert result["labels"] == [r["label"] for r in offline]
     assert result["latency_ms"]["n"] == 200 and result["requests"] == 220
+    assert len(result["rejected"]) == 20 and all("the limit is 2,000" in m for m in result["rejected"])
+    # the same load through the JSON API
+    result = load_test(client.src, texts, clients=20, oversized=20, via="json")
+    assert result["labels"] == [r["label"] for r in offline]
     assert len(result["rejected"]) == 20 and all("the limit is 2,000" in m for m in result["rejected"])
 
 
