@@ -279,6 +279,7 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | Non
             if f"f1_{name}" in evaluation
         ],
         "class_weights": weighting,
+        "distillation": metrics.get("distillation"),  # the teachers, their validation accuracy, the loss's settings
         "config_yaml": config_text.strip(),
         "max_length": settings.get("max_length"),
         "ema": bool(settings.get("ema_decay")),

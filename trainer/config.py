@@ -58,8 +58,32 @@ class ModelConfig:
         metadata={"help": "Weight the training loss per class: 'balanced' (n / (classes x count), from the training "
                           "labels) or one number per label, in id order. Default: unweighted."},
     )  # fmt: skip
+    teacher: list[str] | None = field(
+        default=None,
+        metadata={"help": "Distil from these models (run folders or Hub ids sharing the label set; several = an "
+                          "ensemble, probabilities averaged): the loss mixes their soft labels with the hard ones."},
+    )  # fmt: skip
+    teacher_folds: int = field(
+        default=0,
+        metadata={"help": "Distil from K teachers trained here with this config on K-1 folds of the training data "
+                          "each, each labelling only the fold it never saw (out-of-fold soft labels; 0 = off)."},
+    )  # fmt: skip
+    distill_alpha: float = field(
+        default=0.5, metadata={"help": "Weight of the soft-label (KL) loss; 1 - alpha weighs the hard-label loss."}
+    )
+    distill_temperature: float = field(
+        default=2.0, metadata={"help": "Softmax temperature of teacher and student in the soft-label loss."}
+    )
 
     def __post_init__(self):
+        if self.teacher and self.teacher_folds:
+            raise UserError("give --teacher or --teacher_folds, not both")
+        if self.teacher_folds and self.teacher_folds < 2:
+            raise UserError(f"teacher_folds={self.teacher_folds}: use at least 2 folds (or 0 for no fold teachers)")
+        if not 0 <= self.distill_alpha <= 1:
+            raise UserError(f"distill_alpha={self.distill_alpha} must be in [0, 1]: try 0.5")
+        if self.distill_temperature <= 0:
+            raise UserError(f"distill_temperature={self.distill_temperature} must be positive: try 2")
         if self.max_length < 8:
             raise UserError(f"max_length={self.max_length} is too small: use at least 8 tokens")
         if not 0 <= self.ema_decay < 1:
@@ -117,6 +141,14 @@ class DataConfig:
     max_test_samples: int | None = field(
         default=None, metadata={"help": "Test on a seeded random subset of this size, stratified by label."}
     )
+    num_folds: int | None = field(
+        default=None, metadata={"help": "With --leave_out_fold: split the training data into this many folds."}
+    )
+    leave_out_fold: int | None = field(
+        default=None,
+        metadata={"help": "Train without this fold (0-based) of --num_folds stratified, seeded folds: how the "
+                          "teachers of --teacher_folds are trained."},
+    )  # fmt: skip
 
     def __post_init__(self):
         if self.label_names is not None and (
@@ -127,6 +159,10 @@ class DataConfig:
             raise UserError(f"label_order={self.label_order!r}: use one of {', '.join(LABEL_ORDERS)}")
         if self.train_file is None and self.dataset_name is None:
             raise UserError("no training data: pass --train_file or --dataset_name")
+        if (self.num_folds is None) != (self.leave_out_fold is None) or (
+            self.num_folds is not None and not (self.num_folds >= 2 and 0 <= self.leave_out_fold < self.num_folds)
+        ):
+            raise UserError("give --num_folds K (at least 2) with --leave_out_fold i, 0 <= i < K")
         for name in ("max_train_samples", "max_eval_samples", "max_test_samples"):
             if (value := getattr(self, name)) is not None and value < 1:
                 raise UserError(f"{name}={value} must be at least 1")

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from datasets import Dataset
 from sklearn.model_selection import train_test_split
@@ -169,6 +170,16 @@ def load_split(dataset_name: str, config_name: str | None, split: str) -> pd.Dat
     return frame
 
 
+def fold_rows(labels: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k stratified, seeded folds of the rows: (rows to keep, rows held out) per fold, each in row order."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(labels)
+    if counts[counts > 0].min() < k:
+        raise UserError(f"{k} folds need at least {k} training rows of every label: use fewer folds")
+    return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels))
+
+
 def stratified_sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     """A seeded random subset of n rows with the label proportions of the whole (rows keep their order)."""
     if not n or n >= len(frame):
@@ -233,8 +244,13 @@ def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
         train, frames["validation"] = (part.sort_index().reset_index(drop=True) for part in (kept, held))
         sources["validation"] = f"{carve:g}% of train, stratified by label (seed {seed})"
     test = frames.get("test")
+    train = stratified_sample(train, cfg.max_train_samples, seed)
+    if cfg.num_folds:
+        keep, _ = fold_rows(train["label"].to_numpy(), cfg.num_folds, seed)[cfg.leave_out_fold]
+        train = train.iloc[keep].reset_index(drop=True)
+        sources["train"] = f"{sources['train']}, without fold {cfg.leave_out_fold + 1} of {cfg.num_folds}"
     return Splits(
-        stratified_sample(train, cfg.max_train_samples, seed),
+        train,
         stratified_sample(frames["validation"], cfg.max_eval_samples, seed),
         None if test is None else stratified_sample(test, cfg.max_test_samples, seed),
         cfg.train_file or cfg.dataset_name,

@@ -25,6 +25,7 @@ from trainer.inference import is_hub_id
 from trainer.labels import LabelSet
 from trainer.modeling import load_classifier, load_model, load_tokenizer, parameter_groups
 from trainer.provenance import environment
+from trainer.training import distill
 from trainer.training.callbacks import Interrupted, StopOnSignal, WandbRunFacts
 from trainer.training.ema import WeightEMA
 from trainer.training.run_dir import link_latest, shared_run_dir
@@ -33,24 +34,36 @@ logger = logging.getLogger(__name__)
 
 
 class SentimentTrainer(Trainer):
-    """Trainer with layer-wise learning-rate decay, weight averaging, and length grouping on precomputed lengths."""
+    """Trainer with layer-wise learning-rate decay, weight averaging, length grouping on precomputed lengths, class
+    weights, and distillation from soft labels (a `soft_labels` column of the training set)."""
 
     def __init__(self, *args, layer_decay=1.0, head_multiplier=1.0, ema: WeightEMA | None = None,
-                 class_weights: list[float] | None = None, **kwargs):  # fmt: skip
+                 class_weights: list[float] | None = None, distill: tuple[float, float] | None = None,
+                 **kwargs):  # fmt: skip
         super().__init__(*args, **kwargs)
         self.layer_decay, self.head_multiplier, self.ema = layer_decay, head_multiplier, ema
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.distill = distill  # (alpha, temperature)
         if ema is not None:
             self.add_callback(ema)
 
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if self.distill is not None and "soft_labels" not in self._signature_columns:
+            self._signature_columns.append("soft_labels")  # kept by Trainer's column pruning, popped in compute_loss
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.class_weights is None:
+        soft = inputs.pop("soft_labels", None)  # training batches of a distilled run; never the evaluation's
+        if self.class_weights is None and soft is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
+        logits = outputs.logits.float()
         # A batch mean like the model's own loss, each example weighted by its class (normalised by the weights' sum).
-        weight = self.class_weights.to(outputs.logits.device)
-        loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weight)
+        weight = None if self.class_weights is None else self.class_weights.to(logits.device)
+        loss = torch.nn.functional.cross_entropy(logits, labels, weight=weight)
+        if soft is not None:
+            loss = distillation_loss(logits, soft.to(logits), loss, *self.distill)
         return (loss, outputs) if return_outputs else loss
 
     def evaluate(self, *args, **kwargs):
@@ -94,6 +107,15 @@ class SentimentTrainer(Trainer):
         return super()._get_train_sampler(self.train_dataset)
 
 
+def distillation_loss(logits: torch.Tensor, soft: torch.Tensor, hard_loss: torch.Tensor, alpha: float,
+                      temperature: float) -> torch.Tensor:  # fmt: skip
+    """alpha x KL(teacher || student) at the temperature, scaled by T^2 so its gradients keep their size as T grows
+    (Hinton et al., 2015), plus (1 - alpha) x the hard-label loss. `soft`: the teachers' probabilities at T."""
+    log_student = torch.nn.functional.log_softmax(logits / temperature, dim=-1)
+    kl = torch.nn.functional.kl_div(log_student, soft, reduction="batchmean") * temperature**2
+    return alpha * kl + (1 - alpha) * hard_loss
+
+
 @dataclass
 class Inputs:
     """The tokenizer and the data of a run: raw (for counts and the analysis) and tokenized (for Trainer)."""
@@ -107,6 +129,7 @@ class Inputs:
     test_data: Dataset | None = None  # scored once at the end, never seen by selection
     class_weights: list[float] | None = None  # per-class loss weights, from --class_weights
     sources: dict | None = None  # split role -> where it was read from
+    distillation: dict | None = None  # the teachers and settings, when the run learns from soft labels
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
@@ -119,6 +142,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     run_dir, checkpoint = shared_run_dir(cfg)
     set_seed(cfg.training.seed)
     inputs = load_inputs(cfg)
+    teach(cfg, inputs, run_dir)
     if main_process:
         start_run_folder(cfg, run_dir, fresh=checkpoint is None)
     trainer, stopper = build_trainer(cfg, inputs, run_dir, checkpoint, callbacks)
@@ -158,6 +182,23 @@ def load_inputs(cfg: TrainConfig) -> Inputs:
     weights = class_weights(cfg.model.class_weights, np.asarray(train_data["label"]), cfg.data.label_names)
     return Inputs(tokenizer, train_data, eval_data, train_set, eval_set, splits.data_id, test_data=test_data,
                   sources=splits.sources, class_weights=weights)  # fmt: skip
+
+
+def teach(cfg: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
+    """Soft labels from the run's teachers (`distill.prepare`), added to the training set as `soft_labels`; the
+    teacher logits are cached beside the run folder. Nothing for a run without teachers."""
+    if not cfg.model.teacher and not cfg.model.teacher_folds:
+        return
+    data = (list(inputs.train_data["text"]), np.asarray(inputs.train_data["label"]), list(inputs.eval_data["text"]),
+            np.asarray(inputs.eval_data["label"]), run_dir.parent)  # fmt: skip
+    if cfg.model.teacher_folds:  # every process takes part in training the fold teachers, then scores its own copy
+        teaching = distill.prepare(cfg, *data, train_fn=train)
+    else:  # the main process scores the training set and caches it; the others read the cache
+        with cfg.training.main_process_first(desc="teacher logits", local=False):
+            teaching = distill.prepare(cfg, *data)
+    set_seed(cfg.training.seed)  # as if nothing had run before: a fold teacher's training moved the RNGs
+    inputs.train_set = inputs.train_set.add_column("soft_labels", teaching.soft_labels.tolist())
+    inputs.distillation = teaching.record
 
 
 def class_weights(spec: list[str] | None, labels: np.ndarray, names: list[str]) -> list[float] | None:
@@ -235,6 +276,7 @@ def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: s
         head_multiplier=cfg.model.head_lr_multiplier,
         ema=WeightEMA(cfg.model.ema_decay, resume_from=checkpoint) if cfg.model.ema_decay else None,
         class_weights=inputs.class_weights,
+        distill=(cfg.model.distill_alpha, cfg.model.distill_temperature) if inputs.distillation else None,
     )
     return trainer, stopper
 
@@ -298,6 +340,7 @@ def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, tra
         "test_samples": None if inputs.test_data is None else len(inputs.test_data),
         "label_set": label_set_record(LabelSet.of(names, cfg.data.label_order)),  # order, polarity, plot colours
         "class_weights": inputs.class_weights and dict(zip(names, inputs.class_weights)),
+        "distillation": inputs.distillation,  # teachers, their validation accuracy, settings
         # Trainer averages only the steps this process ran; a resumed run takes the mean of every logged step.
         "train_loss": logged_loss(trainer.state.log_history) if resumed else train_output.training_loss,
         "train_runtime": train_output.metrics.get("train_runtime"),

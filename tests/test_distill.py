@@ -1,0 +1,150 @@
+"""Distillation: the loss, teachers from run folders (cached, checked), out-of-fold fold teachers, and the record."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from model_card import render_card
+from tests.conftest import make_tiny_data, tiny_args
+from trainer import UserError
+from trainer.config import load_config
+from trainer.data import fold_rows, read_table
+from trainer.inference import Classifier
+from trainer.training.loop import distillation_loss, train
+
+
+def test_the_loss_mixes_kl_at_the_temperature_with_the_hard_loss():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    soft = torch.tensor([[0.7, 0.3], [0.4, 0.6]])
+    hard = torch.tensor(0.5)
+    t = 2.0
+    # by hand: batch mean of sum_c p_c (log p_c - log q_c), q = softmax(logits / T), times T^2
+    q = torch.softmax(logits / t, dim=-1)
+    kl = float((soft * (soft.log() - q.log())).sum(-1).mean()) * t * t
+    assert float(distillation_loss(logits, soft, hard, 1.0, t)) == pytest.approx(kl, rel=1e-6)
+    assert float(distillation_loss(logits, soft, hard, 0.0, t)) == pytest.approx(0.5)
+    assert float(distillation_loss(logits, soft, hard, 0.25, t)) == pytest.approx(0.25 * kl + 0.75 * 0.5, rel=1e-6)
+    # a student that matches the teacher at the temperature has no soft loss
+    assert float(distillation_loss(torch.log(soft) * t, soft, hard, 1.0, t)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_folds_are_stratified_disjoint_and_cover_every_row():
+    labels = np.array([0] * 12 + [1] * 6)
+    folds = fold_rows(labels, 3, seed=1)
+    held = np.concatenate([h for _, h in folds])
+    assert sorted(held) == list(range(18))
+    for keep, out in folds:
+        assert set(keep).isdisjoint(out) and np.bincount(labels[out]).tolist() == [4, 2]
+    with pytest.raises(UserError, match="7 folds need at least 7 training rows of every label"):
+        fold_rows(labels, 7, seed=1)
+
+
+def weights(run) -> dict:
+    return load_file(str(run / "model.safetensors"))
+
+
+@pytest.mark.slow  # three tiny trainings, ~15 s
+def test_a_teacher_run_teaches_and_its_logits_are_cached_and_recorded(tiny_model_dir, tiny_run, tmp_path,
+                                                                      monkeypatch):  # fmt: skip
+    data = make_tiny_data(tmp_path)  # the data the teacher (the tiny run) was trained on
+    plain_dir, _ = train(load_config(tiny_args(tiny_model_dir, data, tmp_path / "runs" / "plain")))
+    extra = ["--teacher", str(tiny_run), "--distill_alpha", "0.9", "--distill_temperature", "3"]
+    args = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "student", *extra)
+    calls = []
+    original = Classifier.score
+    monkeypatch.setattr(Classifier, "score", lambda self, *a, **k: calls.append(len(a[0])) or original(self, *a, **k))
+    run_dir, metrics = train(load_config(args))
+
+    # the teacher scored the 64 training texts once, and the cache holds them beside the run folder
+    train_texts = read_table(data[0])["sentence"].tolist()
+    assert len(train_texts) in calls
+    cached = list((tmp_path / "runs" / "teacher_cache").glob("*.npz"))
+    assert len(cached) == 1
+    teacher = Classifier(tiny_run)
+    np.testing.assert_allclose(np.load(cached[0])["logits"], teacher.score(train_texts).logits, atol=1e-5)
+    # its validation accuracy is recorded with the settings
+    record = metrics["distillation"]
+    dev = read_table(data[1])
+    expected = float((teacher.predict_proba(dev["sentence"].tolist()).argmax(1) == dev["label"].to_numpy()).mean())
+    assert record["teachers"][0]["model"] == str(tiny_run)
+    assert record["teachers"][0]["accuracy"]["value"] == pytest.approx(expected)
+    assert (record["alpha"], record["temperature"], record["folds"]) == (0.9, 3.0, None)
+    saved = json.loads((run_dir / "metrics.json").read_text())["distillation"]
+    assert saved["teachers"][0]["accuracy"]["n"] == len(dev)
+    # the soft labels changed what the student learned (same seed, same data as the plain run)
+    assert any(not torch.equal(a, weights(plain_dir)[k]) for k, a in weights(run_dir).items())
+    # a rerun reads the cache: the teacher does not score the training texts again, and the run is the same
+    calls.clear()
+    again, _ = train(load_config(tiny_args(tiny_model_dir, data, tmp_path / "runs" / "again", *extra)))
+    assert len(train_texts) not in calls
+    assert all(torch.equal(a, weights(again)[k]) for k, a in weights(run_dir).items())
+    # the card names the teacher, its accuracy and the loss
+    card = render_card(run_dir, "alice/student")
+    assert f", distilled from `{tiny_run}`" in card and "**Distillation.**" in card
+    assert "0.9 x KL(teacher || student) at temperature 3.0" in card
+    assert f"| `{tiny_run}` | {expected:.1%} (" in card
+
+
+def test_a_teacher_with_another_label_set_is_a_one_line_error(tiny_five_run, tmp_path, tiny_model_dir):
+    data = make_tiny_data(tmp_path)
+    args = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "student", "--teacher", str(tiny_five_run))
+    with pytest.raises(UserError, match=r"predicts very negative, .* the data has negative, positive: a teacher must"):
+        train(load_config(args))
+
+
+def test_distillation_flags_are_checked():
+    with pytest.raises(UserError, match="give --teacher or --teacher_folds, not both"):
+        load_config(["--teacher", "runs/a", "--teacher_folds", "3"])
+    with pytest.raises(UserError, match="teacher_folds=1: use at least 2 folds"):
+        load_config(["--teacher_folds", "1"])
+    with pytest.raises(UserError, match=r"distill_alpha=1.5 must be in \[0, 1\]"):
+        load_config(["--teacher", "runs/a", "--distill_alpha", "1.5"])
+    with pytest.raises(UserError, match="distill_temperature=0.0 must be positive"):
+        load_config(["--teacher", "runs/a", "--distill_temperature", "0"])
+
+
+@pytest.mark.slow  # two fold teachers and a student, tiny, ~15 s
+def test_fold_teachers_label_only_the_fold_they_never_saw(tiny_model_dir, tmp_path):
+    data = make_tiny_data(tmp_path)
+    args = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "student", "--teacher_folds", "2", "--seed", "7")
+    run_dir, metrics = train(load_config(args))
+    record = metrics["distillation"]
+    assert record["folds"] == 2 and record["soft_labels"] == "out-of-fold"
+    (folder,) = (tmp_path / "runs" / "teacher_cache").glob("folds-*")
+    texts = read_table(data[0])["sentence"].tolist()
+    labels = read_table(data[0])["label"].to_numpy()
+    cached = np.load(folder / "logits.npz")["logits"]
+    for i, (keep, held) in enumerate(fold_rows(labels, 2, seed=7)):
+        teacher_dir = folder / f"fold-{i + 1}-of-2"
+        config = json.loads((teacher_dir / "metrics.json").read_text())
+        assert config["train_samples"] == len(keep)  # trained without its fold
+        np.testing.assert_allclose(cached[held], Classifier(teacher_dir).score([texts[j] for j in held]).logits,
+                                   atol=1e-5)  # fmt: skip
+    assert not math.isnan(record["teachers"][0]["accuracy"]["value"])
+    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()  # the student, not a teacher
+    card = render_card(run_dir, "alice/student")
+    assert "2 teachers trained with this same configuration on 1 of 2 folds" in card
+
+
+@pytest.mark.slow  # two tiny distilled runs and a resume, ~15 s
+def test_a_distilled_run_resumes_bit_exact_and_hpo_trials_keep_the_teacher(tiny_model_dir, tiny_run, tmp_path):
+    from trainer.search.flags import trial_argv
+
+    data = make_tiny_data(tmp_path)
+    extra = ["--teacher", str(tiny_run), "--bf16", "false"]
+    reference, _ = train(load_config(tiny_args(tiny_model_dir, data, tmp_path / "runs" / "reference", *extra)))
+    args = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "resumed", *extra)
+    resumed, _ = train(load_config(args))
+    shutil.rmtree(resumed / "checkpoints" / "checkpoint-6")  # as if it had stopped after step 3
+    (resumed / "metrics.json").unlink()
+    _, metrics = train(load_config(["--resume", str(resumed), "--disable_tqdm", "true"]))
+    assert metrics["global_step"] == 6 and metrics["distillation"]["teachers"][0]["model"] == str(tiny_run)
+    assert all(torch.equal(a, weights(reference)[k]) for k, a in weights(resumed).items())
+    cadence = {"per_device_train_batch_size": 8, "eval_steps": 3, "save_steps": 3}
+    trial = load_config(trial_argv(args, cadence, {"learning_rate": 1e-4}, tmp_path / "trial", "hpo"))
+    assert trial.model.teacher == [str(tiny_run)] and trial.model.distill_alpha == 0.5

@@ -1,0 +1,191 @@
+"""Distillation: the student learns from teachers' soft labels as well as from the hard labels.
+
+Teachers are run folders or Hub ids (`--teacher`; several = an ensemble, their probabilities averaged), or K
+teachers trained here with the student's own config on K-1 folds of the training data each, each labelling only
+the fold it never saw (`--teacher_folds K`): a teacher's soft labels on its own training rows are nearly one-hot,
+and carry information only where it did not learn the answer.
+
+Teacher logits for the training set are computed once with the inference core and cached in `<runs>/teacher_cache/`
+(beside the run folders), keyed by the teacher's weights and the training texts: a rerun, a resume, an HPO trial
+or another process of a multi-process run reads them back. Fold teachers are cached there too, as run folders.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.special import softmax
+
+from trainer import UserError, files
+from trainer.config import TrainConfig
+from trainer.data import fold_rows
+from trainer.evaluation.metrics import wilson_interval
+from trainer.inference import is_hub_id
+from trainer.modeling import load_classifier
+
+logger = logging.getLogger(__name__)
+
+CACHE = "teacher_cache"
+
+
+@dataclass
+class Teacher:
+    """One teacher's logits for every training row (out of fold for fold teachers) and its validation accuracy."""
+
+    name: str
+    logits: np.ndarray  # (training rows, labels)
+    eval_probs: np.ndarray  # (validation rows, labels)
+
+
+@dataclass
+class Teaching:
+    """What the student learns from: soft labels per training row, and the record for metrics.json and the card."""
+
+    soft_labels: np.ndarray  # (training rows, labels): the teachers' probabilities at the temperature, averaged
+    record: dict
+
+
+def prepare(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndarray, eval_texts: list[str],
+            eval_labels: np.ndarray, runs_root: Path, train_fn: Callable | None = None) -> Teaching | None:  # fmt: skip
+    """The soft labels of the run's teachers, computed or read from the cache; None when the run has none.
+    `train_fn` trains the fold teachers (`trainer.training.loop.train`)."""
+    model = cfg.model
+    if not model.teacher and not model.teacher_folds:
+        return None
+    cache = runs_root / CACHE
+    if model.teacher:
+        teachers = [external_teacher(name, cfg, train_texts, eval_texts, cache) for name in model.teacher]
+    else:
+        teachers = [fold_teacher(cfg, train_texts, train_labels, eval_texts, cache, train_fn)]
+    temperature = model.distill_temperature
+    soft = np.mean([softmax(t.logits / temperature, axis=1) for t in teachers], axis=0).astype(np.float32)
+    record = {
+        "teachers": [
+            {
+                "model": t.name,
+                "on_hub": bool(model.teacher) and is_hub_id(t.name),
+                "accuracy": accuracy_record(t.eval_probs, eval_labels),
+            }
+            for t in teachers
+        ],  # fmt: skip
+        "ensemble_accuracy": accuracy_record(np.mean([t.eval_probs for t in teachers], axis=0), eval_labels)
+        if len(teachers) > 1
+        else None,
+        "soft_labels": "out-of-fold" if model.teacher_folds else "teacher predictions on the training texts",
+        "folds": model.teacher_folds or None,
+        "temperature": temperature,
+        "alpha": model.distill_alpha,
+        # how confident the soft labels are where they come from: near 1.0 means nearly one-hot
+        "train_agreement": round(float((soft.argmax(1) == train_labels).mean()), 4),
+        "mean_teacher_confidence": round(float(np.mean([softmax(t.logits, 1).max(1).mean() for t in teachers])), 4),
+    }
+    return Teaching(soft, record)
+
+
+def accuracy_record(probs: np.ndarray, labels: np.ndarray) -> dict:
+    correct = int((probs.argmax(1) == labels).sum())
+    low, high = wilson_interval(correct, len(labels))
+    return {"value": correct / len(labels), "ci_low": low, "ci_high": high, "n": len(labels)}
+
+
+def external_teacher(
+    name: str, cfg: TrainConfig, train_texts: list[str], eval_texts: list[str], cache: Path
+) -> Teacher:
+    """A run folder or Hub id: its label set checked against the student's, its logits cached."""
+    classifier = load_classifier(name)
+    check_labels(name, classifier.labels, cfg.data.label_names)
+    key = digest(weights_digest(classifier), texts_digest(train_texts), texts_digest(eval_texts))
+    found = read_cache(cache / f"{key}.npz")
+    if found is None:
+        logger.info("teacher %s: scoring %d training texts (cached in %s)", name, len(train_texts), cache)
+        found = classifier.score(train_texts, progress=True).logits, classifier.predict_proba(eval_texts)
+        write_cache(cache / f"{key}.npz", *found, {"teacher": name, "rows": len(train_texts)})
+    return Teacher(name, *found)
+
+
+def fold_teacher(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndarray, eval_texts: list[str],
+                 cache: Path, train_fn: Callable) -> Teacher:  # fmt: skip
+    """K teachers with the student's config, each trained without one fold and labelling only that fold: one set of
+    out-of-fold logits for every training row. Each teacher's run folder is cached; so are the logits."""
+    k, seed = cfg.model.teacher_folds, cfg.training.seed
+    teacher_cfg = fold_config(cfg)
+    key = digest(json.dumps(teacher_cfg.to_dict(), sort_keys=True, default=str), texts_digest(train_texts),
+                 texts_digest(eval_texts), str(k))  # fmt: skip
+    folder = cache / f"folds-{key}"
+    found = read_cache(folder / "logits.npz")
+    if found is None:
+        logits = np.zeros((len(train_texts), len(cfg.data.label_names)), dtype=np.float32)
+        eval_probs = []
+        for i, (_, held) in enumerate(fold_rows(train_labels, k, seed)):
+            run = folder / f"fold-{i + 1}-of-{k}"
+            if not (run / "model.safetensors").is_file():
+                logger.info("teacher %d of %d: training without fold %d (%s)", i + 1, k, i + 1, run)
+                train_fn(fold_config(cfg, i, run))
+            classifier = load_classifier(str(run))
+            logits[held] = classifier.score([train_texts[j] for j in held], progress=True).logits
+            eval_probs.append(classifier.predict_proba(eval_texts))
+        found = logits, np.mean(eval_probs, axis=0)
+        write_cache(folder / "logits.npz", *found, {"folds": k, "rows": len(train_texts)})
+    return Teacher(f"{k} fold teachers ({folder})", *found)
+
+
+def fold_config(cfg: TrainConfig, fold: int | None = None, run: Path | None = None) -> TrainConfig:
+    """The student's config for the teacher trained without `fold`: no teachers of its own, no analysis, its own
+    run folder (a partial one from an interrupted attempt is replaced)."""
+    teacher = copy.deepcopy(cfg)
+    teacher.model.teacher, teacher.model.teacher_folds = None, 0
+    teacher.data.num_folds, teacher.data.leave_out_fold = (
+        (cfg.model.teacher_folds, fold) if fold is not None else (None, None)
+    )
+    teacher.run.run_analysis, teacher.run.resume = False, None
+    teacher.run.overwrite_output_dir = True
+    teacher.training.report_to = ["none"]
+    if run is not None:
+        teacher.run.output_dir = teacher.training.output_dir = str(run)
+    return teacher
+
+
+def check_labels(name: str, teacher: list[str], student: list[str]) -> None:
+    if [n.lower() for n in teacher] != [n.lower() for n in student]:
+        raise UserError(
+            f"teacher {name} predicts {', '.join(teacher)}, the data has {', '.join(student)}: a teacher must share "
+            "the student's label set, in the same id order"
+        )
+
+
+def weights_digest(classifier) -> str:
+    """The model's identity: a hash of its weights, whatever folder or Hub revision they came from."""
+    h = hashlib.sha256()
+    for name, tensor in classifier.model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def texts_digest(texts: list[str]) -> str:
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+
+
+def digest(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def read_cache(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        return stored["logits"], stored["eval_probs"]
+
+
+def write_cache(path: Path, logits: np.ndarray, eval_probs: np.ndarray, meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with files.atomic_path(path) as tmp, open(tmp, "wb") as sink:
+        np.savez(sink, logits=logits, eval_probs=eval_probs, meta=json.dumps(meta))
