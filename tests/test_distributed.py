@@ -209,3 +209,14 @@ def test_accelerate_launch_works_too(tiny_model_dir, tiny_data, tmp_path):
         "rng_state_0.pth",
         "rng_state_1.pth",
     }
+
+
+@pytest.mark.slow  # two processes distil from the tiny run, ~20 s
+def test_two_processes_distil_from_one_cached_scoring_of_the_teacher(tiny_model_dir, tiny_run, tmp_path):
+    data = make_tiny_data(tmp_path)
+    args = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "ddp", "--bf16", "false", "--teacher", str(tiny_run))
+    proc = launch("-m", "trainer.train", *args)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "runs" / "ddp" / "metrics.json").read_text())
+    assert metrics["environment"]["processes"] == 2 and metrics["distillation"]["teachers"][0]["model"] == str(tiny_run)
+    assert len(list((tmp_path / "runs" / "teacher_cache").glob("*.npz"))) == 1  # scored once, read by both
