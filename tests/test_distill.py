@@ -129,6 +129,12 @@ def test_fold_teachers_label_only_the_fold_they_never_saw(tiny_model_dir, tmp_pa
     assert (run_dir.parent / "latest").resolve() == run_dir.resolve()  # the student, not a teacher
     card = render_card(run_dir, "alice/student")
     assert "2 teachers trained with this same configuration on 1 of 2 folds" in card
+    # a student that differs only in its distillation settings reuses the fold teachers
+    again = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "warmer", "--teacher_folds", "2", "--seed", "7",
+                      "--distill_temperature", "4")  # fmt: skip
+    _, metrics = train(load_config(again))
+    assert metrics["distillation"]["temperature"] == 4.0
+    assert list((tmp_path / "runs" / "teacher_cache").glob("folds-*")) == [folder]
 
 
 @pytest.mark.slow  # two tiny distilled runs and a resume, ~15 s

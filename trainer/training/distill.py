@@ -25,7 +25,7 @@ import torch
 from scipy.special import softmax
 
 from trainer import UserError, files
-from trainer.config import TrainConfig
+from trainer.config import ModelConfig, TrainConfig
 from trainer.data import fold_rows
 from trainer.evaluation.metrics import wilson_interval
 from trainer.inference import is_hub_id
@@ -142,6 +142,12 @@ def fold_config(cfg: TrainConfig, fold: int | None = None, run: Path | None = No
     run folder (a partial one from an interrupted attempt is replaced)."""
     teacher = copy.deepcopy(cfg)
     teacher.model.teacher, teacher.model.teacher_folds = None, 0
+    # the student's distillation settings are not the teachers': students that differ only there share teachers
+    defaults = ModelConfig()
+    teacher.model.distill_alpha, teacher.model.distill_temperature = (
+        defaults.distill_alpha,
+        defaults.distill_temperature,
+    )
     teacher.data.num_folds, teacher.data.leave_out_fold = (
         (cfg.model.teacher_folds, fold) if fold is not None else (None, None)
     )
