@@ -1,7 +1,6 @@
 """Distillation: the loss, teachers from run folders (cached, checked), out-of-fold fold teachers, and the record."""
 
 import json
-import math
 import shutil
 
 import numpy as np
@@ -125,10 +124,21 @@ def test_fold_teachers_label_only_the_fold_they_never_saw(tiny_model_dir, tmp_pa
         assert config["train_samples"] == len(keep)  # trained without its fold
         np.testing.assert_allclose(cached[held], Classifier(teacher_dir).score([texts[j] for j in held]).logits,
                                    atol=1e-5)  # fmt: skip
-    assert not math.isnan(record["teachers"][0]["accuracy"]["value"])
+    # each fold teacher's own validation accuracy, and theirs together
+    dev = read_table(data[1])
+    accuracies = []
+    for i, teacher in enumerate(record["teachers"]):
+        assert teacher["model"].startswith(f"fold {i + 1} of 2 teacher (")
+        probs = Classifier(folder / f"fold-{i + 1}-of-2").predict_proba(dev["sentence"].tolist())
+        accuracies.append(probs)
+        assert teacher["accuracy"]["value"] == pytest.approx(float((probs.argmax(1) == dev["label"]).mean()))
+    together = float((np.mean(accuracies, axis=0).argmax(1) == dev["label"]).mean())
+    assert record["ensemble_accuracy"]["value"] == pytest.approx(together)
     assert (run_dir.parent / "latest").resolve() == run_dir.resolve()  # the student, not a teacher
     card = render_card(run_dir, "alice/student")
     assert "2 teachers trained with this same configuration on 1 of 2 folds" in card
+    assert ", distilled from 2 out-of-fold teachers of its own size." in card
+    assert "| the teachers together (probabilities averaged) |" in card
     # a student that differs only in its distillation settings reuses the fold teachers
     again = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "warmer", "--teacher_folds", "2", "--seed", "7",
                       "--distill_temperature", "4")  # fmt: skip

@@ -38,11 +38,13 @@ CACHE = "teacher_cache"
 
 @dataclass
 class Teacher:
-    """One teacher's logits for every training row (out of fold for fold teachers) and its validation accuracy."""
+    """One teacher's logits for every training row (out of fold for fold teachers), and the validation
+    probabilities of each model behind them (one per fold for fold teachers)."""
 
     name: str
     logits: np.ndarray  # (training rows, labels)
-    eval_probs: np.ndarray  # (validation rows, labels)
+    eval_probs: np.ndarray  # (models, validation rows, labels)
+    members: list[str]  # the name of each model behind eval_probs
 
 
 @dataclass
@@ -67,17 +69,18 @@ def prepare(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndarray, 
         teachers = [fold_teacher(cfg, train_texts, train_labels, eval_texts, cache, train_fn)]
     temperature = model.distill_temperature
     soft = np.mean([softmax(t.logits / temperature, axis=1) for t in teachers], axis=0).astype(np.float32)
+    members = [(name, probs) for t in teachers for name, probs in zip(t.members, t.eval_probs)]
     record = {
         "teachers": [
             {
-                "model": t.name,
-                "on_hub": bool(model.teacher) and is_hub_id(t.name),
-                "accuracy": accuracy_record(t.eval_probs, eval_labels),
+                "model": name,
+                "on_hub": bool(model.teacher) and is_hub_id(name),
+                "accuracy": accuracy_record(probs, eval_labels),
             }
-            for t in teachers
+            for name, probs in members
         ],  # fmt: skip
-        "ensemble_accuracy": accuracy_record(np.mean([t.eval_probs for t in teachers], axis=0), eval_labels)
-        if len(teachers) > 1
+        "ensemble_accuracy": accuracy_record(np.mean([p for _, p in members], axis=0), eval_labels)
+        if len(members) > 1
         else None,
         "soft_labels": "out-of-fold" if model.teacher_folds else "teacher predictions on the training texts",
         "folds": model.teacher_folds or None,
@@ -108,7 +111,7 @@ def external_teacher(
         logger.info("teacher %s: scoring %d training texts (cached in %s)", name, len(train_texts), cache)
         found = classifier.score(train_texts, progress=True).logits, classifier.predict_proba(eval_texts)
         write_cache(cache / f"{key}.npz", *found, {"teacher": name, "rows": len(train_texts)})
-    return Teacher(name, *found)
+    return Teacher(name, found[0], found[1].reshape(1, *found[1].shape[-2:]), [name])
 
 
 def fold_teacher(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndarray, eval_texts: list[str],
@@ -132,9 +135,12 @@ def fold_teacher(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndar
             classifier = load_classifier(str(run))
             logits[held] = classifier.score([train_texts[j] for j in held], progress=True).logits
             eval_probs.append(classifier.predict_proba(eval_texts))
-        found = logits, np.mean(eval_probs, axis=0)
+        found = logits, np.stack(eval_probs)
         write_cache(folder / "logits.npz", *found, {"folds": k, "rows": len(train_texts)})
-    return Teacher(f"{k} fold teachers ({folder})", *found)
+    members = [f"fold {i + 1} of {k} teacher ({folder / f'fold-{i + 1}-of-{k}'})" for i in range(k)]
+    if found[1].ndim == 2:  # a cache from before each fold teacher's probabilities were kept: their average
+        members = [f"{k} fold teachers, averaged ({folder})"]
+    return Teacher(f"{k} fold teachers ({folder})", found[0], found[1].reshape(-1, *found[1].shape[-2:]), members)
 
 
 def fold_config(cfg: TrainConfig, fold: int | None = None, run: Path | None = None) -> TrainConfig:
