@@ -124,7 +124,7 @@ def test_every_tab_as_a_visitor_uses_it(served, tmp_path):
         upload = tmp_path / "reviews.csv"
         upload.write_text("review\nbest film\nawful film\nfun\n")
         page.locator("#upload input[type=file]").set_input_files(str(upload))
-        page.get_by_text("reviews.csv").first.wait_for(timeout=15_000)
+        page.locator("#upload").get_by_text("reviews").first.wait_for(timeout=60_000)  # uploaded: name shown
         page.get_by_role("button", name="Score", exact=True).click()
         rows.filter(has_text="awful film").wait_for(timeout=30_000)
         assert [row.split("\n")[0].strip() for row in rows.all_inner_texts()] == ["best film", "awful film", "fun"]
