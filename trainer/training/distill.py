@@ -41,7 +41,6 @@ class Teacher:
     """One teacher's logits for every training row (out of fold for fold teachers), and the validation
     probabilities of each model behind them (one per fold for fold teachers)."""
 
-    name: str
     logits: np.ndarray  # (training rows, labels)
     eval_probs: np.ndarray  # (models, validation rows, labels)
     members: list[str]  # the name of each model behind eval_probs
@@ -56,12 +55,10 @@ class Teaching:
 
 
 def prepare(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndarray, eval_texts: list[str],
-            eval_labels: np.ndarray, runs_root: Path, train_fn: Callable | None = None) -> Teaching | None:  # fmt: skip
-    """The soft labels of the run's teachers, computed or read from the cache; None when the run has none.
+            eval_labels: np.ndarray, runs_root: Path, train_fn: Callable | None = None) -> Teaching:  # fmt: skip
+    """The soft labels of the run's teachers (`--teacher` or `--teacher_folds`), computed or read from the cache.
     `train_fn` trains the fold teachers (`trainer.training.loop.train`)."""
     model = cfg.model
-    if not model.teacher and not model.teacher_folds:
-        return None
     cache = runs_root / CACHE
     if model.teacher:
         teachers = [external_teacher(name, cfg, train_texts, eval_texts, cache) for name in model.teacher]
@@ -111,7 +108,7 @@ def external_teacher(
         logger.info("teacher %s: scoring %d training texts (cached in %s)", name, len(train_texts), cache)
         found = classifier.score(train_texts, progress=True).logits, classifier.predict_proba(eval_texts)
         write_cache(cache / f"{key}.npz", *found, {"teacher": name, "rows": len(train_texts)})
-    return Teacher(name, found[0], found[1].reshape(1, *found[1].shape[-2:]), [name])
+    return Teacher(found[0], found[1].reshape(1, *found[1].shape[-2:]), [name])
 
 
 def fold_teacher(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndarray, eval_texts: list[str],
@@ -140,7 +137,7 @@ def fold_teacher(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndar
     members = [f"fold {i + 1} of {k} teacher ({folder / f'fold-{i + 1}-of-{k}'})" for i in range(k)]
     if found[1].ndim == 2:  # a cache from before each fold teacher's probabilities were kept: their average
         members = [f"{k} fold teachers, averaged ({folder})"]
-    return Teacher(f"{k} fold teachers ({folder})", found[0], found[1].reshape(-1, *found[1].shape[-2:]), members)
+    return Teacher(found[0], found[1].reshape(-1, *found[1].shape[-2:]), members)
 
 
 def fold_config(cfg: TrainConfig, fold: int | None = None, run: Path | None = None) -> TrainConfig:
