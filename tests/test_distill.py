@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -105,6 +106,8 @@ def test_distillation_flags_are_checked():
         load_config(["--teacher", "runs/a", "--distill_alpha", "1.5"])
     with pytest.raises(UserError, match="distill_temperature=0.0 must be positive"):
         load_config(["--teacher", "runs/a", "--distill_temperature", "0"])
+    with pytest.raises(UserError, match="distill_augment=2: give 0, or a number of copies with --teacher"):
+        load_config(["--distill_augment", "2"])
 
 
 @pytest.mark.slow  # two fold teachers and a student, tiny, ~15 s
@@ -164,3 +167,99 @@ def test_a_distilled_run_resumes_bit_exact_and_hpo_trials_keep_the_teacher(tiny_
     cadence = {"per_device_train_batch_size": 8, "eval_steps": 3, "save_steps": 3}
     trial = load_config(trial_argv(args, cadence, {"learning_rate": 1e-4}, tmp_path / "trial", "hpo"))
     assert trial.model.teacher == [str(tiny_run)] and trial.model.distill_alpha == 0.5
+
+
+def long_texts(words: list[str]) -> list[str]:
+    """Reviews of 12 words from the tiny vocabulary: long enough for the transfer set."""
+    return [f"{w} film , really {w} , the story was {w} and so {w}" for w in words]
+
+
+def test_a_transfer_set_copies_long_texts_with_their_words_nearest_neighbours(tiny_model_dir):
+    from transformers import AutoModel
+
+    from tests.conftest import WORDS
+    from trainer.training.distill import NEIGHBOURS, transfer_set, word_neighbours
+
+    texts = [*long_texts(["good", "bad", "dull", "great"]), "good film"]  # the last is too short to copy
+    neighbours = word_neighbours(texts, str(tiny_model_dir))
+    # by hand: cosine of the input embeddings over the texts' words of 3+ letters that are in the vocabulary
+    embeddings = AutoModel.from_pretrained(tiny_model_dir).get_input_embeddings().weight.detach().numpy()
+    vocab = (tiny_model_dir / "vocab.txt").read_text().split()
+    words = sorted({w for t in texts for w in t.split() if len(w) > 2 and w.isalpha() and w in WORDS})
+    vectors = embeddings[[vocab.index(w) for w in words]]
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    similarity = vectors @ vectors.T
+    np.fill_diagonal(similarity, -2)
+    for i, word in enumerate(words):
+        assert neighbours[word] == [words[j] for j in np.argsort(-similarity[i], kind="stable")[:NEIGHBOURS]]
+
+    transfer = transfer_set(texts, 3, seed=5, model_name_or_path=str(tiny_model_dir))
+    assert 0 < len(transfer.texts) <= 12 and set(transfer.sources) <= {0, 1, 2, 3}
+    for text, source in zip(transfer.texts, transfer.sources):
+        original = texts[source].split()
+        assert text.split() != original and len(text.split()) <= len(original)
+        for word in set(text.split()) - set(original):  # every new word stands in for a word of the source
+            assert any(word in neighbours.get(w, []) for w in original)
+    again = transfer_set(texts, 3, seed=5, model_name_or_path=str(tiny_model_dir))
+    assert again.texts == transfer.texts and again.sources.tolist() == transfer.sources.tolist()
+    assert transfer_set(texts, 3, seed=6, model_name_or_path=str(tiny_model_dir)).texts != transfer.texts
+
+
+@pytest.mark.slow  # two fold teachers, two students, tiny, ~20 s
+def test_the_transfer_set_is_labelled_by_the_teacher_that_never_saw_its_source(tiny_model_dir, tiny_run, tmp_path):
+    from tests.conftest import WORDS, write_tsv
+    from trainer.training.distill import transfer_set
+
+    good = {"good", "great", "wonderful", "best"}
+    frame = pd.DataFrame([(t, int(w in good)) for w, t in zip(WORDS[:16], long_texts(WORDS[:16]))] * 4,
+                         columns=["sentence", "label"])  # fmt: skip
+    data = write_tsv(frame, tmp_path / "train.tsv"), write_tsv(frame.head(16), tmp_path / "dev.tsv")
+    extra = ["--teacher_folds", "2", "--seed", "7", "--distill_augment", "1", "--max_length", "32"]
+    run_dir, metrics = train(load_config(tiny_args(tiny_model_dir, data, tmp_path / "runs" / "student", *extra)))
+    texts, labels = frame["sentence"].tolist(), frame["label"].to_numpy()
+    transfer = transfer_set(texts, 1, seed=7, model_name_or_path=str(tiny_model_dir))
+    record = metrics["distillation"]["transfer_set"]
+    assert record["rows"] == len(transfer.texts) > 0 and (record["copies"], record["min_words"]) == (1, 10)
+    (folder,) = (tmp_path / "runs" / "teacher_cache").glob("folds-*")
+    (cached,) = folder.glob("logits-*.npz")
+    logits = np.load(cached)["logits"]
+    assert len(logits) == len(texts) + len(transfer.texts)
+    copies = logits[len(texts) :]
+    for i, (_, held) in enumerate(fold_rows(labels, 2, seed=7)):
+        mine = np.flatnonzero(np.isin(transfer.sources, held))
+        expected = Classifier(folder / f"fold-{i + 1}-of-2").score([transfer.texts[j] for j in mine]).logits
+        np.testing.assert_allclose(copies[mine], expected, atol=1e-5)
+    changed = float((copies.argmax(1) != labels[transfer.sources]).mean())
+    assert record["label_changed"] == pytest.approx(changed, abs=1e-4)
+    assert json.loads((run_dir / "training_summary.json").read_text())  # the run finished its analysis
+    card = render_card(run_dir, "alice/student")
+    assert f"A transfer set of {len(transfer.texts)} texts joined the training texts: 1 copy of each" in card
+    # a run folder as the teacher scores the training texts and the copies, in one cached file
+    args = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "taught", "--teacher", str(tiny_run),
+                     "--distill_augment", "1", "--seed", "7", "--max_length", "32")  # fmt: skip
+    _, metrics = train(load_config(args))
+    (scored,) = [f for f in (tmp_path / "runs" / "teacher_cache").glob("*.npz")]
+    assert len(np.load(scored)["logits"]) == len(texts) + len(transfer.texts)
+    assert metrics["distillation"]["transfer_set"]["rows"] == len(transfer.texts)
+
+
+@pytest.mark.slow  # a plain run, a self-taught student (and its teacher), and a second student, tiny, ~20 s
+def test_a_self_teacher_is_the_plain_run_of_the_same_config_trained_once(tiny_model_dir, tmp_path):
+    data = make_tiny_data(tmp_path)
+    plain, _ = train(load_config(tiny_args(tiny_model_dir, data, tmp_path / "runs" / "plain", "--seed", "3")))
+    args = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "student", "--teacher", "self", "--seed", "3")
+    run_dir, metrics = train(load_config(args))
+    (teacher,) = (tmp_path / "runs" / "teacher_cache").glob("self-*")
+    assert all(torch.equal(a, weights(plain)[k]) for k, a in weights(teacher).items())
+    record = metrics["distillation"]["teachers"][0]
+    assert record["self"] and record["model"] == str(teacher)
+    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()  # the student, not its teacher
+    card = render_card(run_dir, "alice/student")
+    assert ", distilled from a teacher of its own size trained with this same configuration." in card
+    assert f"a teacher trained with this same configuration on all the training data (`{teacher}`)" in card
+    # a student that differs only in its distillation settings reuses the teacher
+    again = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "other", "--teacher", "self", "--seed", "3",
+                      "--distill_alpha", "0.8")  # fmt: skip
+    _, metrics = train(load_config(again))
+    assert metrics["distillation"]["alpha"] == 0.8
+    assert list((tmp_path / "runs" / "teacher_cache").glob("self-*")) == [teacher]

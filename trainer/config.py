@@ -60,8 +60,9 @@ class ModelConfig:
     )  # fmt: skip
     teacher: list[str] | None = field(
         default=None,
-        metadata={"help": "Distil from these models (run folders or Hub ids sharing the label set; several = an "
-                          "ensemble, probabilities averaged): the loss mixes their soft labels with the hard ones."},
+        metadata={"help": "Distil from these models (run folders or Hub ids sharing the label set, or 'self': this "
+                          "config trained here on all the training data; several = an ensemble, probabilities "
+                          "averaged): the loss mixes their soft labels with the hard ones."},
     )  # fmt: skip
     teacher_folds: int = field(
         default=0,
@@ -74,6 +75,11 @@ class ModelConfig:
     distill_temperature: float = field(
         default=2.0, metadata={"help": "Softmax temperature of teacher and student in the soft-label loss."}
     )
+    distill_augment: int = field(
+        default=0,
+        metadata={"help": "A transfer set: this many word-replaced copies of each training text of 10 words or more, "
+                          "labelled by the teachers alone, join the training set (0 = off)."},
+    )  # fmt: skip
 
     def __post_init__(self):
         if self.teacher and self.teacher_folds:
@@ -84,6 +90,11 @@ class ModelConfig:
             raise UserError(f"distill_alpha={self.distill_alpha} must be in [0, 1]: try 0.5")
         if self.distill_temperature <= 0:
             raise UserError(f"distill_temperature={self.distill_temperature} must be positive: try 2")
+        if self.distill_augment < 0 or (self.distill_augment and not (self.teacher or self.teacher_folds)):
+            raise UserError(
+                f"distill_augment={self.distill_augment}: give 0, or a number of copies with --teacher "
+                "or --teacher_folds (the teachers label the copies)"
+            )
         if self.max_length < 8:
             raise UserError(f"max_length={self.max_length} is too small: use at least 8 tokens")
         if not 0 <= self.ema_decay < 1:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
 
 from trainer import UserError, files
@@ -189,15 +189,28 @@ def teach(cfg: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
     teacher logits are cached beside the run folder. Nothing for a run without teachers."""
     if not cfg.model.teacher and not cfg.model.teacher_folds:
         return
-    data = (list(inputs.train_data["text"]), np.asarray(inputs.train_data["label"]), list(inputs.eval_data["text"]),
+    texts = list(inputs.train_data["text"])
+    transfer = None
+    if cfg.model.distill_augment:
+        transfer = distill.transfer_set(texts, cfg.model.distill_augment, cfg.training.seed,
+                                        cfg.model.model_name_or_path)  # fmt: skip
+    data = (texts, np.asarray(inputs.train_data["label"]), list(inputs.eval_data["text"]),
             np.asarray(inputs.eval_data["label"]), run_dir.parent)  # fmt: skip
-    if cfg.model.teacher_folds:  # every process takes part in training the fold teachers, then scores its own copy
-        teaching = distill.prepare(cfg, *data, train_fn=train)
+    if cfg.model.teacher_folds or distill.SELF in (cfg.model.teacher or []):
+        # every process takes part in training the teachers here, then scores its own copy
+        teaching = distill.prepare(cfg, *data, train_fn=train, transfer=transfer)
     else:  # the main process scores the training set and caches it; the others read the cache
         with cfg.training.main_process_first(desc="teacher logits", local=False):
-            teaching = distill.prepare(cfg, *data)
+            teaching = distill.prepare(cfg, *data, transfer=transfer)
     set_seed(cfg.training.seed)  # as if nothing had run before: a fold teacher's training moved the RNGs
-    inputs.train_set = inputs.train_set.add_column("soft_labels", teaching.soft_labels.tolist())
+    soft = teaching.soft_labels
+    train_set = inputs.train_set.add_column("soft_labels", soft[: len(texts)].tolist())
+    if transfer is not None and not transfer.empty:  # the copies: hard label = the teachers' argmax
+        copies = Dataset.from_dict({"text": transfer.texts, "label": soft[len(texts) :].argmax(1).tolist()})
+        copies = tokenize(copies, inputs.tokenizer, cfg.model.max_length)
+        copies = copies.add_column("soft_labels", soft[len(texts) :].tolist())
+        train_set = concatenate_datasets([train_set, copies.cast(train_set.features)])
+    inputs.train_set = train_set
     inputs.distillation = teaching.record
 
 
