@@ -220,3 +220,17 @@ def test_two_processes_distil_from_one_cached_scoring_of_the_teacher(tiny_model_
     metrics = json.loads((tmp_path / "runs" / "ddp" / "metrics.json").read_text())
     assert metrics["environment"]["processes"] == 2 and metrics["distillation"]["teachers"][0]["model"] == str(tiny_run)
     assert len(list((tmp_path / "runs" / "teacher_cache").glob("*.npz"))) == 1  # scored once, read by both
+
+
+@pytest.mark.slow  # two processes train the teacher together, then the student, ~30 s
+def test_two_processes_train_a_self_teacher_together_then_learn_from_it(tiny_model_dir, tmp_path):
+    data = make_tiny_data(tmp_path)
+    args = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "ddp", "--bf16", "false", "--teacher", "self")
+    proc = launch("-m", "trainer.train", *args)
+    assert proc.returncode == 0, proc.stderr
+    (teacher,) = (tmp_path / "runs" / "teacher_cache").glob("self-*")
+    assert json.loads((teacher / "metrics.json").read_text())["environment"]["processes"] == 2
+    metrics = json.loads((tmp_path / "runs" / "ddp" / "metrics.json").read_text())
+    assert metrics["environment"]["processes"] == 2
+    assert metrics["distillation"]["teachers"][0] == {**metrics["distillation"]["teachers"][0], "model": str(teacher),
+                                                      "self": True}  # fmt: skip
