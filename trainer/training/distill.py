@@ -158,10 +158,7 @@ def fold_teacher(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndar
     transfer-set copies of its texts): out-of-fold logits for every row. Each teacher's run folder is cached; so
     are the logits, per transfer set."""
     k, seed = cfg.model.teacher_folds, cfg.training.seed
-    teacher_cfg = fold_config(cfg)
-    key = digest(json.dumps(teacher_cfg.to_dict(), sort_keys=True, default=str), texts_digest(train_texts),
-                 texts_digest(eval_texts), str(k))  # fmt: skip
-    folder = cache / f"folds-{key}"
+    folder = cache / f"folds-{teacher_key(cfg, train_texts, eval_texts, str(k))}"
     logits_file = folder / ("logits.npz" if transfer.empty else f"logits-{texts_digest(transfer.texts)[:20]}.npz")
     found = read_cache(logits_file)
     if found is None:
@@ -189,14 +186,17 @@ def self_teacher(cfg: TrainConfig, train_texts: list[str], eval_texts: list[str]
                  train_fn: Callable) -> str:  # fmt: skip
     """`--teacher self`: the run folder of a teacher trained with the student's config (less its distillation) on
     all the training data, the model a plain run of that config makes; trained once, cached by config and data."""
-    teacher_cfg = fold_config(cfg)
-    key = digest(json.dumps(teacher_cfg.to_dict(), sort_keys=True, default=str), texts_digest(train_texts),
-                 texts_digest(eval_texts))  # fmt: skip
-    run = cache / f"{SELF}-{key}"
+    run = cache / f"{SELF}-{teacher_key(cfg, train_texts, eval_texts)}"
     if not (run / "model.safetensors").is_file():
         logger.info("teacher: training this configuration on all the training data (%s)", run)
         train_fn(fold_config(cfg, run=run))
     return str(run)
+
+
+def teacher_key(cfg: TrainConfig, train_texts: list[str], eval_texts: list[str], *extra: str) -> str:
+    """The identity of teachers trained here: the student's config less its distillation, and the data."""
+    config = json.dumps(fold_config(cfg).to_dict(), sort_keys=True, default=str)
+    return digest(config, texts_digest(train_texts), texts_digest(eval_texts), *extra)
 
 
 def fold_config(cfg: TrainConfig, fold: int | None = None, run: Path | None = None) -> TrainConfig:
@@ -222,10 +222,10 @@ def fold_config(cfg: TrainConfig, fold: int | None = None, run: Path | None = No
 
 
 def transfer_set(texts: list[str], copies: int, seed: int, model_name_or_path: str) -> TransferSet:
-    """`copies` word-replaced copies of each text of at least AUGMENT_MIN_WORDS words: each word is replaced by one
-    of its NEIGHBOURS nearest words (cosine, in the student's input embeddings) with chance REPLACE, dropped with
-    chance DROP. Only words that are one token of the student's vocabulary are replaced. Seeded: every process of a
-    run, and every rerun, builds the same set. A copy identical to its text is left out."""
+    """`copies` word-replaced copies of each text of at least AUGMENT_MIN_WORDS words. With chance REPLACE a word
+    is replaced by one of its NEIGHBOURS nearest words (cosine, in the student's input embeddings), or dropped when
+    it has none (it is not one token of the student's vocabulary); with chance DROP it is dropped. Seeded: every
+    process of a run, and every rerun, builds the same set. A copy identical to its text is left out."""
     rng = np.random.default_rng(seed)
     neighbours = word_neighbours(texts, model_name_or_path)
     out, sources = [], []
