@@ -224,8 +224,8 @@ def fold_config(cfg: TrainConfig, fold: int | None = None, run: Path | None = No
 def transfer_set(texts: list[str], copies: int, seed: int, model_name_or_path: str) -> TransferSet:
     """`copies` word-replaced copies of each text of at least AUGMENT_MIN_WORDS words. With chance REPLACE a word
     is replaced by one of its NEIGHBOURS nearest words (cosine, in the student's input embeddings), or dropped when
-    it has none (it is not one token of the student's vocabulary); with chance DROP it is dropped. Seeded: every
-    process of a run, and every rerun, builds the same set. A copy identical to its text is left out."""
+    it has none (fewer than 3 letters, not alphabetic, or not one vocabulary token); with chance DROP it is dropped.
+    Seeded: every process of a run, and every rerun, builds the same set. A copy identical to its text is left out."""
     rng = np.random.default_rng(seed)
     neighbours = word_neighbours(texts, model_name_or_path)
     out, sources = [], []
