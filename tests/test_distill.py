@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,6 +109,8 @@ def test_distillation_flags_are_checked():
         load_config(["--teacher", "runs/a", "--distill_temperature", "0"])
     with pytest.raises(UserError, match="distill_augment=2: give 0, or a number of copies with --teacher"):
         load_config(["--distill_augment", "2"])
+    with pytest.raises(UserError, match="teacher 'self:one': a teacher trained here is 'self' or 'self:SEED'"):
+        load_config(["--teacher", "self:one"])
 
 
 @pytest.mark.slow  # two fold teachers and a student, tiny, ~15 s
@@ -256,10 +259,20 @@ def test_a_self_teacher_is_the_plain_run_of_the_same_config_trained_once(tiny_mo
     assert (run_dir.parent / "latest").resolve() == run_dir.resolve()  # the student, not its teacher
     card = render_card(run_dir, "alice/student")
     assert ", distilled from a teacher of its own size trained with this same configuration." in card
-    assert f"a teacher trained with this same configuration on all the training data (`{teacher}`)" in card
+    assert f"a teacher trained with this same configuration, seed 3, on all the training data (`{teacher}`)" in card
     # a student that differs only in its distillation settings reuses the teacher
     again = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "other", "--teacher", "self", "--seed", "3",
                       "--distill_alpha", "0.8")  # fmt: skip
     _, metrics = train(load_config(again))
     assert metrics["distillation"]["alpha"] == 0.8
     assert list((tmp_path / "runs" / "teacher_cache").glob("self-*")) == [teacher]
+    # an ensemble of self teachers by seed: self:3 is the teacher above, self:4 a new one, the plain run of seed 4
+    ensemble = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "ensemble", "--teacher", "self:3", "self:4",
+                         "--seed", "4")  # fmt: skip
+    run_dir, metrics = train(load_config(ensemble))
+    first, second = metrics["distillation"]["teachers"]
+    assert (first["model"], first["seed"], second["seed"]) == (str(teacher), 3, 4) and second["self"]
+    plain4, _ = train(load_config(tiny_args(tiny_model_dir, data, tmp_path / "runs" / "plain4", "--seed", "4")))
+    assert all(torch.equal(a, weights(plain4)[k]) for k, a in weights(Path(second["model"])).items())
+    card = render_card(run_dir, "alice/ensemble")
+    assert ", distilled from 2 teachers of its own size trained with this same configuration (seeds 3, 4)." in card

@@ -60,9 +60,10 @@ class ModelConfig:
     )  # fmt: skip
     teacher: list[str] | None = field(
         default=None,
-        metadata={"help": "Distil from these models (run folders or Hub ids sharing the label set, or 'self': this "
-                          "config trained here on all the training data; several = an ensemble, probabilities "
-                          "averaged): the loss mixes their soft labels with the hard ones."},
+        metadata={"help": "Distil from these models (run folders or Hub ids sharing the label set, or 'self' / "
+                          "'self:SEED': this config trained here on all the training data, with the run's seed or "
+                          "SEED; several = an ensemble, probabilities averaged): the loss mixes their soft labels "
+                          "with the hard ones."},
     )  # fmt: skip
     teacher_folds: int = field(
         default=0,
@@ -84,6 +85,9 @@ class ModelConfig:
     def __post_init__(self):
         if self.teacher and self.teacher_folds:
             raise UserError("give --teacher or --teacher_folds, not both")
+        for name in self.teacher or []:
+            if name.startswith("self:") and not name[5:].isdigit():
+                raise UserError(f"teacher {name!r}: a teacher trained here is 'self' or 'self:SEED', e.g. self:1")
         if self.teacher_folds and self.teacher_folds < 2:
             raise UserError(f"teacher_folds={self.teacher_folds}: use at least 2 folds (or 0 for no fold teachers)")
         if not 0 <= self.distill_alpha <= 1:

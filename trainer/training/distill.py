@@ -41,7 +41,7 @@ from trainer.modeling import load_classifier
 logger = logging.getLogger(__name__)
 
 CACHE = "teacher_cache"
-SELF = "self"  # --teacher self: a teacher trained here with the student's config on all its training data
+SELF = "self"  # --teacher self[:SEED]: a teacher trained here with the student's config on all its training data
 AUGMENT_MIN_WORDS = 10  # shorter texts (SST-2's phrases) are left as they are
 REPLACE, DROP = 0.15, 0.05  # per-word chances in a copy
 NEIGHBOURS = 8  # a replaced word becomes one of its this many nearest neighbours
@@ -88,7 +88,9 @@ def prepare(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndarray, 
     transfer = transfer or TransferSet([], np.zeros(0, dtype=np.int64))
     if model.teacher:
         scored = train_texts + transfer.texts
-        names = [self_teacher(cfg, train_texts, eval_texts, cache, train_fn) if n == SELF else n for n in model.teacher]
+        names = [self_teacher(cfg, n, train_texts, eval_texts, cache, train_fn) if is_self(n) else n
+                 for n in model.teacher]  # fmt: skip
+        seeds = {name: self_seed(cfg, n) for name, n in zip(names, model.teacher) if is_self(n)}
         teachers = [external_teacher(name, cfg, scored, eval_texts, cache) for name in names]
     else:
         teachers = [fold_teacher(cfg, train_texts, train_labels, eval_texts, cache, train_fn, transfer)]
@@ -102,6 +104,7 @@ def prepare(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndarray, 
                 "model": name,
                 "on_hub": bool(model.teacher) and is_hub_id(name),
                 "self": Path(name).name.startswith(f"{SELF}-"),  # trained here with the student's config
+                "seed": seeds.get(name) if model.teacher else None,  # a self teacher's
                 "accuracy": accuracy_record(probs, eval_labels),
             }
             for name, probs in members
@@ -182,13 +185,26 @@ def fold_teacher(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndar
     return Teacher(found[0], found[1].reshape(-1, *found[1].shape[-2:]), members)
 
 
-def self_teacher(cfg: TrainConfig, train_texts: list[str], eval_texts: list[str], cache: Path,
+def is_self(name: str) -> bool:
+    return name == SELF or name.startswith(f"{SELF}:")
+
+
+def self_seed(cfg: TrainConfig, name: str) -> int:
+    """The seed of a self teacher: the student's for `self`, SEED for `self:SEED`."""
+    return int(name.split(":", 1)[1]) if ":" in name else cfg.training.seed
+
+
+def self_teacher(cfg: TrainConfig, name: str, train_texts: list[str], eval_texts: list[str], cache: Path,
                  train_fn: Callable) -> str:  # fmt: skip
-    """`--teacher self`: the run folder of a teacher trained with the student's config (less its distillation) on
-    all the training data, the model a plain run of that config makes; trained once, cached by config and data."""
+    """`--teacher self` (or `self:SEED`): the run folder of a teacher trained with the student's config (less its
+    distillation; with seed SEED) on all the training data, the model a plain run of that config makes; trained
+    once, cached by config and data."""
+    cfg = copy.deepcopy(cfg)
+    cfg.training.seed = self_seed(cfg, name)
     run = cache / f"{SELF}-{teacher_key(cfg, train_texts, eval_texts)}"
     if not (run / "model.safetensors").is_file():
-        logger.info("teacher: training this configuration on all the training data (%s)", run)
+        logger.info("teacher: training this configuration, seed %d, on all the training data (%s)", cfg.training.seed,
+                    run)  # fmt: skip
         train_fn(fold_config(cfg, run=run))
     return str(run)
 

@@ -196,7 +196,7 @@ def teach(cfg: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
                                         cfg.model.model_name_or_path)  # fmt: skip
     data = (texts, np.asarray(inputs.train_data["label"]), list(inputs.eval_data["text"]),
             np.asarray(inputs.eval_data["label"]), run_dir.parent)  # fmt: skip
-    if cfg.model.teacher_folds or distill.SELF in (cfg.model.teacher or []):
+    if cfg.model.teacher_folds or any(map(distill.is_self, cfg.model.teacher or [])):
         # every process takes part in training the teachers here, then scores its own copy
         teaching = distill.prepare(cfg, *data, train_fn=train, transfer=transfer)
     else:  # the main process scores the training set and caches it; the others read the cache
