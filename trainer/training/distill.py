@@ -86,6 +86,7 @@ def prepare(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndarray, 
     model = cfg.model
     cache = runs_root / CACHE
     transfer = transfer or TransferSet([], np.zeros(0, dtype=np.int64))
+    seeds = {}  # the seed of each self teacher
     if model.teacher:
         scored = train_texts + transfer.texts
         names = [self_teacher(cfg, n, train_texts, eval_texts, cache, train_fn) if is_self(n) else n
@@ -104,7 +105,7 @@ def prepare(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndarray, 
                 "model": name,
                 "on_hub": bool(model.teacher) and is_hub_id(name),
                 "self": Path(name).name.startswith(f"{SELF}-"),  # trained here with the student's config
-                "seed": seeds.get(name) if model.teacher else None,  # a self teacher's
+                "seed": seeds.get(name),
                 "accuracy": accuracy_record(probs, eval_labels),
             }
             for name, probs in members
