@@ -11,7 +11,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from model_card import card_data, card_facts, render_card
-from model_card.card import dataset_facts, eval_rows, limitations, widget_examples
+from model_card.render import dataset_facts, eval_rows, limitations, widget_examples
 from tests.hub_server import validate_card
 from trainer.evaluate import main as evaluate_main
 

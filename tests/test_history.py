@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT
 from trainer import UserError
-from trainer.evaluation.history import (
+from trainer.evaluation.training_log import (
     grad_norm_spikes,
     history_summary,
     history_table,

@@ -21,7 +21,7 @@ from trainer import UserError
 from trainer.config import load_config
 from trainer.hpo import main, parse_args
 from trainer.search.flags import drop_flags, trial_argv
-from trainer.search.space import parse_space, read_space
+from trainer.search.params import parse_space, read_space
 from trainer.search.study import ReportToOptuna, Study, make_pruner
 from trainer.training.loop import train
 

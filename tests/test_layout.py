@@ -125,7 +125,7 @@ def test_push_of_a_read_only_run_folder_publishes_and_says_the_card_was_not_kept
     run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
     # Root writes anywhere, so the read-only folder is the card write failing as it would there (EROFS).
     done, hub = push_with(
-        "import trainer.hub.push as push\n"
+        "import trainer.hub.model_repo as push\n"
         "def refuse(path, text):\n"
         "    raise OSError(errno.EROFS, 'Read-only file system', str(path))\n"
         "push.write_text = refuse",

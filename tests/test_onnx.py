@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, pipeline
 
 from tests.conftest import ROOT
 from tests.hub_server import FakeHub
-from trainer.hub.push import push_run
+from trainer.hub.model_repo import push_run
 from trainer.inference import onnx_export
 
 TOKEN = "hf_alice_0123456789abcdef"

@@ -6,6 +6,9 @@ Library: training/, evaluation/, hub/, search/, over config, data, modeling and 
 docs/architecture.md has one line per module.
 """
 
+import argparse
+import re
+
 __version__ = "0.1.0"
 
 
@@ -28,3 +31,19 @@ def fail(err: Exception, show: bool = True) -> int:
     if show:
         print(f"error: {line}", file=sys.stderr)
     return 2
+
+
+class _LiteralPercent:
+    """Help text is prose: a lone `%` ("95% intervals") is printed as written, not read as a %-format."""
+
+    def _get_help_string(self, action):
+        text = super()._get_help_string(action) or ""
+        return re.sub(r"%%|%\(\w+\)\w|%", lambda m: "%%" if m.group(0) == "%" else m.group(0), text)
+
+
+class HelpFormatter(_LiteralPercent, argparse.RawDescriptionHelpFormatter):
+    """Every entry point's help: the module docstring as written, any `%` in a flag's help safe."""
+
+
+class DefaultsHelpFormatter(_LiteralPercent, argparse.ArgumentDefaultsHelpFormatter):
+    """The training flags' help (built from the config dataclasses), with each default shown."""

@@ -15,12 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trainer import UserError, fail, files
-from trainer.benchmark import DEFAULT_MODEL, plot, run, table
+from trainer import HelpFormatter, UserError, fail, files
+from trainer.measurements import DEFAULT_MODEL, plot, run, table
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few minutes: fewer steps, 256 dev sentences")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="base model for the training measurements")
     parser.add_argument("--infer_model", help="fine-tuned model for inference (default: runs/latest, else the one "

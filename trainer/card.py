@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 from model_card import render_card
-from trainer import UserError, fail
+from trainer import HelpFormatter, UserError, fail
 from trainer.files import write_text
 from trainer.inference import REQUIRED_FILES
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--run_dir", default="runs/latest", help="a finished run folder")
     parser.add_argument("--hub_model_id", help="repo id the usage snippet names (default: the local run folder)")
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from trainer import UserError
+from trainer import DefaultsHelpFormatter, UserError
 from trainer.evaluation.metrics import LOWER_IS_BETTER
 from trainer.labels import LABEL_ORDERS
 
@@ -403,7 +403,8 @@ def align_checkpointing(values: dict, flags: set[str]) -> list[str]:
 def load_config(argv: list[str] | None = None) -> TrainConfig:
     """Parse `--config FILE` and flags into a TrainConfig; flags win over the file."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = HfArgumentParser(_SECTIONS, conflict_handler="resolve", allow_abbrev=False)
+    parser = HfArgumentParser(_SECTIONS, conflict_handler="resolve", allow_abbrev=False,
+                              formatter_class=DefaultsHelpFormatter)  # fmt: skip
     parser.set_defaults(output_dir=None)
     pre, _ = parser.parse_known_args(argv)  # find --config, --resume and --output_dir before the full parse
     config_path = pre.config

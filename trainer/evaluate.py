@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from trainer import UserError, fail
+from trainer import HelpFormatter, UserError, fail
 from trainer.data import stratified_sample
 from trainer.evaluation.run import analyse, label_names_of, load_labelled
 from trainer.inference import LONG_TEXT
@@ -17,7 +17,7 @@ from trainer.modeling import load_classifier, truncation_note
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", default="runs/latest", help="run folder, model folder or Hub id")
     parser.add_argument("--data", default="stanfordnlp/sst2:validation", help="labelled file, or Hub dataset[:split]")
     parser.add_argument("--output_dir", required=True, help="where the analysis files go")

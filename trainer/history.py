@@ -8,12 +8,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from trainer import UserError, fail
-from trainer.evaluation.history import history_summary, history_table, read_log_history, render_history, write_history
+from trainer import HelpFormatter, UserError, fail
+from trainer.evaluation.training_log import history_summary, history_table, read_log_history, render_history, write_history
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("path", help="run folder, checkpoint-N folder or trainer_state.json")
     parser.add_argument("--output_dir", help="where history.csv and the plot go (default: beside the input)")
     parser.add_argument("--spike_factor", type=float, default=3.0,

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from trainer import UserError, fail
+from trainer import HelpFormatter, UserError, fail
 from trainer.config import DEFAULT_CONFIG
 from trainer.search.ray import run_with_ray
-from trainer.search.space import read_space
+from trainer.search.params import read_space
 from trainer.search.study import SAMPLERS, Study
 from trainer.training.callbacks import Interrupted
 
@@ -28,6 +28,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         prog="python -m trainer.hpo",
         description="Search hyperparameters with Optuna; every other flag is a training flag (see trainer.train).",
         allow_abbrev=False,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="Preset to start each trial from.")
     parser.add_argument(

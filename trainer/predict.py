@@ -8,14 +8,14 @@ import time
 
 import pandas as pd
 
-from trainer import UserError, fail
+from trainer import HelpFormatter, UserError, fail
 from trainer.data import check_texts, read_texts
 from trainer.inference import BACKENDS, LONG_TEXT
 from trainer.modeling import default_backend, load_classifier, truncation_note
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("texts", nargs="*", help="texts to classify")
     parser.add_argument("--model", default="runs/latest", help="run folder, model folder or Hub id")
     parser.add_argument("--file", help="a .txt file (one text per line) or a table with --text_column")

@@ -18,14 +18,14 @@ import sys
 from pathlib import Path
 
 from model_card import render_card
-from trainer import UserError, fail
+from trainer import HelpFormatter, UserError, fail
 from trainer.hub.onnx_files import CHECK_FILE
-from trainer.hub.push import describe, push_run, run_files
+from trainer.hub.model_repo import describe, push_run, run_files
 from trainer.inference import ONNX_FILES
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--run_dir", default="runs/latest", help="a finished run folder")
     parser.add_argument("--hub_model_id", help="<user or org>/<name> (default: <your user>/<run folder name>)")
     parser.add_argument("--private", action="store_true", help="create the repo private (an existing repo is kept)")

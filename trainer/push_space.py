@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trainer import UserError, fail
-from trainer.hub.push import describe
-from trainer.hub.space import push_space, space_files
+from trainer import HelpFormatter, UserError, fail
+from trainer.hub.model_repo import describe
+from trainer.hub.space_repo import push_space, space_files
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--space_id", help="<user or org>/<name> (default: <your user>/<model name>-demo)")
     parser.add_argument("--model_id", required=True, help="the Hub model repo the Space serves")
     parser.add_argument("--private", action="store_true")

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def push_after_training(run_dir, repo_id: str | None, private: bool, token: str | None):
     """`--push_to_hub`: publish the finished run once; a failed push keeps the run and says how to retry."""
-    from trainer.hub.push import push_run
+    from trainer.hub.model_repo import push_run
 
     try:
         return push_run(run_dir, repo_id, private=private, token=token)

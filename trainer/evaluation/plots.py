@@ -49,7 +49,7 @@ def plot_training_curves(log_history: list[dict], path: str | Path) -> Path:
 
 def plot_training_history(table, summary: dict, path: str | Path) -> Path:
     """Three stacked panels over the step: loss (train, eval) with the lowest points, learning rate, grad norm with
-    its spikes; `table` and `summary` are `history_table` and `history_summary` of trainer.evaluation.history."""
+    its spikes; `table` and `summary` are `history_table` and `history_summary` of trainer.evaluation.training_log."""
     fig, (ax_loss, ax_lr, ax_grad) = plt.subplots(3, 1, figsize=(9, 8.5), sharex=True, height_ratios=[1.4, 1, 1])
     train, evals = table.dropna(subset=["loss"]), table.dropna(subset=["eval_loss"])
     ax_loss.plot(train["step"], train["loss"], alpha=0.8, label="train loss")

@@ -27,7 +27,7 @@ from trainer import UserError
 from trainer.config import load_config
 from trainer.search import outputs
 from trainer.search.flags import trial_argv
-from trainer.search.space import Param
+from trainer.search.params import Param
 from trainer.training.callbacks import Interrupted
 from trainer.training.loop import train
 
@@ -75,7 +75,7 @@ class Study:
 
         Args:
             base_argv: the training flags every trial starts from (`--config PRESET ...`).
-            space: the searched options (`trainer.search.space.read_space`).
+            space: the searched options (`trainer.search.params.read_space`).
             output_dir: the study's folder.
             sampler: one of SAMPLERS (a resumed study must keep its own).
             n_trials: the finished trials to reach.

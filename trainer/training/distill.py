@@ -147,7 +147,7 @@ def external_teacher(
     """A run folder or Hub id: its label set checked against the student's, its logits cached."""
     classifier = load_classifier(name)
     check_labels(name, classifier.labels, cfg.data.label_names)
-    key = digest(weights_digest(classifier), texts_digest(train_texts), texts_digest(eval_texts))
+    key = digest(model_fingerprint(classifier), texts_digest(train_texts), texts_digest(eval_texts))
     found = read_cache(cache / f"{key}.npz")
     if found is None:
         logger.info("teacher %s: scoring %d training texts (cached in %s)", name, len(train_texts), cache)
@@ -295,7 +295,7 @@ def check_labels(name: str, teacher: list[str], student: list[str]) -> None:
         )
 
 
-def weights_digest(classifier) -> str:
+def model_fingerprint(classifier) -> str:
     """The model's identity: a hash of its weights, whatever folder or Hub revision they came from."""
     h = hashlib.sha256()
     for name, tensor in classifier.model.state_dict().items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainer import UserError
-from trainer.hub.push import hub_token, publish, resolve_repo_id, with_retries
+from trainer.hub.model_repo import hub_token, publish, resolve_repo_id, with_retries
 from trainer.inference import is_hub_id
 
 SPACE_DIR = Path(__file__).resolve().parents[2] / "space"
