@@ -6,8 +6,8 @@ import shutil
 from huggingface_hub import ModelCard
 
 from model_card import render_card
-from model_card.render import label_note, limitations, skipped_tests
 from model_card.markdown import pct
+from model_card.render import label_note, limitations, skipped_tests
 from tests.conftest import FIVE_LABELS
 from tests.hub_server import validate_card
 

@@ -9,7 +9,13 @@ import sys
 from pathlib import Path
 
 from trainer import HelpFormatter, UserError, fail
-from trainer.evaluation.training_log import history_summary, history_table, read_log_history, render_history, write_history
+from trainer.evaluation.training_log import (
+    history_summary,
+    history_table,
+    read_log_history,
+    render_history,
+    write_history,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

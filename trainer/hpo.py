@@ -17,8 +17,8 @@ import torch
 
 from trainer import HelpFormatter, UserError, fail
 from trainer.config import DEFAULT_CONFIG
-from trainer.search.ray import run_with_ray
 from trainer.search.params import read_space
+from trainer.search.ray import run_with_ray
 from trainer.search.study import SAMPLERS, Study
 from trainer.training.callbacks import Interrupted
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from model_card import render_card
 from trainer import HelpFormatter, UserError, fail
-from trainer.hub.onnx_files import CHECK_FILE
 from trainer.hub.model_repo import describe, push_run, run_files
+from trainer.hub.onnx_files import CHECK_FILE
 from trainer.inference import ONNX_FILES
 
 
