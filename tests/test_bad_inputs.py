@@ -252,3 +252,38 @@ def test_every_entry_point_of_the_product_has_rows():
     """Each module of trainer/ with a main() (the commands the Makefile and README run), and the Space."""
     commands = {path.stem for path in (ROOT / "trainer").glob("*.py") if "\ndef main(" in path.read_text()}
     assert {case.entry for case in CASES.values()} == commands | {"space"}
+
+
+HELP_ENTRIES = sorted(path.stem for path in (ROOT / "trainer").glob("*.py") if "\ndef main(" in path.read_text())
+SPACE_SCRIPTS = ["benchmark.py", "browser.py"]  # the Space folder's own command-line tools
+
+
+@pytest.mark.parametrize("entry", HELP_ENTRIES)
+def test_help_works(entry):
+    """`python -m trainer.X --help` prints usage and every flag's help, and exits 0: a `%` in a help text ("95%
+    intervals") is printed as written, not read as a %-format."""
+    done = subprocess.run([sys.executable, "-m", f"trainer.{entry}", "--help"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "usage:" in done.stdout and "Traceback" not in done.stderr
+    if entry == "train":
+        assert "Bootstrap resamples for the metrics' 95% intervals." in " ".join(done.stdout.split())
+
+
+@pytest.mark.parametrize("script", SPACE_SCRIPTS)
+def test_space_tools_help_works(script):
+    done = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, cwd=ROOT / "space",
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-3000:]
+
+
+def test_a_percent_in_help_text_is_printed_as_written():
+    import argparse
+
+    from trainer import DefaultsHelpFormatter, HelpFormatter
+
+    for formatter in (HelpFormatter, DefaultsHelpFormatter):
+        parser = argparse.ArgumentParser(prog="x", formatter_class=formatter)
+        parser.add_argument("--n", type=int, default=7, help="95% intervals, 100%% sure, default %(default)s")
+        text = " ".join(parser.format_help().split())
+        assert "95% intervals, 100% sure, default 7" in text, text
