@@ -100,6 +100,24 @@ def explain(text: str) -> tuple[str, str]:
     return words_html(found, MODEL.labels, COLOURS), note
 
 
+def predict_tab() -> None:
+    """A text's label on Predict or Enter, then the words that drove it."""
+    with gr.Tab("Predict"):
+        text = gr.Textbox(label="Text", placeholder="Type a sentence", max_length=LIMIT, lines=2)
+        button = gr.Button("Predict", variant="primary")
+        label = gr.Label(label="Prediction", num_top_classes=len(MODEL.labels))
+        note = gr.Markdown()
+        words = gr.HTML(label="Which words drove it", elem_id="words")
+        if ART.widget:
+            gr.Examples(examples=[[t] for t in ART.widget], inputs=[text])
+        button.click(predict, text, label, api_name="predict", concurrency_limit=4).then(
+            explain, text, [words, note], api_name="explain"
+        )
+        text.submit(predict, text, label, api_visibility="private", concurrency_limit=4).then(
+            explain, text, [words, note], api_visibility="private"
+        )
+
+
 # --- Batch ---
 
 
@@ -113,6 +131,18 @@ def score_batch(lines: str, upload):
     path = EXPORTS / f"predictions-{time.time_ns()}.csv"
     table.to_csv(path, index=False)
     return tinted(table, ["label"], COLOURS), str(path)
+
+
+def batch_tab() -> None:
+    """Pasted lines or an uploaded file scored into a table and a CSV to download."""
+    with gr.Tab("Batch"):
+        lines = gr.Textbox(label="One text per line", lines=6)
+        upload = gr.File(label="…or a .txt / .csv / .tsv file", file_types=[".txt", ".csv", ".tsv"], type="filepath",
+                         height=140, elem_id="upload")  # fmt: skip
+        run_batch = gr.Button("Score", variant="primary")
+        table = gr.Dataframe(label="Predictions", interactive=False, wrap=True, elem_id="predictions")
+        download = gr.File(label="Download CSV", elem_id="download")
+        run_batch.click(score_batch, [lines, upload], [table, download], api_name="batch", concurrency_limit=1)
 
 
 # --- Embedding explorer ---
@@ -183,60 +213,8 @@ def export_selection(shown: dict | None) -> str:
     return str(path)
 
 
-# --- Errors ---
-
-
-def browse_errors(error_type: str, min_confidence: float):
-    if ART.errors is None:
-        raise gr.Error("No incorrect_predictions.csv next to this model.", print_exception=False)
-    return error_view(filter_errors(ART.errors, error_type, min_confidence), COLOURS)
-
-
-def explain_row(table: pd.DataFrame, evt: gr.SelectData) -> tuple[str, str]:
-    row = pd.DataFrame(table).iloc[evt.index[0]]
-    words, note = explain(str(row["text"]))
-    return words, f"True label **{row['true label']}** · predicted " + note
-
-
-# --- The app ---
-
-ERROR_TYPES = ["all"]
-if ART.errors is not None:
-    ERROR_TYPES += sorted({tag for tags in ART.errors["error_types"] for tag in str(tags).split(";") if tag})
-CSS = """
-.words { line-height: 2.1; font-size: 1.05rem; }
-.words .word { padding: 0.15em 0.3em; border-radius: 0.3em; }
-.legend { margin-top: 0.4em; font-size: 0.9rem; }
-.legend .key { margin-right: 1em; white-space: nowrap; }
-.legend .swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 0.2em; margin-right: 0.3em;
-                  vertical-align: -0.1em; }
-"""
-
-with gr.Blocks(title="Sentiment model explorer") as demo:
-    gr.Markdown(f"# Sentiment model explorer\nModel: {model_link(MODEL_ID)}")
-    gr.HTML(legend_html(MODEL.labels, COLOURS, "labels, in their colour everywhere in this app"))
-    with gr.Tab("Predict"):
-        text = gr.Textbox(label="Text", placeholder="Type a sentence", max_length=LIMIT, lines=2)
-        button = gr.Button("Predict", variant="primary")
-        label = gr.Label(label="Prediction", num_top_classes=len(MODEL.labels))
-        note = gr.Markdown()
-        words = gr.HTML(label="Which words drove it", elem_id="words")
-        if ART.widget:
-            gr.Examples(examples=[[t] for t in ART.widget], inputs=[text])
-        button.click(predict, text, label, api_name="predict", concurrency_limit=4).then(
-            explain, text, [words, note], api_name="explain"
-        )
-        text.submit(predict, text, label, api_visibility="private", concurrency_limit=4).then(
-            explain, text, [words, note], api_visibility="private"
-        )
-    with gr.Tab("Batch"):
-        lines = gr.Textbox(label="One text per line", lines=6)
-        upload = gr.File(label="…or a .txt / .csv / .tsv file", file_types=[".txt", ".csv", ".tsv"], type="filepath",
-                         height=140, elem_id="upload")  # fmt: skip
-        run_batch = gr.Button("Score", variant="primary")
-        table = gr.Dataframe(label="Predictions", interactive=False, wrap=True, elem_id="predictions")
-        download = gr.File(label="Download CSV", elem_id="download")
-        run_batch.click(score_batch, [lines, upload], [table, download], api_name="batch", concurrency_limit=1)
+def explorer_tab(page: gr.Blocks) -> None:
+    """The validation set in 2-D, drawn as `page` opens, with a sentence placed among its neighbours."""
     with gr.Tab("Embedding explorer"):
         if ART.points is None:
             gr.Markdown("This model was pushed without `embeddings.parquet` or `predictions.parquet`, so there is "
@@ -258,13 +236,35 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
         sentence.submit(explore, [sentence, color_by, k], outputs, api_visibility="private")
         color_by.input(explore, [sentence, color_by, k], outputs, api_visibility="private")
         if ART.points is not None:  # the validation set is drawn as the page opens
-            demo.load(explore, [sentence, color_by, k], outputs, api_visibility="private")
+            page.load(explore, [sentence, color_by, k], outputs, api_visibility="private")
         export.click(export_selection, shown, exported, api_name="export_selection")
+
+
+# --- Errors ---
+
+
+def browse_errors(error_type: str, min_confidence: float):
+    if ART.errors is None:
+        raise gr.Error("No incorrect_predictions.csv next to this model.", print_exception=False)
+    return error_view(filter_errors(ART.errors, error_type, min_confidence), COLOURS)
+
+
+def explain_row(table: pd.DataFrame, evt: gr.SelectData) -> tuple[str, str]:
+    row = pd.DataFrame(table).iloc[evt.index[0]]
+    words, note = explain(str(row["text"]))
+    return words, f"True label **{row['true label']}** · predicted " + note
+
+
+def errors_tab() -> None:
+    """The validation set's mistakes, filtered by type and confidence; a clicked row is explained."""
+    error_types = ["all"]
+    if ART.errors is not None:
+        error_types += sorted({tag for tags in ART.errors["error_types"] for tag in str(tags).split(";") if tag})
     with gr.Tab("Errors"):
         if ART.errors is None:
             gr.Markdown("No `incorrect_predictions.csv` next to this model.")
         with gr.Row():
-            error_type = gr.Dropdown(ERROR_TYPES, value="all", label="Error type")
+            error_type = gr.Dropdown(error_types, value="all", label="Error type")
             min_conf = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Minimum confidence")  # k classes: from 1/k up
         errors = gr.Dataframe(
             value=None if ART.errors is None else error_view(ART.errors, COLOURS),
@@ -277,6 +277,13 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
         error_type.change(browse_errors, [error_type, min_conf], errors, api_name="errors")
         min_conf.release(browse_errors, [error_type, min_conf], errors, api_visibility="private")
         errors.select(explain_row, errors, [row_words, row_note], api_visibility="private")
+
+
+# --- Model report ---
+
+
+def report_tab() -> None:
+    """The run's headline, plots, metrics, slices and behavioural tests, as pushed with the model."""
     with gr.Tab("Model report"):
         gr.Markdown(report_headline(ART.metrics, MODEL_ID), elem_id="headline")
         with gr.Row():
@@ -293,6 +300,34 @@ with gr.Blocks(title="Sentiment model explorer") as demo:
             gr.Dataframe(ART.behavioral, label="Behavioural tests (run and skipped)", interactive=False, wrap=True)
         if not ART.plots and ART.slices is None and ART.behavioral is None:
             gr.Markdown("No plots, slices or behavioural tests were pushed with this model.")
+
+
+# --- The app ---
+
+CSS = """
+.words { line-height: 2.1; font-size: 1.05rem; }
+.words .word { padding: 0.15em 0.3em; border-radius: 0.3em; }
+.legend { margin-top: 0.4em; font-size: 0.9rem; }
+.legend .key { margin-right: 1em; white-space: nowrap; }
+.legend .swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 0.2em; margin-right: 0.3em;
+                  vertical-align: -0.1em; }
+"""
+
+
+def build_demo() -> gr.Blocks:
+    """The page: the model's name and the label legend above the tabs, one function each."""
+    with gr.Blocks(title="Sentiment model explorer") as page:
+        gr.Markdown(f"# Sentiment model explorer\nModel: {model_link(MODEL_ID)}")
+        gr.HTML(legend_html(MODEL.labels, COLOURS, "labels, in their colour everywhere in this app"))
+        predict_tab()
+        batch_tab()
+        explorer_tab(page)
+        errors_tab()
+        report_tab()
+    return page
+
+
+demo = build_demo()
 
 
 # --- The JSON API beside the UI ---
