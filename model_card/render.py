@@ -12,6 +12,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from model_card.citations import BASE_MODELS, DATASETS
 from model_card.markdown import join_words, pct, quote
+from trainer.run_folder import INT8_CHECK, ONNX_DIR
 
 TEMPLATE = Path(__file__).with_name("template.md")
 CARD_INPUTS = ("config.json", "metrics.json", "train_config.yaml")  # the files the card is built from
@@ -293,7 +294,7 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | Non
         "citations": [c for c in (BASE_MODELS.get(base_model), dataset["citation"]) if c],
         **analysis_facts(run, names),
     }
-    facts["onnx"] = None if onnx is False else _read_json(run / "onnx" / "int8_check.json")
+    facts["onnx"] = None if onnx is False else _read_json(run / ONNX_DIR / INT8_CHECK)
     facts["limitations"] = limitations(facts)
     return facts
 

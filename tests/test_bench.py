@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import read_sst2
 from trainer import UserError
 from trainer.bench import main
+from trainer.export.onnx import export_int8
 from trainer.modeling import load_classifier
 
 KEYS = {
@@ -17,6 +18,11 @@ KEYS = {
     "baseline_infer_samples_per_s", "infer_samples_per_s", "accuracy_fp32", "accuracy_fast", "latency_ms", "machine",
     "peak_rss_mb", "time_to_89_accuracy", "setup", "label_agreement", "labels_changed", "prob_gap_p95",
 }  # fmt: skip
+
+
+def scorer(model: str, backend: str = "torch"):
+    """The inference core as the bench loads it: the int8 path's file exported first."""
+    return load_classifier(model, backend=backend, int8_file=export_int8(model) if backend == "onnx-int8" else None)
 
 
 @pytest.mark.slow  # trains twice in subprocesses (the notebook recipe and ours), then times three inference paths
@@ -35,11 +41,11 @@ def test_quick_bench_writes_the_report_and_the_plot(tiny_model_dir, tiny_run, tm
     # The accuracies are those of the fine-tuned run on the first 256 SST-2 dev rows, scored again here.
     dev = read_sst2("dev", 256)
     for key, backend in (("accuracy_fp32", "torch"), ("accuracy_fast", "onnx-int8")):
-        predicted = load_classifier(str(tiny_run), backend=backend).predict_proba(dev["sentence"].tolist()).argmax(1)
+        predicted = scorer(str(tiny_run), backend).predict_proba(dev["sentence"].tolist()).argmax(1)
         assert report[key] == (predicted == dev["label"].to_numpy()).mean(), key
     assert report["accuracy_drop_points"] == round((report["accuracy_fp32"] - report["accuracy_fast"]) * 100, 2)
-    fp32 = load_classifier(str(tiny_run)).predict_proba(dev["sentence"].tolist())
-    int8 = load_classifier(str(tiny_run), backend="onnx-int8").predict_proba(dev["sentence"].tolist())
+    fp32 = scorer(str(tiny_run)).predict_proba(dev["sentence"].tolist())
+    int8 = scorer(str(tiny_run), "onnx-int8").predict_proba(dev["sentence"].tolist())
     assert report["label_agreement"] == round(float((int8.argmax(1) == fp32.argmax(1)).mean()), 5)
     assert report["prob_gap_p95"] == pytest.approx(np.percentile(np.abs(int8 - fp32).max(1), 95), abs=1e-5)
     assert report["setup"]["infer_model"] == str(tiny_run)
@@ -53,14 +59,13 @@ def test_int8_path_agrees_with_torch_and_caches_its_export(tiny_run, tmp_path):
     run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "onnx"))
     texts = ["good film , really good", "worst film , really worst", "a movie", "fun"] * 8
     fp32 = load_classifier(str(run)).predict_proba(texts)
-    fast = load_classifier(str(run), backend="onnx-int8")
-    cached = run / "onnx" / "model_quantized.onnx"  # the file a push ships
+    cached = export_int8(str(run))
+    assert cached == run / "onnx" / "model_quantized.onnx"  # the file a push ships
     stamp = cached.stat().st_mtime_ns
-    int8 = fast.predict_proba(texts)
+    int8 = load_classifier(str(run), backend="onnx-int8", int8_file=cached).predict_proba(texts)
     assert np.abs(int8 - fp32).max() < 0.05
     assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.9
-    load_classifier(str(run), backend="onnx-int8")
-    assert cached.stat().st_mtime_ns == stamp  # reused, not exported again
+    assert export_int8(str(run)) == cached and cached.stat().st_mtime_ns == stamp  # reused, not exported again
 
 
 def test_unknown_backend_is_a_one_line_error(tiny_run):

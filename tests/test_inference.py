@@ -84,3 +84,22 @@ def test_hub_ids_are_owner_slash_name_and_not_local_paths(tmp_path):
     assert not is_hub_id("a/b/c") and not is_hub_id("../model") and not is_hub_id("model dir")
     assert not is_hub_id("./alice/model") and not is_hub_id("/abs/path") and not is_hub_id(None)
     assert not is_hub_id(str(tmp_path / "alice" / "model"))
+
+
+def test_the_core_asked_for_int8_without_an_export_is_one_line_naming_the_fix(tiny_model_dir, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("onnx"))
+    with pytest.raises(FileNotFoundError) as err:  # the core loads the int8 file; it never exports one
+        Classifier(folder, device="cpu", backend="onnx-int8")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"no int8 ONNX file at {folder / 'onnx/model_quantized.onnx'}:")
+    assert f"ensure_onnx({str(folder)!r})" in message and 'backend="torch"' in message
+    assert not (folder / "onnx").exists()
+
+
+def test_the_core_looks_for_the_int8_file_where_the_run_folder_layout_puts_it(tmp_path):
+    from trainer.inference import INT8_FILE
+    from trainer.run_folder import onnx_path
+
+    assert tmp_path / INT8_FILE == onnx_path(tmp_path, "int8")  # the core imports nothing, so it spells the name

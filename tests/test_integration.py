@@ -12,6 +12,7 @@ from transformers import pipeline
 
 from tests.conftest import ROOT, read_sst2, write_tsv
 from trainer.evaluate import main as evaluate_main
+from trainer.export.onnx import export_int8
 from trainer.modeling import default_backend, load_classifier, resolve_model_path
 from trainer.predict import main as predict_main
 from trainer.train import main as train_main
@@ -63,7 +64,9 @@ def test_predictor_matches_pipeline_probabilities(minilm_run):
 def test_predict_cli_prints_label_confidence_and_latency(minilm_run, capsys):
     assert predict_main(["--model", str(minilm_run), "a wonderful film"]) == 0
     label, confidence, latency, unit, *text = capsys.readouterr().out.split()
-    expected = load_classifier(str(minilm_run), backend=default_backend()).predict(["a wonderful film"])[0]
+    backend = default_backend()  # what predict uses, with the int8 file it exported
+    int8_file = export_int8(str(minilm_run)) if backend == "onnx-int8" else None
+    expected = load_classifier(str(minilm_run), backend=backend, int8_file=int8_file).predict(["a wonderful film"])[0]
     assert (label, confidence) == (expected["label"], f"{expected['score']:.3f}") and label in {"positive", "negative"}
     assert 0.5 <= float(confidence) <= 1
     assert latency.replace(".", "", 1).isdigit() and unit == "ms" and " ".join(text) == "a wonderful film"
@@ -135,7 +138,7 @@ def test_the_int8_onnx_file_agrees_with_fp32_minilm_on_real_sentences(minilm_run
     run's 200 SST-2 dev sentences: its labels are fp32's almost everywhere (SST-2 dev with the full model: 99.3%)."""
     import shutil
 
-    from trainer.hub.onnx_files import onnx_uploads
+    from trainer.export.uploads import onnx_uploads
 
     run = shutil.copytree(minilm_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "onnx"))
     uploads = dict(onnx_uploads(run))

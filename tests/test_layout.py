@@ -68,8 +68,9 @@ def test_no_import_cycles_between_modules():
 
 def test_model_card_imports_nothing_of_trainer_and_libraries_import_no_entry_point():
     edges = graph()
+    # but the run folder's layout, the one place its file names are spelled
     assert {name: deps for name, deps in edges.items() if name.startswith("model_card") and
-            any(d.startswith("trainer") for d in deps)} == {}  # fmt: skip
+            any(d.startswith("trainer") and d != "trainer.run_folder" for d in deps)} == {}  # fmt: skip
     library = {name: deps & ENTRY_POINTS for name, deps in edges.items() if name not in ENTRY_POINTS}
     assert {name: deps for name, deps in library.items() if deps} == {}
 

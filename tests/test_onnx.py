@@ -16,8 +16,8 @@ from transformers import AutoTokenizer, pipeline
 
 from tests.conftest import ROOT
 from tests.hub_server import FakeHub
+from trainer.export.onnx import ensure_onnx
 from trainer.hub.model_repo import push_run
-from trainer.inference import onnx_export
 
 TOKEN = "hf_alice_0123456789abcdef"
 TEXTS = ["good film , really good", "worst film , really worst", "a movie", "the plot was dull but the acting fun"]
@@ -65,14 +65,14 @@ def onnx_probs(path: Path, tokenizer, texts: list[str]) -> np.ndarray:
 
 
 def test_the_export_is_reused_while_fresh_and_redone_for_new_weights(run):
-    paths = onnx_export(run)
+    paths = ensure_onnx(run)
     assert {p.name for p in paths.values()} == {"model.onnx", "model_quantized.onnx"}
     stamps = {kind: path.stat().st_mtime_ns for kind, path in paths.items()}
-    assert {kind: path.stat().st_mtime_ns for kind, path in onnx_export(run).items()} == stamps  # reused
+    assert {kind: path.stat().st_mtime_ns for kind, path in ensure_onnx(run).items()} == stamps  # reused
     weights = load_file(run / "model.safetensors")
     weights["classifier.bias"] = weights["classifier.bias"] + 1.0
     save_file(weights, run / "model.safetensors", metadata={"format": "pt"})
-    fresh = onnx_export(run)
+    fresh = ensure_onnx(run)
     assert all(fresh[kind].stat().st_mtime_ns != stamps[kind] for kind in stamps)  # re-trained weights: new export
     stamp = json.loads((run / "onnx" / "export.json").read_text())
     assert len(stamp["weights_sha256"]) == 64 and stamp["opset"] == 17
@@ -108,6 +108,30 @@ def test_no_onnx_pushes_the_model_alone_and_a_dry_run_lists_the_files(run, hub, 
     files = set(hub.repo("alice/plain").files("main"))
     assert not any(name.startswith("onnx/") for name in files) and "model.safetensors" in files
     assert "transformers.js" not in (run / "README.md").read_text()
+
+
+def test_a_dry_run_lists_exactly_what_the_push_uploads(run, hub, capsys):
+    from trainer.export.uploads import push_files
+    from trainer.push import main
+
+    def dry_run(repo_id: str, *flags: str) -> dict[str, str]:
+        """{path in the repo: its size column} as `push --dry_run` prints them."""
+        assert main(["--run_dir", str(run), "--hub_model_id", repo_id, "--dry_run", *flags]) == 0
+        return {line.split()[-1]: line.split()[0] for line in capsys.readouterr().out.splitlines()[1:-1]}
+
+    def pushed(repo_id: str) -> dict[str, bytes]:
+        return {name: data for name, data in hub.repo(repo_id).files("main").items() if name != ".gitattributes"}
+
+    for repo_id, flags, onnx in (("alice/same", (), True), ("alice/plain", ("--no_onnx",), False)):
+        listed = dry_run(repo_id, *flags)
+        push_run(run, repo_id, token=TOKEN, retry_wait=0, onnx=onnx)
+        assert set(listed) == set(pushed(repo_id))
+        made = {name for name, size in listed.items() if size == "at"}  # "at push": the export the push makes
+        assert made == ({"onnx/model.onnx", "onnx/model_quantized.onnx", "onnx/int8_check.json"} if onnx else set())
+    # with the export there, the dry run's list is the pushed files byte for byte, the card included
+    files = push_files(run, "alice/same", make=False)
+    local = {name: source if isinstance(source, bytes) else source.read_bytes() for name, source in files}
+    assert local == pushed("alice/same")
 
 
 @pytest.mark.slow

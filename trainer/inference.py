@@ -9,19 +9,15 @@ Scoring: each text is read in windows of at most the run's own `max_length` toke
 overlapping windows that cover the whole text (`long_text="chunk"`), whose probabilities and pooled embeddings are
 averaged per text. Windows are scored in length-sorted batches with dynamic padding under `torch.inference_mode()`;
 logits, probabilities and the mean-pooled last hidden state come from one forward pass. `backend="onnx-int8"` scores
-on the CPU fast path instead: the int8 ONNX file a published repo ships (`onnx/model_quantized.onnx`), exported
-once per weights (embeddings always come from the torch model).
+on the CPU fast path instead: the int8 ONNX file a published repo ships (`onnx/model_quantized.onnx`), loaded as it
+is; `trainer.export` makes it, once per weights (embeddings always come from the torch model).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +42,9 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # either one makes the tokeni
 # Weights load from safetensors only, and code that comes with a model is never run.
 SAFE_LOADING = {"use_safetensors": True, "trust_remote_code": False}
 BACKENDS = ("torch", "onnx-int8")
+# Where a published repo ships the int8 model, as `trainer.run_folder.onnx_path(folder, "int8")` names it (this file
+# imports nothing of the repository; tests/test_inference.py checks the two agree).
+INT8_FILE = Path("onnx", "model_quantized.onnx")
 POOLING = "mean of the last hidden state over non-padding tokens"
 LONGEST = 512  # cap for models whose tokenizer declares no usable limit
 LONG_TEXT = ("truncate", "chunk")  # what happens to a text longer than max_length tokens
@@ -114,10 +113,13 @@ class Classifier:
         long_text: what happens to a text longer than `max_length` tokens: "truncate" reads its first `max_length`
             tokens; "chunk" reads it whole, in overlapping windows of `max_length` tokens (`combine_windows`).
         stride: tokens each chunk window shares with the one before (default: a quarter of `max_length`).
+        int8_file: the int8 ONNX file for "onnx-int8" (default: `<folder>/onnx/model_quantized.onnx`, as a published
+            repo ships it); it is loaded, never made here: `trainer.export.onnx.ensure_onnx(folder)` exports one.
     """
 
     def __init__(self, folder: str | os.PathLike, device: str | None = None, backend: str = "torch",
-                 long_text: str = "truncate", stride: int | None = None):  # fmt: skip
+                 long_text: str = "truncate", stride: int | None = None,
+                 int8_file: str | os.PathLike | None = None):  # fmt: skip
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -125,6 +127,7 @@ class Classifier:
             raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
         if long_text not in LONG_TEXT:
             raise OptionError(f"unknown long_text {long_text!r}: use one of {', '.join(LONG_TEXT)}")
+        int8_file = int8_path(folder, int8_file) if backend == "onnx-int8" else None  # before the model loads
         self.folder = Path(folder)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder, **SAFE_LOADING)
@@ -141,7 +144,7 @@ class Classifier:
         if backend == "onnx-int8":
             if self.device != "cpu":
                 raise ValueError("--backend onnx-int8 runs on the CPU: use --backend torch on a GPU")
-            self._int8 = Int8Session(self.model, self.tokenizer, self.folder)
+            self._int8 = Int8Session(int8_file)
 
     def _check_chunking(self) -> None:
         room = self.max_length - self.tokenizer.num_special_tokens_to_add()  # text tokens in one window
@@ -237,123 +240,27 @@ class Classifier:
         ]  # fmt: skip
 
 
-# --- ONNX: the files a published repo ships for ONNX Runtime, optimum and transformers.js, and the int8 fast path ---
-# `onnx/model.onnx` (fp32) and `onnx/model_quantized.onnx` (int8) are the names transformers.js looks for (its "q8"
-# dtype loads the second); optimum loads either with `subfolder="onnx", file_name=...`. `trainer.predict` scores with
-# the same int8 file, so what users download is what was measured. `onnx/export.json` stamps the weights (sha256) and
-# the recipe: an export of other weights, or by another recipe, is never reused.
-
-ONNX_FILES = {"fp32": "model.onnx", "int8": "model_quantized.onnx"}  # in the onnx/ folder
-ONNX_STAMP = "export.json"
-OPSET = 17
-INT8_RECIPE = "dynamic-matmul-perchannel-ffn-output-fp32"
-# The feed-forward output projections (`layer.N/output/dense`) read the GELU activations, whose outliers per-tensor
-# uint8 quantization handles worst: kept in fp32 they halve the labels int8 changes on SST-2 dev (12 -> 6-8 of 872)
-# and the p95 probability gap (0.10 -> 0.06-0.07) for 13% of throughput (docs/performance.md).
-FP32_MATMULS = re.compile(r"layer\.\d+/output/dense/MatMul$")
+# --- the int8 fast path: the ONNX file a published repo ships, loaded as it is (trainer.export makes it) ---
 
 
-def weights_digest(folder: Path) -> str:
-    """sha256 of the model's weights file (what makes an export stale)."""
-    digest = hashlib.sha256()
-    with open(folder / "model.safetensors", "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def onnx_folder(folder: Path) -> Path:
-    """`<folder>/onnx` for a writable model folder, else a user-cache folder keyed by the weights file's path."""
-    if os.access(folder, os.W_OK):
-        return folder / "onnx"
-    key = hashlib.sha256(str((folder / "model.safetensors").resolve()).encode()).hexdigest()[:16]
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sentiment-trainer" / "onnx" / key
-
-
-def onnx_export(folder: Path, model=None, tokenizer=None) -> dict[str, Path]:
-    """{"fp32": path, "int8": path} of the model's ONNX files, exported now unless a fresh export is there."""
-    out = onnx_folder(folder)
-    paths = {kind: out / name for kind, name in ONNX_FILES.items()}
-    stamp = {"weights_sha256": weights_digest(folder), "int8_recipe": INT8_RECIPE, "opset": OPSET}
-    stamp_file = out / ONNX_STAMP
-    if all(p.is_file() for p in [*paths.values(), stamp_file]) and json.loads(stamp_file.read_text()) == stamp:
-        return paths
-    if model is None or tokenizer is None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        with no_loading_bar():  # the export is one line, not a loading bar as well
-            model = AutoModelForSequenceClassification.from_pretrained(folder, **SAFE_LOADING)
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    logger.info("exporting the model to ONNX (fp32 and int8) in %s", out)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
-        staged = {kind: Path(tmp) / name for kind, name in ONNX_FILES.items()}
-        export_fp32(model, tokenizer, staged["fp32"])
-        quantize_int8(staged["fp32"], staged["int8"])
-        stamp_file.unlink(missing_ok=True)  # the files and their stamp change together: stamp last
-        for kind in ONNX_FILES:
-            os.replace(staged[kind], paths[kind])
-        Path(tmp, ONNX_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
-        os.replace(Path(tmp, ONNX_STAMP), stamp_file)
-    return paths
-
-
-@contextmanager
-def no_loading_bar():
-    """transformers' "Loading weights" progress bar off while a model loads in the background of another step."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.enable_progress_bar()
-
-
-def export_fp32(model, tokenizer, target: Path) -> None:
-    """The model as ONNX: inputs input_ids and attention_mask, output logits, dynamic batch and sequence axes."""
-    import warnings
-
-    import torch
-
-    sample = tokenizer(["a short one", "and a somewhat longer sentence"], padding=True, return_tensors="pt")
-    axes = {0: "batch_size", 1: "sequence_length"}
-    with warnings.catch_warnings():  # the tracer's notes on Python control flow are not the user's concern
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.float().eval(), (sample["input_ids"], sample["attention_mask"]), str(target),
-            input_names=["input_ids", "attention_mask"], output_names=["logits"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": {0: "batch_size"}},
-            opset_version=OPSET, dynamo=False,
-        )  # fmt: skip
-
-
-def quantize_int8(source: Path, target: Path) -> None:
-    """int8 weights for the MatMuls, per output channel, but the feed-forward output ones (`FP32_MATMULS`);
-    embeddings, LayerNorm, softmax and the head stay fp32. Activations are quantized as they come, per tensor."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    keep = [node.name for node in onnx.load(str(source), load_external_data=False).graph.node
-            if node.op_type == "MatMul" and FP32_MATMULS.search(node.name)]  # fmt: skip
-
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # ONNX Runtime's "consider pre-processing" advice, printed on every export
-    try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"], nodes_to_exclude=keep)  # fmt: skip
-    finally:
-        logging.disable(previous)
+def int8_path(folder: str | os.PathLike, given: str | os.PathLike | None) -> Path:
+    """The int8 ONNX file to load: `given`, else the one a published repo ships; one line naming the fix if absent."""
+    path = Path(given) if given is not None else Path(folder) / INT8_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no int8 ONNX file at {path}: export one with trainer.export.onnx.ensure_onnx({str(folder)!r}) and pass "
+            'its "int8" path as int8_file (trainer.predict and trainer.bench do this), or use backend="torch"'
+        )
+    return path
 
 
 class Int8Session:
-    """Logits for tokenized batches from the model's int8 ONNX file (exported on first use)."""
+    """Logits for tokenized batches from an int8 ONNX file."""
 
-    def __init__(self, model, tokenizer, folder: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None):
         import onnxruntime as ort
         import torch
 
-        path = onnx_export(folder, model, tokenizer)["int8"]
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3  # errors only

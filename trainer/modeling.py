@@ -94,24 +94,31 @@ def load_model(cfg: ModelConfig, label_names: list[str]):
 
 
 def load_classifier(name_or_path: str, backend: str = "torch", device: str | None = None, long_text: str = "truncate",
-                    stride: int | None = None) -> Classifier:  # fmt: skip
+                    stride: int | None = None, int8_file: Path | None = None) -> Classifier:  # fmt: skip
     """The inference core for a run folder, model folder or Hub id, with one-line errors; `long_text` and `stride`
-    say how texts over the model's max_length are read (Classifier)."""
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    say how texts over the model's max_length are read (Classifier). For backend "onnx-int8", `int8_file` is the int8
+    ONNX file `trainer.export.onnx.export_int8` made (default: the folder's own `onnx/model_quantized.onnx`)."""
+    check_backend(backend, device)
     if long_text not in LONG_TEXT:
         raise UserError(f"unknown long_text {long_text!r}: use one of {', '.join(LONG_TEXT)}")
-    if backend == "onnx-int8" and not int8_available():
-        raise UserError("--backend onnx-int8 needs onnxruntime: pip install onnxruntime")
-    if backend == "onnx-int8" and (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu":
-        raise UserError("--backend onnx-int8 runs on the CPU: use --backend torch on a GPU")
     path = resolve_model_path(name_or_path)
     try:
-        return Classifier(path, device=device, backend=backend, long_text=long_text, stride=stride)
+        return Classifier(path, device=device, backend=backend, long_text=long_text, stride=stride,
+                          int8_file=int8_file)  # fmt: skip
     except OptionError as err:
         raise UserError(str(err)) from None
     except (OSError, ValueError) as err:
         raise UserError(load_error(name_or_path, err)) from None
+
+
+def check_backend(backend: str, device: str | None = None) -> None:
+    """A UserError for a backend that cannot run here: unknown, or int8 without onnxruntime or off the CPU."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend == "onnx-int8" and not int8_available():
+        raise UserError("--backend onnx-int8 needs onnxruntime: pip install onnxruntime")
+    if backend == "onnx-int8" and (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu":
+        raise UserError("--backend onnx-int8 runs on the CPU: use --backend torch on a GPU")
 
 
 def truncation_note(classifier: Classifier, texts: list[str], counted: int | None = None) -> str | None:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from trainer import HelpFormatter, UserError, fail
 from trainer.data import check_texts, read_texts
+from trainer.export.onnx import export_int8
 from trainer.inference import BACKENDS, LONG_TEXT
 from trainer.modeling import default_backend, load_classifier, truncation_note
 
@@ -39,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch_size < 1:
             raise UserError(f"--batch_size {args.batch_size}: use at least 1")
         texts = check_texts(pd.Series(texts, dtype=object), "input").tolist()
-        classifier = load_classifier(args.model, backend=args.backend or default_backend(), long_text=args.long_text,
-                                     stride=args.stride)  # fmt: skip
+        backend = args.backend or default_backend()
+        int8_file = export_int8(args.model) if backend == "onnx-int8" else None  # the core loads it, never makes it
+        classifier = load_classifier(args.model, backend=backend, long_text=args.long_text, stride=args.stride,
+                                     int8_file=int8_file)  # fmt: skip
         if note := truncation_note(classifier, texts):
             print(note, file=sys.stderr)
         if len(texts) <= 16:  # interactive use: latency of each text on its own

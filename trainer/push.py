@@ -4,7 +4,7 @@
                            [--create_pr] [--commit_message M] [--dry_run] [--no_onnx]
 
 Only the run's published files are uploaded (weights, config, tokenizer, card, metrics, analysis files, plots: see
-`trainer.inference.RUN_FILES`), and the model as ONNX for ONNX Runtime and transformers.js (`onnx/model.onnx`,
+`trainer.export.uploads.push_files`), and the model as ONNX for ONNX Runtime and transformers.js (`onnx/model.onnx`,
 `onnx/model_quantized.onnx`; `--no_onnx` skips them); never checkpoints, optimizer state, pickles, wandb folders or
 anything holding a token. The upload is a single commit, so an interrupted push leaves the repo at its previous
 commit, and rerunning the same command is safe: unchanged files are skipped and an unchanged run makes no commit.
@@ -17,11 +17,9 @@ import logging
 import sys
 from pathlib import Path
 
-from model_card import render_card
 from trainer import HelpFormatter, UserError, fail
-from trainer.hub.model_repo import describe, push_run, run_files
-from trainer.hub.onnx_files import CHECK_FILE
-from trainer.inference import ONNX_FILES
+from trainer.export.uploads import push_files
+from trainer.hub.model_repo import describe, push_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,16 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its "no files modified" note: we say it once
     try:
-        if args.dry_run:
-            files = run_files(args.run_dir)
-            card = render_card(args.run_dir, args.hub_model_id, onnx=not args.no_onnx).encode()
+        if args.dry_run:  # the list the push uploads; ONNX files it would export (or re-export) show "at push"
+            files = push_files(args.run_dir, args.hub_model_id, onnx=not args.no_onnx, make=False)
             target = args.hub_model_id or f"<your user>/{Path(args.run_dir).resolve().name}"
-            if not args.no_onnx:  # exported (or re-exported, when the weights changed) at push time
-                onnx = Path(args.run_dir) / "onnx"
-                files += [(f"onnx/{name}", onnx / name if (onnx / name).is_file() else None)
-                          for name in (*ONNX_FILES.values(), CHECK_FILE)]  # fmt: skip
             print(f"dry run: would upload to {target} in one commit (README.md generated):")
-            print(describe(sorted([*files, ("README.md", card)])))
+            print(describe(files))
             return 0
         if not args.no_onnx:
             print("exporting to ONNX (fp32 and int8, for ONNX Runtime and transformers.js) unless a fresh export is "

@@ -1,9 +1,9 @@
 """Publish to the Hugging Face Hub in one commit: token checks, retries, one-line errors.
 
-Only the run's published files (`trainer.inference.RUN_FILES`) and the rendered card are uploaded; never
-checkpoints, optimizer state, pickles, wandb folders or anything holding a token. The upload is a single commit, so an
-interrupted push leaves the repo at its previous commit, and rerunning the same command is safe: unchanged files are
-skipped and an unchanged run makes no commit at all.
+Only the files `trainer.export.uploads.push_files` lists are uploaded (the run's published files, the ONNX files and
+the rendered card); never checkpoints, optimizer state, pickles, wandb folders or anything holding a token. The
+upload is a single commit, so an interrupted push leaves the repo at its previous commit, and rerunning the same
+command is safe: unchanged files are skipped and an unchanged run makes no commit at all.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_card import render_card
 from trainer import UserError
+from trainer.export.uploads import push_files, run_files
 from trainer.files import write_text
-from trainer.inference import REQUIRED_FILES, RUN_FILES, TOKENIZER_FILES
+from trainer.run_folder import CARD
 
 logger = logging.getLogger(__name__)
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
@@ -29,22 +29,6 @@ class PushResult:
     url: str  # commit or pull-request URL
     files: int
     changed: bool
-
-
-def run_files(run_dir: str | Path) -> list[tuple[str, Path]]:
-    """(path in repo, local file) for every published file of a finished run folder (`RUN_FILES`), checked for
-    completeness; the card (README.md) is the caller's to add."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise UserError(f"run folder {run} does not exist: train one with `make train` or pass RUN=<run folder>")
-    missing = [name for name in REQUIRED_FILES if not (run / name).is_file()]
-    if not any((run / name).is_file() for name in TOKENIZER_FILES):
-        missing.append("tokenizer.json")
-    if missing:
-        hint = f'finish it with `make train ARGS="--resume {run}"`' if (run / "checkpoints").is_dir() else "train again"
-        raise UserError(f"run folder {run} is incomplete (missing {', '.join(missing)}): {hint}")
-    found = {path for pattern in RUN_FILES for path in run.glob(pattern) if path.is_file() and not path.is_symlink()}
-    return sorted((path.relative_to(run).as_posix(), path) for path in found)
 
 
 def known_secrets(token: str | None) -> list[str]:
@@ -193,15 +177,11 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, *, private: bool =
     import json
 
     run = Path(run_dir).resolve()
-    uploads = run_files(run)  # complete before anything is written or sent
+    run_files(run)  # complete before anything is written or sent
     token = hub_token(token)  # checked before the card is rendered
     repo_id = resolve_repo_id(repo_id, run.name, token, retries, retry_wait)
-    if onnx:
-        from trainer.hub.onnx_files import onnx_uploads
-
-        uploads += onnx_uploads(run)
-    card = render_card(run, repo_id, onnx=onnx)
-    uploads = sorted([*uploads, ("README.md", card.encode())])
+    uploads = push_files(run, repo_id, onnx=onnx)  # the list `push --dry_run` shows
+    card = dict(uploads)[CARD].decode()
     metrics = json.loads((run / "metrics.json").read_text())
     accuracy = metrics.get("accuracy", float("nan"))
     message = commit_message or f"Upload {run.name}: accuracy {accuracy:.2%} on {metrics.get('data')}"

@@ -1,0 +1,11 @@
+"""Export: the model as ONNX for ONNX Runtime, optimum and transformers.js, and the list of files a push uploads.
+
+- `onnx.py`: the fp32 export and the int8 quantisation, stamped with the weights' sha256 and the recipe, and made
+  again only when the stamp no longer matches (`ensure_onnx`). The inference core only loads the int8 file:
+  `trainer.predict` and the bench call `export_int8(model)` first and pass its path to `load_classifier`.
+- `int8_check.py`: how far the int8 file strays from fp32 on the run's validation texts (`onnx/int8_check.json`,
+  which the card states).
+- `uploads.py`: every file a push uploads (`push_files`), one list for `trainer.push` and its `--dry_run`.
+
+Nothing is imported here, so `from trainer.export.onnx import ensure_onnx` does not load the card's renderer.
+"""
