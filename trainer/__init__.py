@@ -2,7 +2,8 @@
 
 Entry points (`python -m trainer.<name>`): train, evaluate, predict, card, push, push_space, hpo, bench, launch,
 history.
-Library: training/, evaluation/, hub/, search/, over config, data, modeling and the inference core (inference.py).
+Library: training/, evaluation/, export/, hub/, search/, over config, data, modeling and the inference core
+(inference.py).
 docs/architecture.md has one line per module.
 """
 
