@@ -14,6 +14,16 @@ def pct(x, digits: int = 1) -> str:
     return "n/a" if math.isnan(x) else f"{x:.{digits}%}"
 
 
+def figure(value, metric: dict | None = None) -> str:
+    """A metric's value as its catalogue entry (metrics.json's `metric_catalogue`) says: a decimal at `digits` places
+    (4 by default), a percentage, or a count."""
+    metric = metric or {}
+    digits, kind = metric.get("digits", 4), metric.get("format", "number")
+    if kind == "percent":
+        return pct(value, digits)
+    return f"{float(value):,.0f}" if kind == "count" else f"{float(value):.{digits}f}"
+
+
 def quote(text: str, limit: int = 200) -> str:
     """One line of `text` safe inside a Markdown table cell, cut to `limit` characters."""
     text = " ".join(str(text).split()).replace("|", "\\|")

@@ -11,31 +11,11 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from model_card.citations import BASE_MODELS, DATASETS
-from model_card.markdown import join_words, pct, quote
+from model_card.markdown import figure, join_words, pct, quote
 from trainer.run_folder import INT8_CHECK, ONNX_DIR
 
 TEMPLATE = Path(__file__).with_name("template.md")
 CARD_INPUTS = ("config.json", "metrics.json", "train_config.yaml")  # the files the card is built from
-CARD_METRICS = [  # model-index entries: (metrics.json key, Hub metric id, display name, metric args)
-    ("accuracy", "accuracy", "Accuracy", None),
-    ("f1_macro", "f1", "F1 (macro)", {"average": "macro"}),
-    ("precision_macro", "precision", "Precision (macro)", {"average": "macro"}),
-    ("recall_macro", "recall", "Recall (macro)", {"average": "macro"}),
-]
-ORDINAL_METRICS = [  # added to the model-index when the labels form a scale (SST-5's very negative ... very positive)
-    ("mae", "mae", "Mean absolute error (classes)", None),
-    ("within_one", "within_one", "Accuracy within one class", None),
-    ("polarity_flips", "polarity_flips", "Polarity flips (other side of neutral)", None),
-    ("qwk", "cohen_kappa", "Quadratic weighted kappa", {"weights": "quadratic"}),
-]
-RESULT_ROWS = [
-    ("accuracy", "Accuracy"), ("f1_macro", "F1 (macro)"), ("precision_macro", "Precision (macro)"),
-    ("recall_macro", "Recall (macro)"), ("mcc", "Matthews correlation"), ("roc_auc", "ROC AUC"),
-    ("log_loss", "Log loss"), ("brier", "Brier score"), ("ece", "Expected calibration error"),
-    ("mae", "Mean absolute error (classes)"), ("within_one", "Accuracy within one class"),
-    ("off_by_one", "Predicted one class off (share)"), ("polarity_flips", "Polarity flips (share)"),
-    ("qwk", "Quadratic weighted kappa"),
-]  # fmt: skip
 HYPERPARAMETERS = [  # (key in train_config.yaml or training_args.json, label)
     ("learning_rate", "learning rate"), ("num_train_epochs", "epochs"), ("max_steps", "max steps"),
     ("per_device_train_batch_size", "batch size (per device)"),
@@ -52,6 +32,59 @@ def _read_json(path: Path):
 
 def _read_csv(path: Path, **kwargs) -> pd.DataFrame | None:
     return pd.read_csv(path, **kwargs) if path.is_file() else None
+
+
+def metric_catalogue(metrics: dict, names: list[str]) -> list[dict]:
+    """How the run's metrics are named, ordered and shown: the catalogue metrics.json recorded. A run recorded before
+    the catalogue gets every metric its analysis scored but the per-class ones (accuracy alone without an analysis),
+    by key, as 4-decimal numbers, in its order; only accuracy, the figure the card's text is built on, goes into the
+    model-index."""
+    if metrics.get("metric_catalogue"):
+        return metrics["metric_catalogue"]
+    per_class = {f"{metric}_{name}" for metric in ("precision", "recall", "f1") for name in names}
+    return [{"key": key, "name": key, "headline": True, **({"hub": {"type": key}} if key == "accuracy" else {})}
+            for key in metrics.get("evaluation") or ["accuracy"] if key not in per_class]  # fmt: skip
+
+
+def score_facts(metrics: dict, names: list[str]) -> dict:
+    """The card's scores: the catalogue they are shown by, validation and test scores, the results table, per class."""
+    catalogue = metric_catalogue(metrics, names)
+    evaluation = metrics.get("evaluation") or {  # a run without an analysis: the figures training logged
+        m["key"]: {"value": metrics[m["key"]]} for m in catalogue if m["key"] in metrics
+    }
+    test = metrics.get("test") or {}
+    return {
+        "metric_catalogue": catalogue,
+        "evaluation": evaluation,
+        "test": metrics.get("test"),  # the selected model scored once on held-out test data
+        "result_rows": result_rows(catalogue, evaluation, test),
+        "per_class": [  # (class, [(validation, test) score of precision, recall, F1])
+            (name, [(evaluation[f"{m}_{name}"], test.get(f"{m}_{name}")) for m in ("precision", "recall", "f1")])
+            for name in names
+            if f"f1_{name}" in evaluation
+        ],
+    }
+
+
+def result_rows(catalogue: list[dict], evaluation: dict, test: dict) -> list[dict]:
+    """The card's results table: each headline metric's name, value and interval (validation, then test), formatted
+    as its catalogue entry says."""
+    rows = []
+    for metric in catalogue:
+        if metric.get("headline") and metric["key"] in evaluation:
+            value, ci = _cells(evaluation[metric["key"]], metric)
+            test_value, test_ci = _cells(test.get(metric["key"]), metric)
+            rows.append(
+                {"name": metric["name"], "value": value, "ci": ci, "test_value": test_value, "test_ci": test_ci}
+            )
+    return rows
+
+
+def _cells(score: dict | None, metric: dict) -> tuple[str, str]:
+    if not score:
+        return "", ""
+    interval = f"{figure(score['ci_low'], metric)}-{figure(score['ci_high'], metric)}" if "ci_low" in score else ""
+    return figure(score["value"], metric), interval
 
 
 def dataset_facts(config: dict, metrics: dict) -> dict:
@@ -254,8 +287,6 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | Non
     # runs from before k labels are binary, and the GLUE convention reads id 1 as positive
     label_set = metrics.get("label_set") or {"ordinal": False, "negative": names[:1], "positive": names[1:]}
     weighting = class_weighting(metrics, config)
-    evaluation = metrics.get("evaluation") or {k: {"value": metrics[k]} for k, *_ in RESULT_ROWS if k in metrics}
-    test = metrics.get("test") or {}
     base_model = config.get("model_name_or_path")
     dataset = dataset_facts(config, metrics)
     facts = {
@@ -271,14 +302,7 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | Non
         "base_model_on_hub": bool(metrics.get("base_model")),  # recorded by training: a Hub id, or null
         "dataset": dataset,
         "metrics": metrics,
-        "evaluation": evaluation,
-        "test": metrics.get("test"),  # the selected model scored once on held-out test data
-        "result_rows": [(label, evaluation[key], test.get(key)) for key, label in RESULT_ROWS if key in evaluation],
-        "per_class": [  # (class, [(validation, test) score of precision, recall, F1])
-            (name, [(evaluation[f"{m}_{name}"], test.get(f"{m}_{name}")) for m in ("precision", "recall", "f1")])
-            for name in names
-            if f"f1_{name}" in evaluation
-        ],
+        **score_facts(metrics, names),
         "class_weights": weighting,
         "distillation": metrics.get("distillation"),  # the teachers, their validation accuracy, the loss's settings
         "config_yaml": config_text.strip(),
@@ -352,14 +376,17 @@ def card_data(facts: dict) -> ModelCardData:
     dataset = facts["dataset"]
     test = facts.get("test")
     scores, split = (test, dataset["test_split"]) if test else (facts["evaluation"], dataset["split"])
-    entries = CARD_METRICS + (ORDINAL_METRICS if facts.get("label_set", {}).get("ordinal") else [])
+    ordinal = facts.get("label_set", {}).get("ordinal")
+    catalogue = metric_catalogue(facts, facts.get("label_names") or [])  # facts hold the catalogue card_facts read
+    indexed = [m for m in catalogue if m.get("hub")]  # the metrics the Hub's evaluation widget shows
+    entries = [m for m in indexed if m["key"] in scores and (ordinal or not m.get("ordinal"))]
     task = "Sentiment analysis" if facts.get("polar", True) else "Text classification"
     results = [
         EvalResult(task_type="text-classification", task_name=task, dataset_type=dataset["id"],
                    dataset_name=dataset["name"], dataset_config=dataset["config"], dataset_split=split,
-                   metric_type=metric, metric_name=label, metric_value=round(scores[key]["value"], 4),
-                   metric_args=args)
-        for key, metric, label, args in entries if key in scores
+                   metric_type=m["hub"]["type"], metric_name=m["hub"].get("name", m["name"]),
+                   metric_value=round(scores[m["key"]]["value"], 4), metric_args=m["hub"].get("args"))
+        for m in entries
     ]  # fmt: skip
     return ModelCardData(
         language="en",
@@ -368,7 +395,7 @@ def card_data(facts: dict) -> ModelCardData:
         pipeline_tag="text-classification",
         base_model=facts["base_model"] if facts["base_model_on_hub"] else None,
         datasets=[dataset["id"]] if dataset["on_hub"] else None,
-        metrics=[metric for _, metric, _, _ in CARD_METRICS],
+        metrics=[m["hub"]["type"] for m in indexed if not m.get("ordinal")] or None,
         tags=[
             "sentiment-analysis",
             facts["model_type"],

@@ -26,8 +26,6 @@ CHARS_PER_TOKEN = 4  # about; SST-2 averages 4.7 with MiniLM's tokenizer, so a t
 MAX_ROWS = 5000  # per batch request
 MAX_FILE_BYTES = 2_000_000
 EXPLANATION_METHOD = "occlusion: how much the predicted class's log-odds fall when the word is left out"
-HEADLINE = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "roc_auc", "log_loss", "brier", "ece",
-            "mae", "within_one", "off_by_one", "polarity_flips", "qwk"]  # fmt: skip
 PER_CLASS = ("precision", "recall", "f1")
 BEHAVIOURAL_COLUMNS = ["name", "type", "status", "n", "failures", "failure_rate", "description"]
 
@@ -349,22 +347,35 @@ def model_link(model_id: str) -> str:
     return f"`{Path(model_id).name}` (local run folder)"
 
 
+def metric_catalogue(metrics: dict, scores: dict, names: list[str]) -> list[dict]:
+    """How the run's metrics are named, ordered and shown: the catalogue metrics.json recorded. A run recorded before
+    the catalogue gets every metric it scored but the per-class ones, as numbers, in the order it recorded them."""
+    if metrics.get("metric_catalogue"):
+        return metrics["metric_catalogue"]
+    per_class = {f"{metric}_{name}" for metric in PER_CLASS for name in names}
+    return [{"key": key, "headline": True} for key in scores if key not in per_class]
+
+
 def metrics_markdown(metrics: dict | None, model_id: str) -> str:
     """The Model report's full table: the headline metrics with their intervals (then any other averages), and
-    precision, recall and F1 per class; validation and, when reported, test side by side; three decimals."""
+    precision, recall and F1 per class; validation and, when reported, test side by side; formatted as the run's
+    metric catalogue says, numbers at three decimals at most."""
     if not metrics:
         return ""
     scores = metrics.get("evaluation") or metrics.get("metrics") or {}
     test = metrics.get("test") or {}  # the held-out test split, scored once with the checkpoint validation chose
     names = class_names(metrics, scores)
     per_class = {f"{metric}_{name}" for metric in PER_CLASS for name in names}
-    keys = [key for key in HEADLINE if key in scores] + [key for key in scores if key not in {*HEADLINE, *per_class}]
+    catalogue = {m["key"]: m for m in metric_catalogue(metrics, scores, names)}
+    headline = [key for key, m in catalogue.items() if m.get("headline")]
+    keys = [key for key in headline if key in scores] + [key for key in scores if key not in {*headline, *per_class}]
     columns = ["metric", *(["validation", "95% CI", "test", "95% CI"] if test else ["value", "95% CI"])]
     lines = ["### All metrics (95% bootstrap intervals)", "", *_table_head(columns)]
     for key in keys:
         if isinstance(scores[key], dict) and "value" in scores[key]:
             cells = [scores[key]] + ([test.get(key) or {}] if test else [])
-            lines.append(f"| {key} | " + " | ".join(_value_and_interval(cell) for cell in cells) + " |")
+            shown = (_value_and_interval(cell, catalogue.get(key)) for cell in cells)
+            lines.append(f"| {key} | " + " | ".join(shown) + " |")
     rows = [name for name in names if any(f"{metric}_{name}" in scores for metric in PER_CLASS)]
     if rows:
         splits, prefixes = ([scores, test], ["", "test "]) if test else ([scores], [""])
@@ -393,12 +404,24 @@ def _table_head(columns: list[str]) -> list[str]:
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
-def _value(score: dict | None) -> str:
-    return f"{score['value']:.3f}" if isinstance(score, dict) and "value" in score else ""
+def metric_text(value: float, metric: dict | None = None) -> str:
+    """A metric's value as its catalogue entry says: a decimal (at most three places here), a percentage or a count."""
+    metric = metric or {}
+    digits, kind = min(metric.get("digits", 3), 3), metric.get("format", "number")
+    if kind == "count":
+        return f"{value:,.0f}"
+    return f"{value:.{digits}%}" if kind == "percent" else f"{value:.{digits}f}"
 
 
-def _value_and_interval(score: dict) -> str:
-    return _value(score) + " | " + (f"{score['ci_low']:.3f}–{score['ci_high']:.3f}" if "ci_low" in score else "")
+def _value(score: dict | None, metric: dict | None = None) -> str:
+    return metric_text(score["value"], metric) if isinstance(score, dict) and "value" in score else ""
+
+
+def _value_and_interval(score: dict, metric: dict | None = None) -> str:
+    interval = (
+        f"{metric_text(score['ci_low'], metric)}–{metric_text(score['ci_high'], metric)}" if "ci_low" in score else ""
+    )
+    return _value(score, metric) + " | " + interval
 
 
 def colour_map(metrics: dict | None, labels: list[str]) -> dict[str, str]:

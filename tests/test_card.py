@@ -42,6 +42,23 @@ def test_card_metadata_parses_and_matches_the_runs_metrics(tiny_run):
     assert data.widget and all(example["text"] in set(dev["sentence"].str.strip()) for example in data.widget)
 
 
+def test_a_run_recorded_before_the_metric_catalogue_lists_its_metrics_by_key(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics.pop("metric_catalogue")  # metrics.json as runs wrote it before the catalogue was recorded
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    text = render_card(run)
+    table = text.split("| metric | value | 95% CI |\n|---|---|---|\n")[1].split("\n\n")[0].splitlines()
+    # every figure the analysis scored but the per-class ones, in the order recorded, by key, at four decimals
+    assert [row.split(" | ")[0][2:] for row in table] == [
+        key for key in metrics["evaluation"] if not key.endswith(("_negative", "_positive"))
+    ]
+    mcc = metrics["evaluation"]["mcc"]
+    assert f"| mcc | {mcc['value']:.4f} | {mcc['ci_low']:.4f}-{mcc['ci_high']:.4f} |" in table
+    assert [r.metric_type for r in ModelCard(text).data.eval_results] == ["accuracy"]  # the figure the text is on
+    assert "| negative | " in text.split("Per class")[1]  # the per-class table as before
+
+
 def test_card_sections_name_the_repo_and_quote_the_run(tiny_run):
     text = render_card(tiny_run, "alice/tiny-sentiment")
     metrics = json.loads((tiny_run / "metrics.json").read_text())

@@ -18,6 +18,7 @@ from scipy.special import softmax
 from transformers import pipeline
 
 from tests.conftest import FIVE_LABELS, ROOT
+from trainer.metric_catalogue import record
 
 sys.path.insert(0, str(ROOT / "space"))
 import backend  # noqa: E402
@@ -40,7 +41,8 @@ def five_label_metrics(test: bool = False) -> dict:
     scores = {"accuracy": score(0.6), **per_class, "f1_macro": score(0.55), "f1_weighted": score(0.57),
               "mcc": score(0.4), "log_loss": score(1.2), "mae": score(0.5), "qwk": score(0.7),
               "polarity_flips": score(0.05)}  # fmt: skip
-    metrics = {"data": "sst5", "eval_samples": 30, "label_set": LABEL_SET, "evaluation": scores}
+    metrics = {"data": "sst5", "eval_samples": 30, "label_set": LABEL_SET, "evaluation": scores,
+               "metric_catalogue": record()}  # fmt: skip
     if test:
         metrics.update(test={key: score(s["value"] - 0.05) for key, s in scores.items()}, test_samples=40)
     return metrics
@@ -56,7 +58,7 @@ def test_the_report_lists_headline_metrics_then_one_row_per_class():
     text = backend.metrics_markdown(five_label_metrics(), "alice/five")
     headline, per_class = text.split("**Per class**")
     rows = [line.split(" | ")[0].strip("| ") for line in headline.splitlines() if line.startswith("| ")][1:]
-    # the headline scores in a fixed order, whatever order metrics.json holds them in; other averages after
+    # the headline scores in the recorded catalogue's order, whatever order metrics.json holds them in; others after
     assert rows == ["accuracy", "f1_macro", "mcc", "log_loss", "mae", "polarity_flips", "qwk", "f1_weighted"]
     assert "| accuracy | 0.600 | 0.500–0.700 |" in headline
     assert "| class | precision | recall | f1 |" in per_class
@@ -73,6 +75,15 @@ def test_the_report_puts_test_scores_beside_validation_ones_per_class():
     assert "| accuracy | 0.600 | 0.500–0.700 | 0.550 | 0.450–0.650 |" in text
     assert "| class | precision | recall | f1 | test precision | test recall | test f1 |" in text
     assert "| neutral | 0.700 | 0.700 | 0.700 | 0.650 | 0.650 | 0.650 |" in text
+
+
+def test_a_run_recorded_before_the_catalogue_shows_every_metric_in_its_recorded_order():
+    metrics = five_label_metrics(test=True)
+    del metrics["metric_catalogue"]
+    headline = backend.metrics_markdown(metrics, "alice/five").split("**Per class**")[0]
+    rows = [line.split(" | ")[0].strip("| ") for line in headline.splitlines() if line.startswith("| ")][1:]
+    assert rows == ["accuracy", "f1_macro", "f1_weighted", "mcc", "log_loss", "mae", "qwk", "polarity_flips"]
+    assert "| mae | 0.500 | 0.400–0.600 | 0.450 | 0.350–0.550 |" in headline  # three decimals, as before
 
 
 def test_the_report_reads_class_names_from_the_keys_of_older_runs():

@@ -15,8 +15,8 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from trainer import DefaultsHelpFormatter, UserError
-from trainer.evaluation.metrics import LOWER_IS_BETTER
 from trainer.labels import LABEL_ORDERS
+from trainer.metric_catalogue import lower_is_better
 
 logger = logging.getLogger(__name__)
 
@@ -430,7 +430,7 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
     for note in align_checkpointing(values, flags & _field_names()):
         logger.warning("set %s", note)
     metric = (values.get("metric_for_best_model") or "").removeprefix("eval_")
-    if metric in LOWER_IS_BETTER and "greater_is_better" not in set(defaults) | flags:
+    if lower_is_better(metric) and "greater_is_better" not in set(defaults) | flags:
         values["greater_is_better"] = False  # transformers guesses from the name, and only "*loss" reads as lower
     library_defaults()  # before the run's own TrainingArguments, whose device setup must be the last one
     try:

@@ -1,11 +1,14 @@
 """The one metrics path: `point_metrics` scores class probabilities for the Trainer hook and the final report alike.
 
 Library functions compute every metric they can (scikit-learn, scipy); only the ECE, which no installed library
-computes, is written here, on the same confidence bins as the reliability diagram.
+computes, is written here, on the same confidence bins as the reliability diagram. What each metric is called, which
+way is better and how it is shown lives in `trainer/metric_catalogue.py`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -27,34 +30,58 @@ from sklearn.metrics import (
 
 from trainer.labels import LabelSet
 
-# every other metric is better when higher
-LOWER_IS_BETTER = {"loss", "log_loss", "brier", "ece", "mae", "off_by_one", "polarity_flips"}
 CALIBRATION_BINS = 10  # equal-width confidence bins of the ECE and of the reliability diagram
 
 
+@dataclass(frozen=True)
+class Scored:
+    """What every metric is computed from: label ids, class probabilities (rows) and the predicted ids."""
+
+    labels: np.ndarray
+    probs: np.ndarray
+    preds: np.ndarray
+
+    @property
+    def classes(self) -> np.ndarray:
+        return np.arange(self.probs.shape[1])
+
+
+def _roc_auc(s: Scored) -> float | None:
+    """One-vs-rest for k classes, p(label 1) for two; None (left out) when a class has no example."""
+    if len(np.unique(s.labels)) < len(s.classes):
+        return None
+    if len(s.classes) == 2:
+        return roc_auc_score(s.labels, s.probs[:, 1])
+    return roc_auc_score(s.labels, s.probs, multi_class="ovr")
+
+
+# One function per single-figure metric, in metrics.json's order (None: undefined on this data, left out). Its key
+# needs an entry in trainer/metric_catalogue.py, which says how every reader names and shows it.
+SCORERS: dict[str, Callable[[Scored], float | None]] = {
+    "mcc": lambda s: matthews_corrcoef(s.labels, s.preds) if len(np.unique(s.labels)) > 1 else 0.0,  # sklearn: 0 too
+    "roc_auc": _roc_auc,
+    "log_loss": lambda s: log_loss(s.labels, s.probs, labels=s.classes),
+    # scale_by_half="auto": binary = mean squared error of the positive-class probability; k classes: summed
+    "brier": lambda s: brier_score_loss(s.labels, s.probs, labels=s.classes),
+    "ece": lambda s: expected_calibration_error(s.probs.max(1), s.preds == s.labels),
+}
+
+
 def point_metrics(labels, probs, names: list[str], label_set: LabelSet | None = None) -> dict[str, float]:
-    """Every metric of predicted class probabilities (rows of `probs`) against label ids, as plain floats; ordered
-    labels (`label_set`, by default read from the names) add the ordinal figures of `ordinal_metrics`."""
+    """Every metric of predicted class probabilities (rows of `probs`) against label ids, as plain floats: accuracy,
+    the per-class families, each of `SCORERS`, and for ordered labels (`label_set`, by default read from the names)
+    the ordinal figures of `ordinal_metrics`."""
     labels, probs = np.asarray(labels), np.asarray(probs, dtype=float)
     label_set = label_set or LabelSet.of(names)
-    classes = np.arange(probs.shape[1])
-    preds = probs.argmax(1)
-    present = np.unique(labels)
-    out = {"accuracy": accuracy_score(labels, preds), **per_class_metrics(labels, preds, names)}
-    if len(classes) == 2:  # GLUE's "f1": the F1 of label id 1 (so --metric_for_best_model f1 works as elsewhere)
+    scored = Scored(labels, probs, probs.argmax(1))
+    out = {"accuracy": accuracy_score(labels, scored.preds), **per_class_metrics(labels, scored.preds, names)}
+    if len(scored.classes) == 2:  # GLUE's "f1": the F1 of label id 1 (so --metric_for_best_model f1 works as elsewhere)
         out["f1"] = out[f"f1_{names[1]}"]
-    out["mcc"] = matthews_corrcoef(labels, preds) if len(present) > 1 else 0.0  # sklearn: 0 too, may warn
-    if len(present) == len(classes):  # undefined when a class has no example
-        binary = len(classes) == 2
-        out["roc_auc"] = (
-            roc_auc_score(labels, probs[:, 1]) if binary else roc_auc_score(labels, probs, multi_class="ovr")
-        )
-    out["log_loss"] = log_loss(labels, probs, labels=classes)
-    # scale_by_half="auto": binary = mean squared error of the positive-class probability; k classes: summed, not halved
-    out["brier"] = brier_score_loss(labels, probs, labels=classes)
-    out["ece"] = expected_calibration_error(probs.max(1), preds == labels)
+    for key, scorer in SCORERS.items():
+        if (value := scorer(scored)) is not None:
+            out[key] = value
     if label_set.ordinal:
-        out.update(ordinal_metrics(labels, preds, label_set))
+        out.update(ordinal_metrics(labels, scored.preds, label_set))
     return {key: float(value) for key, value in out.items()}
 
 

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import pandas as pd
 
-from model_card.markdown import pct, quote
-
-HEADLINE = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc", "roc_auc", "log_loss", "brier", "ece"]
-ORDINAL = {  # metrics.json key -> what it means, for labels on a scale
-    "mae": "mean absolute error, in classes (0 = always right; 1 = one class off on average)",
-    "within_one": "accuracy counting a prediction one class off as right",
-    "off_by_one": "share of examples predicted exactly one class off",
-    "polarity_flips": "share of examples predicted on the other side of neutral (e.g. very negative -> positive)",
-    "qwk": "quadratic-weighted Cohen's kappa (agreement beyond chance, far misses weigh more)",
-}
+from model_card.markdown import figure, pct, quote
+from trainer.metric_catalogue import record
 
 
 def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong: pd.DataFrame, behaviour: dict,
                   summary: dict | None, pairs: pd.DataFrame | None = None) -> str:  # fmt: skip
-    """The report as Markdown (pure: all numbers come from the arguments)."""
+    """The report as Markdown (pure: all numbers come from the arguments; the metrics' names, order and formats from
+    the catalogue `metrics` recorded)."""
+    catalogue = metrics.get("metric_catalogue") or record()
     lines = [
         *_overview(metrics, len(wrong)),
-        *_metrics(metrics["metrics"]),
+        *_metrics(metrics["metrics"], catalogue),
         *_per_class(metrics["metrics"], metrics.get("labels") or []),
-        *_ordinal(metrics["metrics"], metrics.get("label_set") or {}),
+        *_ordinal(metrics["metrics"], metrics.get("label_set") or {}, catalogue),
         *_error_types(error_counts),
         *_confused(pairs),
         *_slices(slices),
@@ -54,12 +48,16 @@ def _overview(metrics: dict, n_wrong: int) -> list[str]:
     return lines
 
 
-def _metrics(scores: dict) -> list[str]:
+def _row(metric: dict, score: dict) -> str:
+    """A metric's table cells: its key, value and interval, formatted as its catalogue entry says."""
+    interval = f"{figure(score['ci_low'], metric)} – {figure(score['ci_high'], metric)}"
+    return f"| {metric['key']} | {figure(score['value'], metric)} | {interval} |"
+
+
+def _metrics(scores: dict, catalogue: list[dict]) -> list[str]:
     lines = ["", "## Metrics", "", "| metric | value | 95% CI |", "|---|---|---|"]
-    for key in HEADLINE:
-        if key in scores:
-            s = scores[key]
-            lines.append(f"| {key} | {s['value']:.4f} | {s['ci_low']:.4f} – {s['ci_high']:.4f} |")
+    lines += [_row(m, scores[m["key"]]) for m in catalogue if m.get("headline") and not m.get("ordinal")
+              and m["key"] in scores]  # fmt: skip
     return lines + [
         "",
         "![confusion matrix](plots/confusion_matrix.png)",
@@ -85,17 +83,15 @@ def _per_class(scores: dict, names: list[str]) -> list[str]:
     return lines
 
 
-def _ordinal(scores: dict, label_set: dict) -> list[str]:
+def _ordinal(scores: dict, label_set: dict, catalogue: list[dict]) -> list[str]:
     """The ordinal figures, for labels on a scale."""
     if not label_set.get("ordinal"):
         return []
     scale = " < ".join(label_set.get("scale") or [])
     lines = ["", "## Ordered labels", "", f"The labels form a scale ({scale}), so a near miss differs from a far one:",
              "", "| metric | value | 95% CI | meaning |", "|---|---|---|---|"]  # fmt: skip
-    for key, meaning in ORDINAL.items():
-        if key in scores:
-            s = scores[key]
-            lines.append(f"| {key} | {s['value']:.4f} | {s['ci_low']:.4f} – {s['ci_high']:.4f} | {meaning} |")
+    lines += [f"{_row(m, scores[m['key']])} {m.get('meaning', '')} |" for m in catalogue if m.get("ordinal")
+              and m["key"] in scores]  # fmt: skip
     return lines
 
 

@@ -40,6 +40,7 @@ from trainer.evaluation.plots import (
 from trainer.evaluation.report import render_report
 from trainer.inference import POOLING, Classifier, label_names
 from trainer.labels import LabelSet
+from trainer.metric_catalogue import record as metric_catalogue
 from trainer.modeling import load_error, resolve_model_path
 from trainer.palette import class_colours
 
@@ -135,6 +136,7 @@ def analyse(
         "n": len(texts),
         "labels": classifier.labels,
         "label_set": label_set_record(label_set),
+        "metric_catalogue": metric_catalogue(),  # how the card and the Space name, order and format each metric
         "bootstrap": {"resamples": n_bootstrap, "seed": seed, "interval": "percentile 95%"},
         "metrics": found.scores,
         "timing": {"inference_seconds": round(inference_seconds, 2)},

@@ -23,6 +23,7 @@ from trainer.evaluation.plots import plot_training_curves
 from trainer.evaluation.run import analyse, label_set_record
 from trainer.inference import is_hub_id
 from trainer.labels import LabelSet
+from trainer.metric_catalogue import record as metric_catalogue
 from trainer.modeling import load_classifier, load_model, load_tokenizer, parameter_groups
 from trainer.provenance import environment
 from trainer.training import distill
@@ -352,6 +353,7 @@ def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, tra
         "eval_samples": len(inputs.eval_set),
         "test_samples": None if inputs.test_data is None else len(inputs.test_data),
         "label_set": label_set_record(LabelSet.of(names, cfg.data.label_order)),  # order, polarity, plot colours
+        "metric_catalogue": metric_catalogue(),  # each metric's name, direction and format, for the card and Space
         "class_weights": inputs.class_weights and dict(zip(names, inputs.class_weights)),
         "distillation": inputs.distillation,  # teachers, their validation accuracy, settings
         # Trainer averages only the steps this process ran; a resumed run takes the mean of every logged step.
