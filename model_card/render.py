@@ -12,10 +12,24 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from model_card.citations import BASE_MODELS, DATASETS
 from model_card.markdown import figure, join_words, pct, quote
-from trainer.run_folder import INT8_CHECK, ONNX_DIR
+from trainer.run_folder import (
+    BEHAVIOURAL,
+    EVALUATIONS,
+    INCORRECT,
+    INT8_CHECK,
+    LOG_HISTORY,
+    METRICS,
+    MODEL_CONFIG,
+    ONNX_DIR,
+    PLOTS,
+    PREDICTIONS,
+    SLICES,
+    TRAIN_CONFIG,
+    TRAINING_ARGS,
+    missing_files,
+)
 
 TEMPLATE = Path(__file__).with_name("template.md")
-CARD_INPUTS = ("config.json", "metrics.json", "train_config.yaml")  # the files the card is built from
 HYPERPARAMETERS = [  # (key in train_config.yaml or training_args.json, label)
     ("learning_rate", "learning rate"), ("num_train_epochs", "epochs"), ("max_steps", "max steps"),
     ("per_device_train_batch_size", "batch size (per device)"),
@@ -274,15 +288,14 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | Non
     """Everything the card says, read from the run folder (no network, no clock). `onnx`: whether the repo ships the
     ONNX files (default: when the run folder holds an export with its int8 check)."""
     run = Path(run_dir)
-    missing = [name for name in CARD_INPUTS if not (run / name).is_file()]
-    if missing:
+    if missing := missing_files(run):
         raise FileNotFoundError(f"{run} is not a finished run folder (missing {', '.join(missing)})")
-    metrics = _read_json(run / "metrics.json")
-    config_lines = (run / "train_config.yaml").read_text().splitlines(True)
+    metrics = _read_json(run / METRICS)
+    config_lines = (run / TRAIN_CONFIG).read_text().splitlines(True)
     config_text = "".join(line for line in config_lines if not line.startswith("#"))
     config = yaml.safe_load(config_text) or {}
-    settings = {**(_read_json(run / "training_args.json") or {}), **config}  # every value the run trained with
-    model_config = _read_json(run / "config.json")
+    settings = {**(_read_json(run / TRAINING_ARGS) or {}), **config}  # every value the run trained with
+    model_config = _read_json(run / MODEL_CONFIG)
     names = [model_config["id2label"][str(i)] for i in range(len(model_config["id2label"]))]
     # runs from before k labels are binary, and the GLUE convention reads id 1 as positive
     label_set = metrics.get("label_set") or {"ordinal": False, "negative": names[:1], "positive": names[1:]}
@@ -311,8 +324,8 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | Non
         "seed": settings.get("seed"),
         "hyperparameters": [(label, settings.get(key, "not recorded")) for key, label in HYPERPARAMETERS]
         + [("class weights (loss)", f"{weighting['rule']} ({weighting['weights']})" if weighting else "none")],
-        "eval_rows": eval_rows(_read_json(run / "log_history.json") or [], metrics.get("best_step")),
-        "plots": sorted(p.name for p in (run / "plots").glob("*.png")) if (run / "plots").is_dir() else [],
+        "eval_rows": eval_rows(_read_json(run / LOG_HISTORY) or [], metrics.get("best_step")),
+        "plots": sorted(p.name for p in (run / PLOTS).glob("*.png")) if (run / PLOTS).is_dir() else [],
         "out_of_domain": other_evaluations(run, skip=("test",) if metrics.get("test") else ()),  # test: shown above
         "environment": metrics.get("environment") or {},
         "citations": [c for c in (BASE_MODELS.get(base_model), dataset["citation"]) if c],
@@ -325,14 +338,14 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | Non
 
 def analysis_facts(run: Path, names: list[str]) -> dict:
     """What the run's analysis files say: mistakes and their types, slices, behavioural tests, widget examples."""
-    wrong = _read_csv(run / "incorrect_predictions.csv", keep_default_na=False)  # a text may read "NA"
-    slices = _read_csv(run / "slices.csv")
+    wrong = _read_csv(run / INCORRECT, keep_default_na=False)  # a text may read "NA"
+    slices = _read_csv(run / SLICES)
     error_counts: dict[str, int] = {}
     for tags in [] if wrong is None else wrong["error_types"]:
         for tag in filter(None, str(tags).split(";")):
             error_counts[tag] = error_counts.get(tag, 0) + 1
-    predictions = pd.read_parquet(run / "predictions.parquet") if (run / "predictions.parquet").is_file() else None
-    behavioral = _read_json(run / "behavioral_tests.json") or {}
+    predictions = pd.read_parquet(run / PREDICTIONS) if (run / PREDICTIONS).is_file() else None
+    behavioral = _read_json(run / BEHAVIOURAL) or {}
     top = [] if wrong is None else wrong.sort_values("confidence", ascending=False, kind="stable").head(5)
     return {
         "error_counts": dict(sorted(error_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -361,7 +374,7 @@ def skipped_tests(skipped: list[dict] | str | None) -> list[tuple[str, list[str]
 def other_evaluations(run: Path, skip: tuple[str, ...] = ()) -> list[dict]:
     """`make evaluate` results saved under the run's evaluations/ folder (but `skip`)."""
     out = []
-    for path in sorted(run.glob("evaluations/*/metrics.json")):
+    for path in sorted(run.glob(f"{EVALUATIONS}/*/{METRICS}")):
         if path.parent.name in skip:
             continue
         other = json.loads(path.read_text())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -56,7 +57,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 MODEL_ID = os.environ.get("MODEL_ID", "runs/latest")
-FOLDER = locate(MODEL_ID)
+try:
+    FOLDER = locate(MODEL_ID)
+except ValueError as err:  # no model there: the one line and exit code every command gives, not a traceback
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
 MODEL = SentimentModel(FOLDER, long_text="chunk")
 LIMIT = char_limit(MODEL.max_length)  # characters per text
 ART = Artifacts.read(FOLDER)

@@ -17,8 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from inference import RUN_FILES, Classifier, is_hub_id
+from inference import Classifier
 from palette import OUTCOME_COLOURS, YOU, class_colours, rgba
+from run_folder import (
+    BEHAVIOURAL,
+    CARD,
+    EMBEDDINGS,
+    INCORRECT,
+    METRICS,
+    PLOTS,
+    PREDICTIONS,
+    SLICES,
+    is_hub_id,
+    locate_model,
+)
 from scipy.special import log_softmax, softmax
 
 READS = 8  # a text may be this many times what the model reads at once (it is scored in windows); longer only costs
@@ -31,17 +43,9 @@ BEHAVIOURAL_COLUMNS = ["name", "type", "status", "n", "failures", "failure_rate"
 
 
 def locate(model_id: str) -> Path:
-    """A local model folder as is, or a Hub repo downloaded (a run's published files only) into the local cache."""
-    if Path(model_id).is_dir():
-        return Path(model_id).resolve()
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(model_id, allow_patterns=[*RUN_FILES, "README.md"]))
-    except Exception as err:  # noqa: BLE001 - turned into one line for the Space log
-        raise ValueError(
-            f"cannot load model {model_id!r} ({type(err).__name__}): set MODEL_ID to a run folder or Hub repo id"
-        ) from None
+    """The model folder MODEL_ID names, as every command finds it (`run_folder.locate_model`): a local run or model
+    folder, or a Hub repo's published files in the local cache. Raises run_folder.NoModel (a ValueError), one line."""
+    return Path(locate_model(model_id)).resolve()
 
 
 @dataclass
@@ -318,7 +322,7 @@ def report_headline(metrics: dict | None, model_id: str) -> str:
     """What a visitor wants first: accuracy with its 95% interval, on which data and how many examples (and the test
     split's, when reported), then the model and its labels."""
     if not metrics:
-        return "No `metrics.json` next to this model: evaluate it with `make evaluate` and push the run folder."
+        return f"No `{METRICS}` next to this model: evaluate it with `make evaluate` and push the run folder."
     scores = metrics.get("evaluation") or metrics.get("metrics") or {}
     link = model_link(model_id)
     n, data = metrics.get("eval_samples") or metrics.get("n"), metrics.get("data")
@@ -529,28 +533,26 @@ class Artifacts:
     @classmethod
     def read(cls, folder: Path) -> Artifacts:
         found = cls(folder)
-        if (folder / "metrics.json").is_file():
-            found.metrics = json.loads((folder / "metrics.json").read_text())
-        if (folder / "incorrect_predictions.csv").is_file():
-            found.errors = pd.read_csv(folder / "incorrect_predictions.csv", keep_default_na=False)
-        if (folder / "embeddings.parquet").is_file():
-            table = pd.read_parquet(folder / "embeddings.parquet")
+        if (folder / METRICS).is_file():
+            found.metrics = json.loads((folder / METRICS).read_text())
+        if (folder / INCORRECT).is_file():
+            found.errors = pd.read_csv(folder / INCORRECT, keep_default_na=False)
+        if (folder / EMBEDDINGS).is_file():
+            table = pd.read_parquet(folder / EMBEDDINGS)
             found.embeddings = np.stack(table.pop("embedding").to_numpy()).astype(np.float32)
             found.points = table
-        if (folder / "predictions.parquet").is_file():  # texts, labels and confidences (embedded on first use)
-            predictions = pd.read_parquet(folder / "predictions.parquet")
+        if (folder / PREDICTIONS).is_file():  # texts, labels and confidences (embedded on first use)
+            predictions = pd.read_parquet(folder / PREDICTIONS)
             if found.points is None:
                 found.points = predictions
             elif "confidence" in predictions and len(predictions) == len(found.points):  # the same rows, in order
                 found.points["confidence"] = predictions["confidence"].to_numpy()
-        if (folder / "slices.csv").is_file():
-            found.slices = pd.read_csv(folder / "slices.csv")
-        if (folder / "behavioral_tests.json").is_file():
-            found.behavioral = behavioural_table(json.loads((folder / "behavioral_tests.json").read_text()))
-        found.plots = (
-            {p.stem: p for p in sorted((folder / "plots").glob("*.png"))} if (folder / "plots").is_dir() else {}
-        )
-        found.widget = widget_texts(folder / "README.md", found.points)
+        if (folder / SLICES).is_file():
+            found.slices = pd.read_csv(folder / SLICES)
+        if (folder / BEHAVIOURAL).is_file():
+            found.behavioral = behavioural_table(json.loads((folder / BEHAVIOURAL).read_text()))
+        found.plots = {p.stem: p for p in sorted((folder / PLOTS).glob("*.png"))} if (folder / PLOTS).is_dir() else {}
+        found.widget = widget_texts(folder / CARD, found.points)
         return found
 
 

@@ -50,6 +50,11 @@ class Case:
     build: Callable[[Ctx], list]  # argv; for the Space, the endpoint and its inputs
     says: str  # a part of the one line
     slow: bool = False  # over ~4 s (see the `slow` marker)
+    fresh: bool = False  # as on a fresh clone: its own process, in a folder with no runs/, the Hub a local server
+
+
+# A fresh clone has no model yet: every command, and the Space, says this one line, and asks the Hub nothing.
+NO_MODEL = "no model at runs/latest: train one with `make train`, or pass a run folder, a model folder or a Hub id"
 
 
 def rows(ctx: Ctx, text: str) -> Path:
@@ -112,7 +117,7 @@ CASES = {
     # evaluate, predict, card, bench, hpo
     "evaluate: missing data": Case("evaluate", lambda c: ["--model", str(c.run()), "--data", str(c.tmp / "no.tsv"), "--output_dir", str(c.tmp / "e")], "file not found"),
     "evaluate: no label column": Case("evaluate", lambda c: ["--model", str(c.run()), "--data", str(c.write("u.tsv", "sentence\ngood\n")), "--output_dir", str(c.tmp / "e")], "no label column 'label'"),
-    "evaluate: wrong model": Case("evaluate", lambda c: ["--model", str(c.tmp / "gone"), "--data", str(c.dev), "--output_dir", str(c.tmp / "e")], "not found"),
+    "evaluate: wrong model": Case("evaluate", lambda c: ["--model", str(c.tmp / "gone"), "--data", str(c.dev), "--output_dir", str(c.tmp / "e")], "no model at"),
     "predict: nothing to classify": Case("predict", lambda c: ["--model", str(c.run())], "nothing to classify"),
     "predict: empty file": Case("predict", lambda c: ["--model", str(c.run()), "--file", str(c.write("e.txt", "\n \n"))], "no texts found"),
     "predict: non-UTF-8 file": Case("predict", lambda c: ["--model", str(c.run()), "--file", str(c.write("b.txt", b"bon\xe9\n"))], "not UTF-8 text"),
@@ -137,6 +142,12 @@ CASES = {
     "push: connection refused": Case("push", lambda c: ["--run_dir", str(c.run()), "--hub_model_id", "alice/x", "--retries", "0", "@refused"], "cannot reach"),
     "push_space: local model": Case("push_space", lambda c: ["--model_id", str(c.run())], "push the model first"),
     "launch: no processes": Case("launch", lambda c: ["--nproc_per_node", "0", "-m", "trainer.train"], "start at least one process"),
+    # no model yet: a fresh clone, every default as the Makefile passes it (the Space: make space)
+    "predict: no model yet": Case("predict", lambda c: ["a fine film"], NO_MODEL, slow=True, fresh=True),
+    "evaluate: no model yet": Case("evaluate", lambda c: ["--data", str(c.dev), "--output_dir", str(c.tmp / "e")], NO_MODEL, slow=True, fresh=True),
+    "card: no model yet": Case("card", lambda c: [], NO_MODEL, fresh=True),
+    "push: no model yet": Case("push", lambda c: [], NO_MODEL, fresh=True),
+    "space: no model yet": Case("space", lambda c: [], NO_MODEL, slow=True, fresh=True),
     # the Space: its endpoints through gradio_client, as a visitor's browser calls them
     "space: empty text": Case("space", lambda c: ["/predict", "   "], "Type a sentence first"),
     "space: over-long text": Case("space", lambda c: ["/explain", "x" * 2001], "2,001 characters; the limit is 2,000"),
@@ -209,6 +220,19 @@ def run_push(argv: list[str], ctx: Ctx) -> tuple[int, str]:
     return done.returncode, done.stderr
 
 
+def run_fresh(entry: str, argv: list[str], ctx: Ctx) -> tuple[int, str, list]:
+    """A command as a user runs it on a fresh clone: its own process in a folder with no runs/, online, the Hub a local
+    server whose requests come back with the exit code and stderr."""
+    clone = ctx.tmp / "clone"
+    clone.mkdir()
+    command = ["app.py"] if entry == "space" else ["-m", f"trainer.{entry}"]
+    with FakeHub(tokens={TOKEN: "alice"}) as hub:
+        env = {**hub_env(hub.url, ctx.tmp), "MODEL_ID": "runs/latest"}
+        done = subprocess.run([sys.executable, *command, *argv], capture_output=True, text=True,
+                              cwd=ROOT / "space" if entry == "space" else clone, env=env, timeout=120)  # fmt: skip
+    return done.returncode, done.stderr, hub.requests
+
+
 def space_message(client, argv: list) -> str:
     """What the visitor reads when the endpoint refuses the input: the app's gr.Error message."""
     endpoint, *inputs = argv
@@ -228,7 +252,7 @@ def test_bad_input(name, tmp_path, tiny_model_dir, tiny_run, capsys, monkeypatch
     ctx = Ctx(tmp_path, tiny_model_dir, train, dev, tiny_run)
     argv = case.build(ctx)
     before = snapshot(tmp_path)
-    if case.entry == "space":
+    if case.entry == "space" and not case.fresh:
         client, _, app = request.getfixturevalue("app_client")
         capsys.readouterr()
         message = space_message(client, argv)
@@ -237,7 +261,12 @@ def test_bad_input(name, tmp_path, tiny_model_dir, tiny_run, capsys, monkeypatch
         expected = app.MODEL.labels[int(app.MODEL.predict_proba(["good film"])[0].argmax())]
         assert client.predict("good film", api_name="/predict")["label"] == expected  # and it still answers
     else:
-        code, stderr = run_entry(case.entry, argv, ctx, capsys)
+        if case.fresh:
+            code, stderr, requests = run_fresh(case.entry, argv, ctx)
+            assert requests == [] and "huggingface.co" not in stderr, requests  # a path is never sent to the Hub
+            assert problems(stderr) == [f"error: {case.says}"], stderr[-3000:]  # word for word, from every command
+        else:
+            code, stderr = run_entry(case.entry, argv, ctx, capsys)
         assert code == 2, stderr[-3000:]
         lines = problems(stderr)
         assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-3000:]

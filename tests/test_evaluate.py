@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import make_tiny_data, write_tsv
 from trainer.evaluate import main
-from trainer.inference import RUN_FILES
+from trainer.run_folder import RUN_FILES
 
 ARTIFACTS = [
     "metrics.json",

@@ -11,8 +11,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 
 from tests.conftest import ROOT, make_tiny_data, tiny_args
 from trainer import UserError
-from trainer.inference import Classifier, is_hub_id
+from trainer.inference import Classifier
 from trainer.modeling import load_classifier
+from trainer.run_folder import is_hub_id
 
 TEXTS = ["good film , really good", "worst film", "a movie", "the plot is dull but the acting is great !"] * 3
 
@@ -69,7 +70,7 @@ def test_the_space_scores_and_pools_exactly_like_the_trainer(tiny_run):
 
 
 def test_missing_model_is_one_line_and_the_core_refuses_an_unknown_backend(tmp_path):
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="no model at .*: train one with `make train`"):
         load_classifier(str(tmp_path / "gone"))
     with pytest.raises(ValueError, match="unknown backend"):
         Classifier(tmp_path, backend="tensorrt")

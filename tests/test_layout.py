@@ -114,7 +114,7 @@ def test_every_module_the_space_imports_from_this_repository_is_uploaded():
         module = todo.pop()
         found.add(module)
         todo += sorted({name.split(".")[0] for name in imports(SPACE_DIR / f"{module}.py", siblings)} - found)
-    assert {"app", "backend", "inference", "palette"} <= found
+    assert {"app", "backend", "inference", "palette", "run_folder"} <= found
     assert {f"{name}.py" for name in found} - set(SPACE_FILES) == set()
 
 

@@ -13,7 +13,7 @@ def test_default_model_comes_from_its_package():
 
 
 def test_missing_model_folder_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="not found: pass a run folder"):
+    with pytest.raises(UserError, match="no model at .*: train one with `make train`, or pass a run folder"):
         resolve_model_path(str(tmp_path / "nope"))
     with pytest.raises(UserError, match="no config.json"):
         resolve_model_path(str(tmp_path))

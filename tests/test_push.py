@@ -192,7 +192,7 @@ def test_unreachable_hub_is_one_line(run, tmp_path):
 @pytest.mark.parametrize(
     ("change", "flags", "words"),
     [
-        ("delete model.safetensors", ["--hub_model_id", "alice/x"], ["incomplete (missing model.safetensors)"]),
+        ("delete model.safetensors", ["--hub_model_id", "alice/x"], ["folder (missing model.safetensors)"]),
         (None, ["--hub_model_id", "not a repo id"], ["bad repo id", "<user or org>/<name>"]),
         ("plant a token", ["--hub_model_id", "alice/x"], ["classification_report.txt contains one of your tokens"]),
     ],

@@ -344,9 +344,9 @@ def test_app_serves_a_pushed_model_from_the_hub(tiny_run, tmp_path):
         repo = hub.repo("alice/tiny-demo", "space")
         deployed = repo.files("main")
         assert set(deployed) == {".gitattributes", "app.py", "backend.py", "inference.py", "palette.py",
-                                 "requirements.txt", "README.md"}  # fmt: skip
-        assert deployed["inference.py"] == (ROOT / "trainer" / "inference.py").read_bytes()  # the core, not a copy
-        assert deployed["palette.py"] == (ROOT / "trainer" / "palette.py").read_bytes()
+                                 "run_folder.py", "requirements.txt", "README.md"}  # fmt: skip
+        for core in ("inference.py", "palette.py", "run_folder.py"):  # the core modules, not copies
+            assert deployed[core] == (ROOT / "trainer" / core).read_bytes(), core
         assert repo.variables == {"MODEL_ID": "alice/tiny"} and repo.sdk == "gradio"
         assert "models:\n- alice/tiny\n" in deployed["README.md"].decode()
         space_dir = tmp_path / "deployed"  # the Space runs from the pushed files alone
@@ -384,8 +384,9 @@ def test_app_serves_a_pushed_model_from_the_hub(tiny_run, tmp_path):
 
 
 def test_the_space_shares_the_trainers_inference_core_and_imports_nothing_else_of_the_repo():
-    assert (ROOT / "space" / "inference.py").resolve() == (ROOT / "trainer" / "inference.py").resolve()
-    assert (ROOT / "space" / "palette.py").resolve() == (ROOT / "trainer" / "palette.py").resolve()
+    for core in ("inference.py", "palette.py", "run_folder.py"):
+        assert (ROOT / "space" / core).is_symlink(), core
+        assert (ROOT / "space" / core).resolve() == (ROOT / "trainer" / core).resolve(), core
     probe = "import sys, backend; print(sorted({m.split('.')[0] for m in sys.modules} & {'trainer', 'model_card'}))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT / "space")
     assert done.returncode == 0, done.stderr

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -17,31 +18,18 @@ from safetensors.torch import load_file
 from transformers import pipeline
 
 from tests.conftest import ROOT, tiny_args
+from trainer import run_folder as rf
 from trainer.config import load_config
 from trainer.modeling import load_classifier
 from trainer.train import main
 from trainer.training.loop import train
 
-RUN_FILES = [
-    "model.safetensors",
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "train_config.yaml",
-    "metrics.json",
-    "log_history.json",
-    "plots/training_curves.png",
-    "training_summary.json",
-    "error_analysis.md",
-    "incorrect_predictions.csv",
-    "predictions.parquet",
-    "slices.csv",
-    "behavioral_tests.json",
-    "embeddings.parquet",
-    "classification_report.txt",
-    "plots/confusion_matrix.png",
-    "plots/reliability_diagram.png",
-]
+WRITTEN = [  # what a finished run with its analysis holds, by the names trainer.run_folder gives them
+    *rf.REQUIRED_FILES, rf.TOKENIZER_FILES[0], rf.TOKENIZER_CONFIG, rf.TRAINING_ARGS, rf.LOG_HISTORY,
+    rf.TRAINING_SUMMARY, rf.ERROR_ANALYSIS, rf.INCORRECT, rf.PREDICTIONS, rf.SLICES, rf.BEHAVIOURAL, rf.EMBEDDINGS,
+    rf.CLASSIFICATION_REPORT,
+    *(f"{rf.PLOTS}/{name}.png" for name in ("training_curves", "confusion_matrix", "reliability_diagram")),
+]  # fmt: skip
 
 
 def accuracy_of(run_dir: Path, data: Path) -> float:
@@ -54,8 +42,9 @@ def accuracy_of(run_dir: Path, data: Path) -> float:
 def test_training_writes_a_complete_run_folder_that_pipeline_loads(tiny_model_dir, tiny_training):
     run_dir, metrics = tiny_training  # conftest's train() of tiny_args(): 6 steps, checkpoints at 3 and 6
 
-    for name in RUN_FILES:
+    for name in WRITTEN:
         assert (run_dir / name).is_file(), name
+    assert rf.is_finished(run_dir) and all(any(fnmatch(name, glob) for glob in rf.RUN_FILES) for name in WRITTEN)
     assert not list(run_dir.glob("*.bin"))  # the publishable folder holds safetensors only
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-6"]
     assert (run_dir / "checkpoints/checkpoint-6/model.safetensors").is_file()
@@ -127,7 +116,7 @@ def test_resume_without_checkpoints_is_a_one_line_error(tmp_path, capsys):
     [
         (["--text_column", "review"], "column 'review' not found (columns: sentence, label)"),
         (["--label_names", "bad", "good", "ok"], None),  # three names, binary data: fine
-        (["--model_name_or_path", "./no/such/model"], "model folder ./no/such/model not found"),
+        (["--model_name_or_path", "./no/such/model"], "no model at ./no/such/model: train one with `make train`"),
         (["--learnig_rate", "1e-4"], "did you mean --learning_rate"),
     ],
 )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from trainer import HelpFormatter, UserError, fail, files
 from trainer.measurements import DEFAULT_MODEL, plot, run, table
+from trainer.run_folder import WEIGHTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=output.parent).close()  # writable? find out before measuring for minutes
-        infer_model = args.infer_model or ("runs/latest" if Path("runs/latest/model.safetensors").is_file() else None)
+        from trainer.modeling import resolve_model_path  # torch: only once the arguments are read
+
+        resolve_model_path(args.model)  # which models: one line now, not after minutes of measuring
+        if args.infer_model:
+            resolve_model_path(args.infer_model, download=True)
+        infer_model = args.infer_model or ("runs/latest" if Path("runs/latest", WEIGHTS).is_file() else None)
         report = run(args.model, args.quick, infer_model, args.max_length)
     except (UserError, OSError) as err:
         return fail(err)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from model_card import render_card
 from trainer import HelpFormatter, UserError, fail
 from trainer.files import write_text
-from trainer.inference import REQUIRED_FILES
+from trainer.run_folder import CARD, NoModel, locate_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,16 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run_dir", default="runs/latest", help="a finished run folder")
     parser.add_argument("--hub_model_id", help="repo id the usage snippet names (default: the local run folder)")
     args = parser.parse_args(argv)
-    run = Path(args.run_dir)
     try:
-        missing = [name for name in REQUIRED_FILES if not (run / name).is_file()]
-        if missing:
-            raise UserError(f"{run} is not a finished run folder (missing {', '.join(missing)}): train one with "
-                            "`make train`, or point RUN= at a finished run folder")  # fmt: skip
-        write_text(run / "README.md", render_card(run, args.hub_model_id))
-    except (UserError, OSError) as err:
+        run = locate_run(args.run_dir)
+        write_text(run / CARD, render_card(run, args.hub_model_id))
+    except (UserError, NoModel, OSError) as err:
         return fail(err)
-    print(f"model card: {run / 'README.md'}")
+    print(f"model card: {run / CARD}")
     return 0
 
 

@@ -17,6 +17,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from trainer import DefaultsHelpFormatter, UserError
 from trainer.labels import LABEL_ORDERS
 from trainer.metric_catalogue import lower_is_better
+from trainer.run_folder import TRAIN_CONFIG
 
 logger = logging.getLogger(__name__)
 
@@ -409,11 +410,11 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
     pre, _ = parser.parse_known_args(argv)  # find --config, --resume and --output_dir before the full parse
     config_path = pre.config
     if pre.resume and config_path:
-        raise UserError(f"--resume reuses {pre.resume}/train_config.yaml: drop --config (flags still override it)")
+        raise UserError(f"--resume reuses {pre.resume}/{TRAIN_CONFIG}: drop --config (flags still override it)")
     if pre.resume:
-        config_path = str(Path(pre.resume) / "train_config.yaml")
+        config_path = str(Path(pre.resume) / TRAIN_CONFIG)
         if not Path(config_path).is_file():
-            raise UserError(f"--resume {pre.resume}: no run to resume there (no train_config.yaml): pass a run folder")
+            raise UserError(f"--resume {pre.resume}: no run to resume there (no {TRAIN_CONFIG}): pass a run folder")
     elif config_path is None and Path(DEFAULT_CONFIG).is_file():
         config_path = DEFAULT_CONFIG
     defaults = read_yaml(config_path) if config_path else {}

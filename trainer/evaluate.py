@@ -13,7 +13,7 @@ from trainer.data import stratified_sample
 from trainer.evaluation.run import analyse, label_names_of, load_labelled
 from trainer.inference import LONG_TEXT
 from trainer.labels import LABEL_ORDERS
-from trainer.modeling import load_classifier, truncation_note
+from trainer.modeling import load_classifier, resolve_model_path, truncation_note
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,14 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
-        model_labels = label_names_of(args.model)
+        model = resolve_model_path(args.model, download=True)  # which model: checked (or downloaded) once, first
+        model_labels = label_names_of(model)
         names = args.label_names or model_labels
         if len(names) != len(model_labels):
             raise UserError(f"--label_names has {len(names)} names but the model has {len(model_labels)} labels")
         data = load_labelled(args.data, args.text_column, args.label_column, names)  # check the data first: cheap
         data = stratified_sample(data, args.max_samples, args.seed)
         texts = data["text"].tolist()
-        classifier = load_classifier(args.model, long_text=args.long_text, stride=args.stride)
+        classifier = load_classifier(model, long_text=args.long_text, stride=args.stride)
         metrics = analyse(
             classifier, args.model, texts, data["label"].to_numpy(), args.output_dir, args.data,
             n_bootstrap=args.n_bootstrap, seed=args.seed, batch_size=args.batch_size, label_order=args.label_order,

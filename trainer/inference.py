@@ -1,4 +1,4 @@
-"""The inference core: what a published run folder holds, and how a model in one scores texts.
+"""The inference core: how a model in a run or model folder scores texts.
 
 Used by `trainer.predict`, `trainer.evaluate`, the analysis at the end of training, the bench and the Space. It
 imports nothing from this repository (torch, transformers, numpy, scipy; onnxruntime for the int8 path), so the
@@ -17,28 +17,17 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.special import softmax
 
-# torch and transformers are imported where a model is loaded: publishing and the card read RUN_FILES and is_hub_id
-# from here without paying for them.
+# torch and transformers are imported where a model is loaded: modules that only need the names below (SAFE_LOADING,
+# BACKENDS, LONG_TEXT) do not pay for them. What a run folder holds, and which model a name means, are
+# `trainer/run_folder.py`'s.
 logger = logging.getLogger(__name__)
 
-# Every file a finished run folder publishes (globs relative to the folder). The card, README.md, is rendered for
-# the target repo at push time. Checkpoints, optimizer state, pickles and wandb folders are never published.
-RUN_FILES = (
-    "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "vocab.txt", "added_tokens.json", "train_config.yaml", "training_args.json", "metrics.json", "log_history.json",
-    "classification_report.txt", "incorrect_predictions.csv", "slices.csv", "behavioral_tests.json",
-    "error_analysis.md", "training_summary.json", "predictions.parquet", "embeddings.parquet", "plots/*.png",
-    "evaluations/*/metrics.json",
-)  # fmt: skip
-REQUIRED_FILES = ("config.json", "model.safetensors", "metrics.json", "train_config.yaml")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # either one makes the tokenizer loadable
 # Weights load from safetensors only, and code that comes with a model is never run.
 SAFE_LOADING = {"use_safetensors": True, "trust_remote_code": False}
 BACKENDS = ("torch", "onnx-int8")
@@ -49,14 +38,6 @@ POOLING = "mean of the last hidden state over non-padding tokens"
 LONGEST = 512  # cap for models whose tokenizer declares no usable limit
 LONG_TEXT = ("truncate", "chunk")  # what happens to a text longer than max_length tokens
 TOKENIZE_SLICE = 1024  # texts tokenised per call: bounds the tokenizer's Python lists on large inputs
-
-
-HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*")  # 'owner/name', or a bare legacy id
-
-
-def is_hub_id(name: str | None) -> bool:
-    """'owner/name', or a bare legacy id such as 'bert-base-uncased', that is not a path on this machine."""
-    return bool(name and HUB_ID.fullmatch(name)) and ".." not in name and not Path(name).exists()
 
 
 def label_names(config) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from pathlib import Path
@@ -13,38 +12,27 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trainer import UserError
 from trainer.config import PACKAGED_MODELS, ModelConfig
 from trainer.inference import BACKENDS, LONG_TEXT, SAFE_LOADING, Classifier, OptionError, int8_available
+from trainer.run_folder import MODEL_CONFIG, TOKENIZER_CONFIG, NoModel, check_model_folder, locate_model
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_model_path(name_or_path: str) -> str:
-    """A local folder as is; a packaged Hub id as its package's folder; any other Hub id unchanged."""
-    if name_or_path.startswith((".", "/", "~")) and not Path(name_or_path).expanduser().exists():
-        raise UserError(
-            f"model folder {name_or_path} not found: pass a run folder (runs/latest), a model folder or a Hub id"
-        )
-    if Path(name_or_path).exists():
-        if not (Path(name_or_path) / "config.json").is_file():
-            raise UserError(f"model folder {name_or_path} has no config.json: point at a saved model or run folder")
-        check_safe_folder(Path(name_or_path))
-        return str(name_or_path)
-    package = PACKAGED_MODELS.get(name_or_path)
-    if package:
-        try:
-            module = importlib.import_module(package)
-        except ImportError:
-            logger.info("%s is not installed; loading %s from the Hub", package, name_or_path)
-        else:
-            return str(Path(module.__file__).parent / "model")
-    return name_or_path
-
-
-PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+def resolve_model_path(name_or_path: str, download: bool = False) -> str:
+    """The local folder of a run folder, a model folder or a packaged id; a Hub id downloaded with `download`, else
+    unchanged for `from_pretrained` to fetch. `trainer.run_folder.locate_model` with one-line UserErrors, and the
+    safety checks on a local folder."""
+    try:
+        path = locate_model(name_or_path, PACKAGED_MODELS, download)
+    except NoModel as err:
+        raise UserError(str(err)) from None
+    if Path(path).is_dir():
+        check_safe_folder(Path(path))
+    return path
 
 
 def check_safe_folder(folder: Path) -> None:
     """Refuse a model folder that could only be loaded by unpickling weights or by running its own code."""
-    for name in ("config.json", "tokenizer_config.json"):
+    for name in (MODEL_CONFIG, TOKENIZER_CONFIG):
         try:
             settings = json.loads((folder / name).read_text()) if (folder / name).is_file() else {}
         except ValueError:
@@ -54,13 +42,10 @@ def check_safe_folder(folder: Path) -> None:
                 f"model folder {folder} needs its own code ({name} has auto_map), and remote code is never run here: "
                 "use a standard transformers architecture"
             )
-    if not any(folder.glob("*.safetensors")):
-        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
-        found = f"only pickle weights ({', '.join(pickles)})" if pickles else "no model.safetensors"
-        raise UserError(
-            f"model folder {folder} has {found}: weights load from safetensors only (pickle can run code); "
-            "re-save it with save_pretrained(..., safe_serialization=True) where you trust it"
-        )
+    try:
+        check_model_folder(folder, str(folder))  # safetensors weights, not pickles
+    except NoModel as err:
+        raise UserError(str(err)) from None
 
 
 def load_tokenizer(name_or_path: str):
@@ -101,7 +86,7 @@ def load_classifier(name_or_path: str, backend: str = "torch", device: str | Non
     check_backend(backend, device)
     if long_text not in LONG_TEXT:
         raise UserError(f"unknown long_text {long_text!r}: use one of {', '.join(LONG_TEXT)}")
-    path = resolve_model_path(name_or_path)
+    path = resolve_model_path(name_or_path, download=True)
     try:
         return Classifier(path, device=device, backend=backend, long_text=long_text, stride=stride,
                           int8_file=int8_file)  # fmt: skip

@@ -20,6 +20,7 @@ from pathlib import Path
 from trainer import HelpFormatter, UserError, fail
 from trainer.export.uploads import push_files
 from trainer.hub.model_repo import describe, push_run
+from trainer.run_folder import NoModel, locate_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its "no files modified" note: we say it once
     try:
+        locate_run(args.run_dir)  # a finished run folder, or the one line every command gives, before anything else
         if args.dry_run:  # the list the push uploads; ONNX files it would export (or re-export) show "at push"
             files = push_files(args.run_dir, args.hub_model_id, onnx=not args.no_onnx, make=False)
             target = args.hub_model_id or f"<your user>/{Path(args.run_dir).resolve().name}"
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         result = push_run(args.run_dir, args.hub_model_id, private=args.private, revision=args.revision,
                           create_pr=args.create_pr, commit_message=args.commit_message, retries=args.retries,
                           retry_wait=args.retry_wait, onnx=not args.no_onnx)  # fmt: skip
-    except (UserError, OSError) as err:
+    except (UserError, NoModel, OSError) as err:
         return fail(err)
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was committed; rerun the same command to push", file=sys.stderr)

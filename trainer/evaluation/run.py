@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from sklearn.decomposition import PCA
 from sklearn.metrics import classification_report
 from transformers import AutoConfig
@@ -43,6 +42,20 @@ from trainer.labels import LabelSet
 from trainer.metric_catalogue import record as metric_catalogue
 from trainer.modeling import load_error, resolve_model_path
 from trainer.palette import class_colours
+from trainer.run_folder import (
+    BEHAVIOURAL,
+    CLASSIFICATION_REPORT,
+    EMBEDDINGS,
+    ERROR_ANALYSIS,
+    INCORRECT,
+    LOG_HISTORY,
+    METRICS,
+    PLOTS,
+    PREDICTIONS,
+    SLICES,
+    TRAINING_SUMMARY,
+    read_train_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +80,7 @@ def load_labelled(spec: str, text_column: str, label_column: str, label_names: l
 def label_names_of(model: str) -> list[str]:
     """The model's label names in id order, from its config alone."""
     try:
-        config = AutoConfig.from_pretrained(resolve_model_path(model), trust_remote_code=False)
+        config = AutoConfig.from_pretrained(resolve_model_path(model, download=True), trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise UserError(load_error(model, err)) from None
     return label_names(config)
@@ -75,17 +88,13 @@ def label_names_of(model: str) -> list[str]:
 
 def saved_label_order(model: str) -> str:
     """The label order a run folder was trained with (`label_order` in its train_config.yaml); auto otherwise."""
-    path = Path(model) / "train_config.yaml"
-    saved = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-    return saved.get("label_order") or "auto"
+    return read_train_config(model).get("label_order") or "auto"
 
 
 def training_data_of(model: str) -> dict | None:
     """What a run folder was trained and validated on, from its train_config.yaml (None for other models)."""
-    path = Path(model) / "train_config.yaml"
-    if not path.is_file():
+    if not (saved := read_train_config(model)):
         return None
-    saved = yaml.safe_load(path.read_text()) or {}
     keys = ("train_file", "validation_file", "dataset_name") if saved.get("train_file") else ("dataset_name",)
     return {key: saved.get(key) for key in keys}
 
@@ -110,7 +119,7 @@ def analyse(
     n_bootstrap: int = 1000,
     seed: int = 0,
     batch_size: int = 64,
-    metrics_file: str | None = "metrics.json",
+    metrics_file: str | None = METRICS,
     label_order: str | None = None,
 ) -> dict:
     """Predict, score and write every analysis artifact into output_dir; returns the evaluation metrics.
@@ -145,7 +154,7 @@ def analyse(
     error_counts = {tag: int(found.frame.loc[~found.frame["correct"], tag].sum()) for tag in error_tags(found.frame)}
     report = render_report(metrics, error_counts, found.slices, found.wrong, found.behaviour, summary,
                            confused_pairs(found.frame))  # fmt: skip
-    files.write_text(out / "error_analysis.md", report)
+    files.write_text(out / ERROR_ANALYSIS, report)
     metrics["timing"]["total_seconds"] = round(time.perf_counter() - started, 2)
     if metrics_file:
         files.write_text(out / metrics_file, json.dumps(metrics, indent=2) + "\n")
@@ -203,18 +212,18 @@ class Analysis:
 
 def write_analysis(found: Analysis, out: Path, model: str) -> dict | None:
     """Every table and plot of the analysis into `out`; returns the training summary when `model` is a run folder."""
-    plots = out / "plots"
+    plots = out / PLOTS
     out.mkdir(parents=True, exist_ok=True)
-    with files.atomic_path(out / "predictions.parquet") as tmp:
+    with files.atomic_path(out / PREDICTIONS) as tmp:
         found.frame.to_parquet(tmp, index=False)
-    files.write_text(out / "incorrect_predictions.csv", found.wrong.to_csv(index=False))
-    files.write_text(out / "slices.csv", found.slices.to_csv(index=False))
-    files.write_text(out / "behavioral_tests.json", json.dumps(found.behaviour, indent=2) + "\n")
+    files.write_text(out / INCORRECT, found.wrong.to_csv(index=False))
+    files.write_text(out / SLICES, found.slices.to_csv(index=False))
+    files.write_text(out / BEHAVIOURAL, json.dumps(found.behaviour, indent=2) + "\n")
     preds = found.probs.argmax(1)
     report = classification_report(found.labels, preds, labels=range(len(found.names)), target_names=found.names,
                                    digits=4, zero_division=0)  # fmt: skip
-    files.write_text(out / "classification_report.txt", report)
-    write_embeddings(out / "embeddings.parquet", found.frame, found.pooled, found.xy, found.umap_xy)
+    files.write_text(out / CLASSIFICATION_REPORT, report)
+    write_embeddings(out / EMBEDDINGS, found.frame, found.pooled, found.xy, found.umap_xy)
     plot_confusion_matrix(confusion(found.labels, preds, len(found.names)), found.names, plots / "confusion_matrix.png")
     bins = reliability_bins(found.frame["confidence"].to_numpy(), found.frame["correct"].to_numpy())
     k = len(found.names)
@@ -228,12 +237,12 @@ def write_analysis(found: Analysis, out: Path, model: str) -> dict | None:
     if found.umap_xy is not None:
         plot_embeddings(found.umap_xy, found.frame, order, plots / "embeddings_umap.png", method="UMAP",
                         ordinal=found.label_set.ordinal)  # fmt: skip
-    history_file = Path(model) / "log_history.json"
+    history_file = Path(model) / LOG_HISTORY
     if not history_file.is_file():
         return None
     history = json.loads(history_file.read_text())
     summary = training_summary(history)
-    files.write_text(out / "training_summary.json", json.dumps(summary, indent=2) + "\n")
+    files.write_text(out / TRAINING_SUMMARY, json.dumps(summary, indent=2) + "\n")
     plot_training_curves(history, plots / "training_curves.png")
     return summary
 

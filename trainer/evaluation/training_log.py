@@ -17,8 +17,8 @@ import pandas as pd
 from trainer import UserError, files
 from trainer.evaluation.analysis import training_summary
 from trainer.evaluation.plots import plot_training_history
+from trainer.run_folder import LOG_HISTORY
 
-HISTORY_FILE = "log_history.json"
 STATE_FILE = "trainer_state.json"
 COLUMNS = ["step", "epoch", "loss", "learning_rate", "grad_norm", "eval_loss", "eval_accuracy"]
 SPIKE_WINDOW = 20  # a spike is judged against the median of the previous 20 logged grad norms ...
@@ -34,13 +34,13 @@ def history_source(path: str | Path) -> Path:
         raise UserError(f"{path} does not exist: pass {KINDS}")
     if path.is_file():
         return path
-    for candidate in (path / HISTORY_FILE, path / STATE_FILE):
+    for candidate in (path / LOG_HISTORY, path / STATE_FILE):
         if candidate.is_file():
             return candidate
     checkpoints = [p for p in [*path.glob("checkpoint-*"), *path.glob("checkpoints/checkpoint-*")]
                    if re.fullmatch(r"checkpoint-\d+", p.name) and (p / STATE_FILE).is_file()]  # fmt: skip
     if not checkpoints:
-        raise UserError(f"{path} holds no {HISTORY_FILE}, {STATE_FILE} or checkpoint-N/{STATE_FILE}: pass {KINDS}")
+        raise UserError(f"{path} holds no {LOG_HISTORY}, {STATE_FILE} or checkpoint-N/{STATE_FILE}: pass {KINDS}")
     return max(checkpoints, key=lambda p: int(p.name.split("-")[1])) / STATE_FILE
 
 

@@ -98,7 +98,7 @@ def export_int8(name_or_path: str, device: str | None = None) -> Path:
 
     check_backend("onnx-int8", device)  # onnxruntime and the CPU, checked before the export
     try:
-        return ensure_onnx(resolve_model_path(name_or_path))["int8"]
+        return ensure_onnx(resolve_model_path(name_or_path, download=True))["int8"]
     except (OSError, ValueError) as err:  # as load_classifier reports a model that would not load
         raise UserError(load_error(name_or_path, err)) from None
 

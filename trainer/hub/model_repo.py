@@ -17,7 +17,7 @@ from pathlib import Path
 from trainer import UserError
 from trainer.export.uploads import push_files, run_files
 from trainer.files import write_text
-from trainer.run_folder import CARD
+from trainer.run_folder import CARD, read_metrics
 
 logger = logging.getLogger(__name__)
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
@@ -174,15 +174,13 @@ def push_run(run_dir: str | Path, repo_id: str | None = None, *, private: bool =
              retries: int = 3, retry_wait: float = 2.0, onnx: bool = True) -> PushResult:  # fmt: skip
     """Render the run's card for `repo_id`, upload it with the run's files (and, with `onnx`, the ONNX files for ONNX
     Runtime and transformers.js) in one commit, then keep the pushed card as the run's README.md."""
-    import json
-
     run = Path(run_dir).resolve()
     run_files(run)  # complete before anything is written or sent
     token = hub_token(token)  # checked before the card is rendered
     repo_id = resolve_repo_id(repo_id, run.name, token, retries, retry_wait)
     uploads = push_files(run, repo_id, onnx=onnx)  # the list `push --dry_run` shows
     card = dict(uploads)[CARD].decode()
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = read_metrics(run)
     accuracy = metrics.get("accuracy", float("nan"))
     message = commit_message or f"Upload {run.name}: accuracy {accuracy:.2%} on {metrics.get('data')}"
     result = publish(uploads, repo_id, private=private, revision=revision, create_pr=create_pr,
@@ -206,6 +204,6 @@ def describe(files: list[tuple[str, Path | bytes | None]]) -> str:
 def keep_card(run: Path, card: str) -> None:
     """The pushed card, also as the run's README.md; a read-only run folder is pushed all the same."""
     try:
-        write_text(run / "README.md", card)
+        write_text(run / CARD, card)
     except OSError as err:
         logger.warning("the card was pushed but not saved in %s (%s)", run, err.strerror)

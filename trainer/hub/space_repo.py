@@ -1,8 +1,9 @@
 """The Gradio app in `space/` as a Hugging Face Space that serves a pushed model.
 
 The Space gets app.py, backend.py, requirements.txt, the inference core (`trainer/inference.py`, which
-`space/inference.py` links to), the class colours (`trainer/palette.py`, linked likewise) and README.md with its
-`models:` front matter set to the model, in one commit.
+`space/inference.py` links to), the class colours (`trainer/palette.py`) and the run-folder layout with the model
+resolver (`trainer/run_folder.py`), both linked likewise, and README.md with its `models:` front matter set to the
+model, in one commit.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from pathlib import Path
 
 from trainer import UserError
 from trainer.hub.model_repo import hub_token, publish, resolve_repo_id, with_retries
-from trainer.inference import is_hub_id
+from trainer.run_folder import is_hub_id
 
 SPACE_DIR = Path(__file__).resolve().parents[2] / "space"
-SPACE_FILES = ("app.py", "backend.py", "inference.py", "palette.py", "requirements.txt")
+SPACE_FILES = ("app.py", "backend.py", "inference.py", "palette.py", "run_folder.py", "requirements.txt")
 
 
 def space_files(model_id: str, space_dir: Path = SPACE_DIR) -> list[tuple[str, Path | bytes]]:
@@ -26,7 +27,7 @@ def space_files(model_id: str, space_dir: Path = SPACE_DIR) -> list[tuple[str, P
         raise UserError(f"{space_dir} is missing {', '.join(missing)}: run from a complete checkout")
     card = SpaceCard.load(space_dir / "README.md")
     card.data.models = [model_id]
-    # Contents, not paths: inference.py and palette.py are links, and the Space must get the file it points to.
+    # Contents, not paths: inference.py, palette.py and run_folder.py are links, and the Space must get their files.
     return [(name, (space_dir / name).read_bytes()) for name in SPACE_FILES] + [("README.md", str(card).encode())]
 
 

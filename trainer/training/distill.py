@@ -35,8 +35,8 @@ from trainer import UserError, files
 from trainer.config import ModelConfig, TrainConfig
 from trainer.data import fold_rows
 from trainer.evaluation.metrics import wilson_interval
-from trainer.inference import is_hub_id
 from trainer.modeling import load_classifier
+from trainer.run_folder import WEIGHTS, is_hub_id
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def fold_teacher(cfg: TrainConfig, train_texts: list[str], train_labels: np.ndar
         eval_probs = []
         for i, (_, held) in enumerate(fold_rows(train_labels, k, seed)):
             run = folder / f"fold-{i + 1}-of-{k}"
-            if not (run / "model.safetensors").is_file():
+            if not (run / WEIGHTS).is_file():
                 logger.info("teacher %d of %d: training without fold %d (%s)", i + 1, k, i + 1, run)
                 train_fn(fold_config(cfg, i, run))
             classifier = load_classifier(str(run))
@@ -203,7 +203,7 @@ def self_teacher(cfg: TrainConfig, name: str, train_texts: list[str], eval_texts
     cfg = copy.deepcopy(cfg)
     cfg.training.seed = self_seed(cfg, name)
     run = cache / f"{SELF}-{teacher_key(cfg, train_texts, eval_texts)}"
-    if not (run / "model.safetensors").is_file():
+    if not (run / WEIGHTS).is_file():
         logger.info("teacher: training this configuration, seed %d, on all the training data (%s)", cfg.training.seed,
                     run)  # fmt: skip
         train_fn(fold_config(cfg, run=run))

@@ -21,11 +21,11 @@ from trainer.data import load_splits, tokenize
 from trainer.evaluation.metrics import compute_metrics_for
 from trainer.evaluation.plots import plot_training_curves
 from trainer.evaluation.run import analyse, label_set_record
-from trainer.inference import is_hub_id
 from trainer.labels import LabelSet
 from trainer.metric_catalogue import record as metric_catalogue
 from trainer.modeling import load_classifier, load_model, load_tokenizer, parameter_groups
 from trainer.provenance import environment
+from trainer.run_folder import EVALUATIONS, LOG_HISTORY, METRICS, PLOTS, TRAIN_CONFIG, TRAINING_ARGS, is_hub_id
 from trainer.training import distill
 from trainer.training.callbacks import Interrupted, StopOnSignal, WandbRunFacts
 from trainer.training.ema import WeightEMA
@@ -149,7 +149,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     trainer, stopper = build_trainer(cfg, inputs, run_dir, checkpoint, callbacks)
     train_output = fit(trainer, stopper, checkpoint, run_dir)
     if checkpoint is not None and main_process:  # a resumed run keeps its config file until the resume has worked
-        files.write_text(run_dir / "train_config.yaml", config_text(cfg, run_dir))
+        files.write_text(run_dir / TRAIN_CONFIG, config_text(cfg, run_dir))
     if trainer.ema is not None:
         best = trainer.state.best_model_checkpoint if cfg.training.load_best_model_at_end else None
         trainer.ema.finalize(trainer.model, best)
@@ -162,7 +162,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     metrics = run_metrics(cfg, inputs, trainer, train_output, resumed=checkpoint is not None)
     metrics.update(score_saved_model(cfg, inputs, trainer, run_dir))
     metrics["wall_time_seconds"] = round(time.time() - started, 1)
-    files.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    files.write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     return run_dir, metrics
 
 
@@ -240,7 +240,7 @@ def class_weights(spec: list[str] | None, labels: np.ndarray, names: list[str]) 
 
 
 def config_text(cfg: TrainConfig, run_dir: Path) -> str:
-    return f"# Rerun with: python -m trainer.train --config {run_dir}/train_config.yaml\n" + yaml.safe_dump(
+    return f"# Rerun with: python -m trainer.train --config {run_dir / TRAIN_CONFIG}\n" + yaml.safe_dump(
         cfg.to_dict(), sort_keys=False
     )
 
@@ -250,7 +250,7 @@ def start_run_folder(cfg: TrainConfig, run_dir: Path, fresh: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     link_latest(run_dir)
     if fresh:
-        files.write_text(run_dir / "train_config.yaml", config_text(cfg, run_dir))
+        files.write_text(run_dir / TRAIN_CONFIG, config_text(cfg, run_dir))
 
 
 def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: str | None,
@@ -336,8 +336,8 @@ def save_model(trainer: SentimentTrainer, tokenizer, cfg: TrainConfig, run_dir: 
         trainer.model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
     resolved = {k: v for k, v in trainer.args.to_dict().items() if not k.endswith("_token")}
-    files.write_text(run_dir / "training_args.json", json.dumps(resolved, indent=2, default=str) + "\n")
-    files.write_text(run_dir / "log_history.json", json.dumps(trainer.state.log_history, indent=2) + "\n")
+    files.write_text(run_dir / TRAINING_ARGS, json.dumps(resolved, indent=2, default=str) + "\n")
+    files.write_text(run_dir / LOG_HISTORY, json.dumps(trainer.state.log_history, indent=2) + "\n")
 
 
 def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, train_output, resumed: bool) -> dict:
@@ -376,7 +376,7 @@ def score_saved_model(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTraine
     """The saved model scored once on validation, by the analysis (in fp32, as pipeline() users run it) or by
     Trainer; then once on the test data when there is some, with its own analysis in evaluations/test/."""
     if not cfg.run.run_analysis:
-        plot_training_curves(trainer.state.log_history, run_dir / "plots" / "training_curves.png")
+        plot_training_curves(trainer.state.log_history, run_dir / PLOTS / "training_curves.png")
         return trainer_scores(cfg, inputs, trainer)
     classifier = load_classifier(str(run_dir))
     evaluation = analyse_split(cfg, classifier, inputs.eval_data, run_dir, split_name(cfg, "validation"), None)
@@ -384,8 +384,8 @@ def score_saved_model(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTraine
     result = {**scores, "loss": scores["log_loss"], "evaluation": evaluation["metrics"],
               "evaluation_seconds": evaluation["timing"]["total_seconds"]}  # fmt: skip
     if inputs.test_data is not None:
-        test = analyse_split(cfg, classifier, inputs.test_data, run_dir / "evaluations" / "test",
-                             split_name(cfg, "test"), "metrics.json")  # fmt: skip
+        test = analyse_split(cfg, classifier, inputs.test_data, run_dir / EVALUATIONS / "test",
+                             split_name(cfg, "test"), METRICS)  # fmt: skip
         result["test"] = test["metrics"]
     return result
 

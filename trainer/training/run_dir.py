@@ -11,6 +11,7 @@ from pathlib import Path
 
 from trainer import UserError
 from trainer.config import TrainConfig
+from trainer.run_folder import CHECKPOINTS
 from trainer.training.ema import EMA_FILE
 
 logger = logging.getLogger(__name__)
@@ -41,9 +42,9 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path, str | None]:
     overwritten unless asked for."""
     if cfg.run.resume:
         run_dir = Path(cfg.run.resume).resolve()
-        last = last_complete_checkpoint(run_dir / "checkpoints", need_ema=bool(cfg.model.ema_decay))
+        last = last_complete_checkpoint(run_dir / CHECKPOINTS, need_ema=bool(cfg.model.ema_decay))
         if last is None:
-            raise UserError(f"--resume {cfg.run.resume}: no complete checkpoint in {run_dir / 'checkpoints'}: "
+            raise UserError(f"--resume {cfg.run.resume}: no complete checkpoint in {run_dir / CHECKPOINTS}: "
                             "start a new run instead")  # fmt: skip
         return run_dir, last
     if cfg.run.output_dir:
@@ -58,7 +59,7 @@ def resolve_run_dir(cfg: TrainConfig) -> tuple[Path, str | None]:
                 f"{run_dir} already holds a run: continue it with --resume {run_dir}, replace it with "
                 "--overwrite_output_dir true, or choose another --output_dir"
             )
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # or a later --resume would mix the two runs
+        shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # or a later --resume would mix the two runs
     return run_dir, None
 
 
