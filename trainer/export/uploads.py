@@ -13,7 +13,7 @@ from model_card import render_card
 from trainer import UserError
 from trainer.export.int8_check import ensure_int8_check, is_checked
 from trainer.export.onnx import ensure_onnx, export_paths, export_stamp, is_stamped, onnx_folder
-from trainer.run_folder import CARD, INT8_CHECK, ONNX_DIR, ONNX_FILES, REQUIRED_FILES, RUN_FILES, TOKENIZER_FILES
+from trainer.run_folder import CARD, INT8_CHECK, ONNX_DIR, ONNX_FILES, RUN_FILES, NoModel, locate_run
 
 Upload = tuple[str, Path | bytes | None]  # (path in the repo, local file or content; None: made at push time)
 
@@ -38,15 +38,10 @@ def push_files(run_dir: str | Path, repo_id: str | None, *, onnx: bool = True, m
 def run_files(run_dir: str | Path) -> list[tuple[str, Path]]:
     """(path in repo, local file) for every published file of a finished run folder (`RUN_FILES`), checked for
     completeness; the card (README.md) is the caller's to add."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise UserError(f"run folder {run} does not exist: train one with `make train` or pass RUN=<run folder>")
-    missing = [name for name in REQUIRED_FILES if not (run / name).is_file()]
-    if not any((run / name).is_file() for name in TOKENIZER_FILES):
-        missing.append(TOKENIZER_FILES[0])
-    if missing:
-        hint = f'finish it with `make train ARGS="--resume {run}"`' if (run / "checkpoints").is_dir() else "train again"
-        raise UserError(f"run folder {run} is incomplete (missing {', '.join(missing)}): {hint}")
+    try:
+        run = locate_run(str(run_dir))  # a finished run: the same line as the card and every other command
+    except NoModel as err:
+        raise UserError(str(err)) from None
     found = {path for pattern in RUN_FILES for path in run.glob(pattern) if path.is_file() and not path.is_symlink()}
     return sorted((path.relative_to(run).as_posix(), path) for path in found)
 
