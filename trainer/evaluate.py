@@ -14,6 +14,7 @@ from trainer.evaluation.run import analyse, label_names_of, load_labelled
 from trainer.inference import LONG_TEXT
 from trainer.labels import LABEL_ORDERS
 from trainer.modeling import load_classifier, resolve_model_path, truncation_note
+from trainer.run_folder import ERROR_ANALYSIS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     acc = metrics["metrics"]["accuracy"]
     print(
         f"accuracy {acc['value']:.2%} (95% CI {acc['ci_low']:.2%}-{acc['ci_high']:.2%}) on {metrics['n']} examples "
-        f"in {metrics['timing']['total_seconds']:.1f}s\nanalysis: {Path(args.output_dir) / 'error_analysis.md'}"
+        f"in {metrics['timing']['total_seconds']:.1f}s\nanalysis: {Path(args.output_dir) / ERROR_ANALYSIS}"
     )
     return 0
 
