@@ -1,3 +1,4 @@
+import copy
 from pathlib import Path
 
 import pytest
@@ -5,7 +6,7 @@ import yaml
 
 from tests.conftest import ROOT
 from trainer import UserError
-from trainer.config import load_config, read_yaml
+from trainer.config import derive, load_config, read_yaml
 
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -145,3 +146,38 @@ def test_two_checkpoint_flags_that_disagree_name_the_flags_that_work():
         load_config(["--config", str(ROOT / "configs/quick.yaml"), "--save_steps", "10", "--eval_steps", "25"])
     cfg = load_config(["--config", str(ROOT / "configs/quick.yaml"), "--save_steps", "50", "--eval_steps", "25"])
     assert (cfg.training.save_steps, cfg.training.eval_steps) == (50, 25)  # a multiple: kept as given
+
+
+def test_derive_applies_the_overrides_as_their_flags_would_and_leaves_the_base():
+    base = load_config(["--config", str(ROOT / "configs/quick.yaml"), "--output_dir", "runs/a"])
+    before = copy.deepcopy(base)
+    overrides = {"seed": 7, "learning_rate": 1e-4, "num_train_epochs": 2, "max_length": 64, "teacher_folds": 3,
+                 "metric_for_best_model": "log_loss", "output_dir": "runs/b"}  # fmt: skip
+    derived = derive(base, **overrides)
+    assert base == before
+    assert (derived.training.seed, derived.training.learning_rate, derived.model.max_length) == (7, 1e-4, 64)
+    assert derived.model.teacher_folds == 3 and derived.run.output_dir == derived.training.output_dir == "runs/b"
+    assert derived.training.greater_is_better is False  # follows the new metric, as with the flag
+    flags = [item for key, value in overrides.items() for item in (f"--{key}", str(value))]
+    from_flags = load_config(["--config", str(ROOT / "configs/quick.yaml"), "--output_dir", "runs/a", *flags])
+    assert derived.to_dict() == from_flags.to_dict() and derived.run == from_flags.run
+    assert derived.training.to_dict() == from_flags.training.to_dict()  # 2 epochs read as 2.0, like the flag
+
+
+def test_derive_recomputes_what_training_arguments_fill_in(tmp_path):
+    """eval_steps unset follows logging_steps; a save interval alone is aligned with evaluation, as with flags."""
+    preset = tmp_path / "steps.yaml"
+    preset.write_text("eval_strategy: steps\nlogging_steps: 10\nsave_strategy: 'no'\n")
+    base = load_config(["--config", str(preset)])
+    assert base.training.eval_steps == 10 and derive(base, logging_steps=5).training.eval_steps == 5
+    seeded = load_config(["--config", str(ROOT / "configs/sst2-minilm.yaml")])
+    aligned = derive(seeded, save_steps=100)
+    assert (aligned.training.save_steps, aligned.training.eval_steps) == (100, 100)
+
+
+def test_derive_refuses_unknown_options_and_bad_values_in_one_line():
+    base = load_config(["--config", str(ROOT / "configs/quick.yaml")])
+    with pytest.raises(UserError, match=r"^unknown option 'lerning_rate': did you mean 'learning_rate'\?$"):
+        derive(base, lerning_rate=1e-4)
+    with pytest.raises(UserError, match="max_length=4 is too small"):
+        derive(base, max_length=4)

@@ -155,7 +155,7 @@ def test_fold_teachers_label_only_the_fold_they_never_saw(tiny_model_dir, tmp_pa
 
 @pytest.mark.slow  # two tiny distilled runs and a resume, ~15 s
 def test_a_distilled_run_resumes_bit_exact_and_hpo_trials_keep_the_teacher(tiny_model_dir, tiny_run, tmp_path):
-    from trainer.search.flags import trial_argv
+    from trainer.search.flags import trial_config
 
     data = make_tiny_data(tmp_path)
     extra = ["--teacher", str(tiny_run), "--bf16", "false"]
@@ -168,7 +168,7 @@ def test_a_distilled_run_resumes_bit_exact_and_hpo_trials_keep_the_teacher(tiny_
     assert metrics["global_step"] == 6 and metrics["distillation"]["teachers"][0]["model"] == str(tiny_run)
     assert all(torch.equal(a, weights(reference)[k]) for k, a in weights(resumed).items())
     cadence = {"per_device_train_batch_size": 8, "eval_steps": 3, "save_steps": 3}
-    trial = load_config(trial_argv(args, cadence, {"learning_rate": 1e-4}, tmp_path / "trial", "hpo"))
+    trial = trial_config(load_config(args), cadence, {"learning_rate": 1e-4}, tmp_path / "trial", "hpo")
     assert trial.model.teacher == [str(tiny_run)] and trial.model.distill_alpha == 0.5
 
 

@@ -15,12 +15,12 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, tiny_args
 
 from trainer import UserError
 from trainer.config import load_config
 from trainer.hpo import main, parse_args
-from trainer.search.flags import drop_flags, trial_argv
+from trainer.search.flags import as_flags, drop_flags, trial_config, trial_overrides
 from trainer.search.params import parse_space, read_space
 from trainer.search.study import ReportToOptuna, Study, make_pruner
 from trainer.training.loop import train
@@ -167,13 +167,29 @@ def test_search_space_and_flags():
                       {"max_steps", "max_train_samples"}) == ["--config", "c", "--seed", "1"]  # fmt: skip
     assert len(read_space(None)) == 5
     cadence = {"per_device_train_batch_size": 32, "eval_steps": 700, "save_steps": 700}
-    argv = trial_argv(["--config", "c"], cadence, {"per_device_train_batch_size": 64, "learning_rate": 1e-5},
-                      Path("d/trial-001"), "hpo")  # fmt: skip
-    assert argv == ["--config", "c", "--run_analysis", "false", "--per_device_train_batch_size", "64",
-                    "--learning_rate", "1e-05", "--eval_steps", "350", "--save_steps", "350",
-                    "--output_dir", "d/trial-001", "--run_name", "hpo-trial-001"]  # fmt: skip
-    same_batch = trial_argv(["--run_analysis", "true"], cadence, {"weight_decay": 0.1}, Path("t"), "g")
-    assert same_batch == ["--run_analysis", "true", "--weight_decay", "0.1", "--output_dir", "t", "--run_name", "g-t"]
+    params = {"per_device_train_batch_size": 64, "learning_rate": 1e-5}
+    overrides = trial_overrides(["--config", "c"], cadence, params, Path("d/trial-001"), "hpo")
+    assert as_flags(overrides) == ["--run_analysis", "false", "--per_device_train_batch_size", "64",
+                                   "--learning_rate", "1e-05", "--eval_steps", "350", "--save_steps", "350",
+                                   "--output_dir", "d/trial-001", "--run_name", "hpo-trial-001"]  # fmt: skip
+    same_batch = trial_overrides(["--run_analysis", "true"], cadence, {"weight_decay": 0.1}, Path("t"), "g")
+    assert same_batch == {"weight_decay": 0.1, "output_dir": "t", "run_name": "g-t"}
+
+
+def test_a_trial_config_is_the_config_its_recorded_flags_build(tiny_model_dir, tiny_data, tmp_path):
+    """A trial is derived from the base config, not parsed from flags; its record (metrics.json's command) is the
+    base's flags then the trial's, and those flags build the same config."""
+    base_argv = tiny_args(tiny_model_dir, tiny_data, tmp_path / "base")  # evaluates and saves every 3 steps
+    base = load_config(base_argv)
+    cadence = {"per_device_train_batch_size": 8, "eval_steps": 3, "save_steps": 3}
+    params = {"per_device_train_batch_size": 4, "learning_rate": 1e-4, "num_train_epochs": 2}
+    trial = trial_config(base, cadence, params, tmp_path / "trial-000", "hpo")
+    assert trial.argv[: len(base_argv)] == base_argv and "--num_train_epochs" in trial.argv
+    assert (trial.training.eval_steps, trial.training.save_steps, trial.run.run_analysis) == (6, 6, False)
+    assert trial.training.num_train_epochs == 2.0 and isinstance(trial.training.num_train_epochs, float)
+    from_flags = load_config(trial.argv)
+    assert trial.to_dict() == from_flags.to_dict() and trial.run == from_flags.run
+    assert base.training.learning_rate != 1e-4 and base.run.output_dir == str(tmp_path / "base")  # base untouched
 
 
 @pytest.mark.parametrize(

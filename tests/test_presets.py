@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import DATA_MIRROR, ROOT, read_sst2
-from trainer.config import load_config
+from trainer.config import derive, load_config
 from trainer.training.loop import train
 
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -40,12 +40,11 @@ def mirror(tmp_path_factory):
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
 def test_every_preset_trains_on_its_data(preset, mirror, tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_MIRROR", str(mirror))
-    cfg = load_config([
-        "--config", str(preset), "--model_name_or_path", str(tiny_model_dir), "--max_length", "64",
-        "--max_steps", "2", "--per_device_train_batch_size", "8", "--max_train_samples", "64",
-        "--max_eval_samples", "16", "--max_test_samples", "16", "--n_bootstrap", "10",
-        "--output_dir", str(tmp_path / "run"), "--disable_tqdm", "true",
-    ])  # fmt: skip
+    cfg = derive(
+        load_config(["--config", str(preset)]), model_name_or_path=str(tiny_model_dir), max_length=64, max_steps=2,
+        per_device_train_batch_size=8, max_train_samples=64, max_eval_samples=16, max_test_samples=16,
+        n_bootstrap=10, output_dir=str(tmp_path / "run"), disable_tqdm=True,
+    )  # fmt: skip
     run_dir, metrics = train(cfg)
     assert metrics["global_step"] == 2 and (run_dir / "model.safetensors").is_file()
     counts = metrics["label_counts"]  # seeded stratified subsets: every class, in the data's proportions
@@ -77,12 +76,11 @@ def test_the_imdb_notebook_recipe_checkpoints_every_step_and_its_history_reads(m
     from trainer.history import main as history_main
 
     monkeypatch.setenv("DATA_MIRROR", str(mirror))
-    cfg = load_config([
-        "--config", str(ROOT / "configs/imdb-minilm.yaml"), "--model_name_or_path", str(tiny_model_dir),
-        "--max_length", "64", "--max_steps", "4", "--per_device_train_batch_size", "8", "--logging_steps", "2",
-        "--save_steps", "2", "--save_total_limit", "5", "--n_bootstrap", "10", "--output_dir", str(tmp_path / "run"),
-        "--disable_tqdm", "true",
-    ])  # fmt: skip
+    cfg = derive(
+        load_config(["--config", str(ROOT / "configs/imdb-minilm.yaml")]), model_name_or_path=str(tiny_model_dir),
+        max_length=64, max_steps=4, per_device_train_batch_size=8, logging_steps=2, save_steps=2, save_total_limit=5,
+        n_bootstrap=10, output_dir=str(tmp_path / "run"), disable_tqdm=True,
+    )  # fmt: skip
     run_dir, metrics = train(cfg)
     evaluated = [entry["step"] for entry in json.loads((run_dir / "log_history.json").read_text())
                  if "eval_accuracy" in entry]  # fmt: skip

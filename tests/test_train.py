@@ -1,5 +1,6 @@
 """Training end to end on the tiny BERT: run folder, weights, labels, resume, one-line errors."""
 
+import copy
 import json
 import os
 import shutil
@@ -87,6 +88,25 @@ def test_saved_config_reruns_the_same_configuration(tiny_model_dir, tiny_data, t
     assert saved["seed"] == 7 and saved["max_steps"] == 6 and saved["train_file"] == str(tiny_data[0])
     rerun = load_config(["--config", str(run_dir / "train_config.yaml")])
     assert rerun.to_dict() == saved
+
+
+def test_train_leaves_the_config_it_is_given_as_it_was(tiny_model_dir, tiny_data, tmp_path):
+    """What the run derives (the data's label names, its checkpoint folder, run name, loggers, no push by Trainer)
+    goes into the run's own config and arguments, saved in the run folder, never into the caller's config."""
+    from tests.conftest import unnamed_preset
+
+    args = tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--push_to_hub", "true", "--hub_token", "t",
+                     "--hub_model_id", "alice/tiny")  # fmt: skip
+    args[1] = str(unnamed_preset(tmp_path))  # no label names: the run takes the data's
+    cfg = load_config(args)
+    before = copy.deepcopy(cfg)
+    run_dir, _ = train(cfg)
+    assert cfg == before
+    assert cfg.data.label_names is None and cfg.training.push_to_hub and cfg.training.hub_token == "t"
+    assert yaml.safe_load((run_dir / "train_config.yaml").read_text())["label_names"] == ["negative", "positive"]
+    resolved = json.loads((run_dir / "training_args.json").read_text())
+    assert resolved["output_dir"] == str(run_dir / "checkpoints") and resolved["run_name"] == "run"
+    assert resolved["push_to_hub"] is False
 
 
 def test_resume_continues_from_the_latest_checkpoint(tiny_model_dir, tiny_data, tmp_path):
@@ -299,7 +319,7 @@ def test_class_weights_are_saved_and_kept_by_resume_and_by_hpo_trials(tiny_model
     """Five string labels, names from the data: the balanced weights are computed once, saved in train_config.yaml,
     recorded in metrics.json, and a resumed run or an HPO trial built from the same flags trains with them too."""
     from tests.conftest import FIVE_LABELS, make_five_label_data, unnamed_preset
-    from trainer.search.flags import trial_argv
+    from trainer.search.flags import trial_config
 
     data = make_five_label_data(tmp_path)
     skewed = pd.read_csv(data[0])
@@ -319,5 +339,5 @@ def test_class_weights_are_saved_and_kept_by_resume_and_by_hpo_trials(tiny_model
     assert metrics["class_weights"]["very positive"] > 1 > metrics["class_weights"]["neutral"]
 
     cadence = {"per_device_train_batch_size": 8, "eval_steps": 3, "save_steps": 3}
-    trial = load_config(trial_argv(args, cadence, {"learning_rate": 1e-4}, tmp_path / "trial", "hpo"))
+    trial = trial_config(load_config(args), cadence, {"learning_rate": 1e-4}, tmp_path / "trial", "hpo")
     assert trial.model.class_weights == ["balanced"] and trial.training.learning_rate == 1e-4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import functools
@@ -307,13 +308,15 @@ def read_yaml(path: str | os.PathLike) -> dict:
         raise UserError(f"{path} is not valid YAML{where}: fix the syntax") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} must be a mapping of option: value")
-    known = _field_names()
     for key in data:
-        if key not in known:
-            near = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-            hint = f"did you mean '{near[0]}'?" if near else "see `python -m trainer.train --help`"
-            raise UserError(f"unknown option '{key}' in {path}: {hint}")
+        if key not in _field_names():
+            raise UserError(f"unknown option '{key}' in {path}: {_nearest_option(key)}")
     return data
+
+
+def _nearest_option(key: str) -> str:
+    near = difflib.get_close_matches(key, _field_names(), n=1, cutoff=0.5)
+    return f"did you mean '{near[0]}'?" if near else "see `python -m trainer.train --help`"
 
 
 # Options auto_precision may set from the machine.
@@ -418,7 +421,7 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
     elif config_path is None and Path(DEFAULT_CONFIG).is_file():
         config_path = DEFAULT_CONFIG
     defaults = read_yaml(config_path) if config_path else {}
-    flags = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
+    flags = _flag_names(argv)
     auto = auto_precision(set(defaults) | flags)
     parser.set_defaults(**{**auto, **defaults})
     namespace, rest = parser.parse_known_args(argv)
@@ -427,22 +430,7 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
         near = difflib.get_close_matches(flag, _field_names(), n=1, cutoff=0.5)
         hint = f"did you mean --{near[0]}?" if near else "see --help"
         raise UserError(f"unknown flag {rest[0]}: {hint}")
-    values = vars(namespace)
-    for note in align_checkpointing(values, flags & _field_names()):
-        logger.warning("set %s", note)
-    metric = (values.get("metric_for_best_model") or "").removeprefix("eval_")
-    if lower_is_better(metric) and "greater_is_better" not in set(defaults) | flags:
-        values["greater_is_better"] = False  # transformers guesses from the name, and only "*loss" reads as lower
-    library_defaults()  # before the run's own TrainingArguments, whose device setup must be the last one
-    try:
-        training, model, data, run = (
-            section(**{f.name: values[f.name] for f in dataclasses.fields(section) if f.init and f.name in values})
-            for section in _SECTIONS
-        )
-    except ValueError as err:  # raised by TrainingArguments.__post_init__ on inconsistent options
-        raise UserError(f"invalid training options: {str(err).splitlines()[0]}") from None
-    training.label_names = None
-    check_training(training)
+    training, model, data, run = _build_sections(vars(namespace), flags & _field_names(), set(defaults) | flags)
     run.config = config_path
     run.output_dir = pre.output_dir or defaults.get("output_dir")
     preset = Path(config_path).stem if config_path and not pre.resume else "custom"
@@ -456,3 +444,70 @@ def load_config(argv: list[str] | None = None) -> TrainConfig:
         argv=argv,
         chosen_keys=(set(defaults) | flags) & _field_names(),
     )
+
+
+def _flag_names(argv: list[str]) -> set[str]:
+    return {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
+
+
+def _build_sections(values: dict, flags: set[str], chosen: set[str]) -> tuple:
+    """TrainingArguments and our three sections from every option's value, as the flags resolve them: saving and
+    evaluation aligned (`flags` win over the preset), lower-is-better metrics selected as such, values checked."""
+    for note in align_checkpointing(values, flags):
+        logger.warning("set %s", note)
+    metric = (values.get("metric_for_best_model") or "").removeprefix("eval_")
+    if lower_is_better(metric) and "greater_is_better" not in chosen:
+        values["greater_is_better"] = False  # transformers guesses from the name, and only "*loss" reads as lower
+    library_defaults()  # before the run's own TrainingArguments, whose device setup must be the last one
+    try:
+        training, model, data, run = (
+            section(**{f.name: values[f.name] for f in dataclasses.fields(section) if f.init and f.name in values})
+            for section in _SECTIONS
+        )
+    except ValueError as err:  # raised by TrainingArguments.__post_init__ on inconsistent options
+        raise UserError(f"invalid training options: {str(err).splitlines()[0]}") from None
+    training.label_names = None
+    check_training(training)
+    return training, model, data, run
+
+
+def derive(cfg: TrainConfig, **overrides) -> TrainConfig:
+    """A new config: `cfg` with these options changed, as if they had been given as flags; `cfg` is left as it is.
+
+    Options are named as in presets and flags (`derive(cfg, seed=1, output_dir="runs/b")`); an unknown name is a
+    UserError. TrainingArguments is rebuilt from the options chosen for `cfg` (preset, flags, detected precision)
+    plus the overrides, so the values it derives from others (eval_steps, greater_is_better, mixed precision)
+    follow them, exactly as `load_config` with the same flags would. Building one sets up the device again and
+    resets accelerate's process-wide state to the same settings: derive before the run's Trainer exists.
+    """
+    for key, value in overrides.items():
+        if key not in _field_names():
+            raise UserError(f"unknown option '{key}': {_nearest_option(key)}")
+        if _option_types()[key] is float and isinstance(value, int) and not isinstance(value, bool):
+            overrides[key] = float(value)  # as its flag reads it: 3 epochs are saved as 3.0 either way
+    values = {f.name: getattr(section, f.name) for section in (cfg.model, cfg.data, cfg.run)
+              for f in dataclasses.fields(section) if f.init}  # fmt: skip
+    chosen = cfg.chosen_keys | set(overrides)
+    auto = auto_precision(chosen)  # an override of the precision changes what the machine's detection sets
+    # TrainingArguments fills some fields from others: only what was chosen is carried, the rest is derived again
+    for f in dataclasses.fields(TrainingArguments):
+        if f.init and f.name != "label_names":
+            values[f.name] = getattr(cfg.training, f.name) if f.name in cfg.chosen_keys else _field_default(f)
+    values.update({key: value for key, value in auto.items() if key not in cfg.chosen_keys})
+    values.update(overrides)
+    flags = (_flag_names(cfg.argv) | set(overrides)) & _field_names()
+    training, model, data, run = _build_sections(copy.deepcopy(values), flags, chosen)
+    run.output_dir = overrides.get("output_dir", cfg.run.output_dir)
+    return dataclasses.replace(cfg, model=model, data=data, run=run, training=training, chosen_keys=chosen,
+                               auto_keys=set(auto))  # fmt: skip
+
+
+def _field_default(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+@functools.cache
+def _option_types() -> dict:
+    """Each option's type as its flag parses it."""
+    parser = HfArgumentParser(_SECTIONS, conflict_handler="resolve", allow_abbrev=False)
+    return {action.dest: action.type for action in parser._actions}

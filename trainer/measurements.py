@@ -56,18 +56,22 @@ def _sst2(split: str, n: int | None) -> tuple[list[str], np.ndarray]:
 
 def train_ours(model: str, n: int, steps: int, workdir: str, max_length: int) -> dict:
     """The default preset's step: dynamic padding, length-grouped batches, bf16 autocast where native, fused AdamW."""
-    from trainer.config import load_config
     from trainer.training.loop import train
 
-    flags = [
-        "--config", "configs/sst2-minilm.yaml", "--model_name_or_path", model, "--max_train_samples", str(n),
-        "--max_steps", str(steps), "--max_length", str(max_length), "--eval_strategy", "no",
-        "--save_strategy", "no", "--load_best_model_at_end", "false", "--run_analysis", "false",
-        "--max_eval_samples", "32", "--ema_decay", "0", "--logging_steps", str(steps), "--disable_tqdm", "true",
-        "--report_to", "none", "--output_dir", f"{workdir}/ours",
-    ]  # fmt: skip
-    _, metrics = train(load_config(flags))
+    cfg = default_preset(
+        model_name_or_path=model, max_train_samples=n, max_steps=steps, max_length=max_length, eval_strategy="no",
+        save_strategy="no", load_best_model_at_end=False, run_analysis=False, max_eval_samples=32, ema_decay=0,
+        logging_steps=steps, disable_tqdm=True, report_to="none", output_dir=f"{workdir}/ours",
+    )  # fmt: skip
+    _, metrics = train(cfg)
     return {"samples_per_s": metrics["train_samples_per_second"], "seconds": metrics["train_runtime"]}
+
+
+def default_preset(**overrides):
+    """The default preset's config with these options changed."""
+    from trainer.config import derive, load_config
+
+    return derive(load_config(["--config", "configs/sst2-minilm.yaml"]), **overrides)
 
 
 def train_notebook(model: str, n: int, steps: int, workdir: str, max_length: int) -> dict:
@@ -160,7 +164,6 @@ def time_to_accuracy(target: float, workdir: str) -> dict:
     """Wall time of the default preset until its evaluation first reaches `target` accuracy on SST-2 dev."""
     from transformers import TrainerCallback
 
-    from trainer.config import load_config
     from trainer.training.loop import train
 
     class StopAt(TrainerCallback):
@@ -174,11 +177,10 @@ def time_to_accuracy(target: float, workdir: str) -> dict:
                 control.should_training_stop = True
 
     stop = StopAt()
-    flags = ["--config", "configs/sst2-minilm.yaml", "--eval_steps", "350", "--save_strategy", "no",
-             "--load_best_model_at_end", "false", "--run_analysis", "false", "--disable_tqdm", "true",
-             "--report_to", "none", "--output_dir", f"{workdir}/tta"]  # fmt: skip
+    cfg = default_preset(eval_steps=350, save_strategy="no", load_best_model_at_end=False, run_analysis=False,
+                         disable_tqdm=True, report_to="none", output_dir=f"{workdir}/tta")  # fmt: skip
     started = time.time()
-    train(load_config(flags), callbacks=[stop])
+    train(cfg, callbacks=[stop])
     return stop.reached or {"seconds": None, "step": None, "accuracy": None}
 
 

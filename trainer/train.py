@@ -21,11 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(argv)
         if argv is None:  # libraries that record the command line (wandb) see token values as ***
             sys.argv[1:] = redact(sys.argv[1:])
-        # Read before training: train() clears them so that Trainer neither pushes nor pickles the token.
-        push, repo_id, private, token = (cfg.training.push_to_hub, cfg.training.hub_model_id,
-                                         bool(cfg.training.hub_private_repo), cfg.training.hub_token)  # fmt: skip
         run_dir, metrics = train(cfg)
-        pushed = push_after_training(run_dir, repo_id, private, token) if push and is_main_process() else None
+        pushed = push_after_training(run_dir, cfg.training) if cfg.training.push_to_hub and is_main_process() else None
     except (UserError, OSError) as err:  # every process of a distributed run hits the same one: the main one says it
         return fail(err, show=is_main_process())
     except Interrupted as stop:
@@ -51,12 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def push_after_training(run_dir, repo_id: str | None, private: bool, token: str | None):
-    """`--push_to_hub`: publish the finished run once; a failed push keeps the run and says how to retry."""
+def push_after_training(run_dir, args):
+    """`--push_to_hub`: publish the finished run once, to `args.hub_model_id`; a failed push keeps the run and says
+    how to retry."""
     from trainer.hub.model_repo import push_run
 
     try:
-        return push_run(run_dir, repo_id, private=private, token=token)
+        return push_run(run_dir, args.hub_model_id, private=bool(args.hub_private_repo), token=args.hub_token)
     except UserError as err:
         raise UserError(f"{err} (the run is saved: push it later with `make push RUN={run_dir}`)") from None
 

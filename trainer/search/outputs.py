@@ -13,8 +13,8 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from trainer import files
-from trainer.config import load_config
-from trainer.search.flags import TRIAL_ONLY_FLAGS, as_flags, drop_flags
+from trainer.config import derive, load_config
+from trainer.search.flags import TRIAL_ONLY_FLAGS, drop_flags
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def write_best_yaml(study: optuna.Study, path: Path, metric: str, base_argv: lis
     """The best trial's values as a full-length training preset, its header saying where they come from."""
     best, output_dir = study.best_trial, path.parent
     argv = drop_flags(base_argv, TRIAL_ONLY_FLAGS)
-    cfg = load_config([*argv, *as_flags(best.params), "--output_dir", str(output_dir / "best")])
+    cfg = derive(load_config([*argv, "--output_dir", str(output_dir / "best")]), **best.params)
     shortened = [a for a in base_argv if a not in argv]
     params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
     header = [

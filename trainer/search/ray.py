@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from trainer import UserError
 from trainer.config import load_config
-from trainer.search.flags import trial_argv
+from trainer.search.flags import trial_config
 from trainer.training.loop import train
 
 if TYPE_CHECKING:
@@ -59,9 +59,10 @@ def ray_trial(params: dict, *, base_argv: list[str], cadence: dict, output_dir: 
     from ray import tune
 
     run_dir = Path(output_dir) / "trials" / f"ray-{tune.get_context().get_trial_id()}"
+    # The worker is a process of its own: the base config is read from the command line here, at that edge.
     # Ray may run a trial again (a lost worker, a restarted node): the new attempt replaces the old one's folder.
-    argv = trial_argv(base_argv, cadence, params, run_dir, Path(output_dir).name)
-    cfg = load_config([*argv, "--overwrite_output_dir", "true"])
+    cfg = trial_config(load_config(base_argv), cadence, params, run_dir, Path(output_dir).name,
+                       overwrite_output_dir=True)  # fmt: skip
     try:
         _, metrics = train(cfg, callbacks=[ReportToRay(metric)])
     finally:  # checkpoints and weights stay behind only with the default backend (where trials share a disk)

@@ -1,10 +1,11 @@
 """The Optuna study behind `python -m trainer.hpo`: its trials as training runs, resumable from its folder.
 
-Every trial is a normal training run (in OUTPUT_DIR/trials/trial-NNN) with the searched values as flags;
-intermediate evaluations feed Optuna's median pruner. The study lives in OUTPUT_DIR/study.db (SQLite), so the same
-command continues an interrupted study, and a larger --n_trials adds trials to a finished one. After every trial
-the folder's outputs are rewritten (see `trainer.search.outputs`). `Study.open` checks the search and creates the
-folder and the study; the trials then run here (`Study.optimize`) or on Ray (`trainer.search.ray`).
+Every trial is a normal training run (in OUTPUT_DIR/trials/trial-NNN), its config derived from the base with the
+searched values (as their flags would set them; metrics.json records those flags); intermediate evaluations feed
+Optuna's median pruner. The study lives in OUTPUT_DIR/study.db (SQLite), so the same command continues an
+interrupted study, and a larger --n_trials adds trials to a finished one. After every trial the folder's outputs
+are rewritten (see `trainer.search.outputs`). `Study.open` checks the search and creates the folder and the study;
+the trials then run here (`Study.optimize`) or on Ray (`trainer.search.ray`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from optuna.trial import TrialState
 from transformers import TrainerCallback
 
 from trainer import UserError
-from trainer.config import load_config
+from trainer.config import TrainConfig, load_config
 from trainer.search import outputs
-from trainer.search.flags import trial_argv
+from trainer.search.flags import trial_config
 from trainer.search.params import Param
 from trainer.training.callbacks import Interrupted
 from trainer.training.loop import train
@@ -47,7 +48,7 @@ class ReportToOptuna(TrainerCallback):
         value = (metrics or {}).get(f"eval_{self.metric}")
         if value is None:
             return
-        self.evaluations += 1  # evaluations are aligned on examples seen (see trial_argv), so compare by count
+        self.evaluations += 1  # evaluations are aligned on examples seen (see trial_overrides), so compare by count
         self.trial.report(value, self.evaluations)
         if self.trial.should_prune():
             self.trial.set_user_attr("pruned_at_step", state.global_step)
@@ -63,10 +64,11 @@ class Study:
     space: list[Param]
     output_dir: Path
     metric: str  # without `eval_`
-    cadence: dict  # what trial_argv needs to keep evaluations aligned (plain values: Ray pickles it)
+    cadence: dict  # what trial_overrides needs to keep evaluations aligned (plain values: Ray pickles it)
     sampler: str
     n_trials: int
     storage: str
+    base: TrainConfig  # the config of `base_argv`, which each trial derives from
 
     @classmethod
     def open(cls, base_argv: list[str], space: list[Param], output_dir: Path, sampler: str, n_trials: int,
@@ -88,7 +90,7 @@ class Study:
         """
         if output_dir.exists() and not output_dir.is_dir():
             raise UserError(f"--output_dir {output_dir} is a file: choose a folder")
-        base = load_config([*base_argv, "--output_dir", str(output_dir / "trials" / "check")])
+        base = load_config(base_argv)
         args = base.training
         metric = (args.metric_for_best_model or "accuracy").removeprefix("eval_")
         maximize = args.greater_is_better if args.greater_is_better is not None else not metric.endswith("loss")
@@ -117,7 +119,7 @@ class Study:
             study.enqueue_trial(values, user_attrs={"preset": True})
         study.set_user_attr("search_space", described)
         study.set_user_attr("sampler", sampler)
-        return cls(study, base_argv, space, output_dir, metric, cadence, sampler, n_trials, storage)
+        return cls(study, base_argv, space, output_dir, metric, cadence, sampler, n_trials, storage, base)
 
     def finished(self) -> list:
         return outputs.finished_trials(self.study)
@@ -146,7 +148,7 @@ class Study:
         params = {p.name: p.suggest(trial) for p in self.space}
         run_dir = self.output_dir / "trials" / trial_name(trial.number)
         trial.set_user_attr("run_dir", str(run_dir))
-        cfg = load_config(trial_argv(self.base_argv, self.cadence, params, run_dir, self.output_dir.name))
+        cfg = trial_config(self.base, self.cadence, params, run_dir, self.output_dir.name)
         os.environ.setdefault("WANDB_RUN_GROUP", self.output_dir.name)
         logger.info("trial %d: %s", trial.number, ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                                               for k, v in params.items()))  # fmt: skip

@@ -19,7 +19,6 @@ or another process of a multi-process run reads them back. Fold teachers are cac
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -32,7 +31,7 @@ import torch
 from scipy.special import softmax
 
 from trainer import UserError, files
-from trainer.config import ModelConfig, TrainConfig
+from trainer.config import ModelConfig, TrainConfig, derive
 from trainer.data import fold_rows
 from trainer.evaluation.metrics import wilson_interval
 from trainer.modeling import load_classifier
@@ -200,8 +199,7 @@ def self_teacher(cfg: TrainConfig, name: str, train_texts: list[str], eval_texts
     """`--teacher self` (or `self:SEED`): the run folder of a teacher trained with the student's config (less its
     distillation; with seed SEED) on all the training data, the model a plain run of that config makes; trained
     once, cached by config and data."""
-    cfg = copy.deepcopy(cfg)
-    cfg.training.seed = self_seed(cfg, name)
+    cfg = derive(cfg, seed=self_seed(cfg, name))
     run = cache / f"{SELF}-{teacher_key(cfg, train_texts, eval_texts)}"
     if not (run / WEIGHTS).is_file():
         logger.info("teacher: training this configuration, seed %d, on all the training data (%s)", cfg.training.seed,
@@ -212,30 +210,24 @@ def self_teacher(cfg: TrainConfig, name: str, train_texts: list[str], eval_texts
 
 def teacher_key(cfg: TrainConfig, train_texts: list[str], eval_texts: list[str], *extra: str) -> str:
     """The identity of teachers trained here: the student's config less its distillation, and the data."""
-    config = json.dumps(fold_config(cfg).to_dict(), sort_keys=True, default=str)
+    # `report_to: [none]` was in every teacher's saved config before configs were derived (derive reads "none" as
+    # no loggers, the default, so it is no longer saved): kept in the key, so teachers cached since are still found
+    config = json.dumps({**fold_config(cfg).to_dict(), "report_to": ["none"]}, sort_keys=True, default=str)
     return digest(config, texts_digest(train_texts), texts_digest(eval_texts), *extra)
 
 
 def fold_config(cfg: TrainConfig, fold: int | None = None, run: Path | None = None) -> TrainConfig:
     """The student's config for the teacher trained without `fold`: no teachers of its own, no analysis, its own
     run folder (a partial one from an interrupted attempt is replaced)."""
-    teacher = copy.deepcopy(cfg)
-    teacher.model.teacher, teacher.model.teacher_folds, teacher.model.distill_augment = None, 0, 0
-    # the student's distillation settings are not the teachers': students that differ only there share teachers
     defaults = ModelConfig()
-    teacher.model.distill_alpha, teacher.model.distill_temperature = (
-        defaults.distill_alpha,
-        defaults.distill_temperature,
-    )
-    teacher.data.num_folds, teacher.data.leave_out_fold = (
-        (cfg.model.teacher_folds, fold) if fold is not None else (None, None)
-    )
-    teacher.run.run_analysis, teacher.run.resume = False, None
-    teacher.run.overwrite_output_dir = True
-    teacher.training.report_to = ["none"]
-    if run is not None:
-        teacher.run.output_dir = teacher.training.output_dir = str(run)
-    return teacher
+    return derive(
+        cfg, teacher=None, teacher_folds=0, distill_augment=0,
+        # the student's distillation settings are not the teachers': students that differ only there share teachers
+        distill_alpha=defaults.distill_alpha, distill_temperature=defaults.distill_temperature,
+        num_folds=cfg.model.teacher_folds if fold is not None else None, leave_out_fold=fold,
+        run_analysis=False, resume=None, overwrite_output_dir=True, report_to="none",
+        **({} if run is None else {"output_dir": str(run)}),
+    )  # fmt: skip
 
 
 def transfer_set(texts: list[str], copies: int, seed: int, model_name_or_path: str) -> TransferSet:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import os
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 import yaml
 from datasets import Dataset, concatenate_datasets
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
 from trainer import UserError, files
 from trainer.config import TrainConfig
@@ -127,6 +129,7 @@ class Inputs:
     train_set: Dataset
     eval_set: Dataset
     data_id: str
+    label_names: list[str]  # given, or the data's
     test_data: Dataset | None = None  # scored once at the end, never seen by selection
     class_weights: list[float] | None = None  # per-class loss weights, from --class_weights
     sources: dict | None = None  # split role -> where it was read from
@@ -136,16 +139,21 @@ class Inputs:
 def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     """Run one fine-tuning job; returns the run folder and its final metrics (empty on non-main processes).
 
-    Publishing is the caller's: `trainer.train` pushes after this returns when asked to.
+    `cfg` is left as it is: what the run derives (the data's label names, its own TrainingArguments) makes new
+    configs, saved in train_config.yaml and training_args.json. Publishing is the caller's: `trainer.train` pushes
+    after this returns when asked to.
     """
     started = time.time()
     main_process = cfg.training.process_index == 0  # sets up the process group when launched by torchrun
     run_dir, checkpoint = shared_run_dir(cfg)
     set_seed(cfg.training.seed)
     inputs = load_inputs(cfg)
+    # the data's label names when none were given: saved in train_config.yaml, so a rerun reads the same ids
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, label_names=inputs.label_names))
     teach(cfg, inputs, run_dir)
     if main_process:
         start_run_folder(cfg, run_dir, fresh=checkpoint is None)
+    cfg = dataclasses.replace(cfg, training=run_arguments(cfg.training, run_dir))
     trainer, stopper = build_trainer(cfg, inputs, run_dir, checkpoint, callbacks)
     train_output = fit(trainer, stopper, checkpoint, run_dir)
     if checkpoint is not None and main_process:  # a resumed run keeps its config file until the resume has worked
@@ -175,14 +183,13 @@ def load_inputs(cfg: TrainConfig) -> Inputs:
     tokenizer = load_tokenizer(cfg.model.model_name_or_path)
     with cfg.training.main_process_first(desc="loading the data", local=False):
         splits = load_splits(cfg.data, seed=cfg.training.seed)
-        cfg.data.label_names = splits.label_names  # the data's when none were given: saved in train_config.yaml
         train_data, eval_data, test_data = splits.datasets()
         train_set = tokenize(train_data, tokenizer, cfg.model.max_length)
         eval_set = tokenize(eval_data, tokenizer, cfg.model.max_length)
     check_world_size(cfg.training.world_size, len(train_set), len(eval_set))
-    weights = class_weights(cfg.model.class_weights, np.asarray(train_data["label"]), cfg.data.label_names)
-    return Inputs(tokenizer, train_data, eval_data, train_set, eval_set, splits.data_id, test_data=test_data,
-                  sources=splits.sources, class_weights=weights)  # fmt: skip
+    weights = class_weights(cfg.model.class_weights, np.asarray(train_data["label"]), splits.label_names)
+    return Inputs(tokenizer, train_data, eval_data, train_set, eval_set, splits.data_id, splits.label_names,
+                  test_data=test_data, sources=splits.sources, class_weights=weights)  # fmt: skip
 
 
 def teach(cfg: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
@@ -255,23 +262,17 @@ def start_run_folder(cfg: TrainConfig, run_dir: Path, fresh: bool) -> None:
 
 def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: str | None,
                   callbacks: list | None) -> tuple[SentimentTrainer, StopOnSignal]:  # fmt: skip
-    """The model and a SentimentTrainer writing its checkpoints under the run folder."""
+    """The model and a SentimentTrainer on the run's own arguments (`run_arguments`)."""
     args = cfg.training
     model = load_model(cfg.model, cfg.data.label_names)
     # The classification loss is a batch mean that ignores Trainer's token count: without this, Trainer would
     # multiply it by the number of processes (and skip the gradient-accumulation division), scaling the gradients.
     model.accepts_loss_kwargs = False
-    args.output_dir = str(run_dir / "checkpoints")
-    args.run_name = args.run_name or run_dir.name
-    if args.report_to in (None, "none", []) or args.report_to == ["none"]:
-        args.report_to = default_report_to()
     callbacks = list(callbacks or [])
     if "wandb" in args.report_to:
         os.environ.setdefault("WANDB_DIR", str(run_dir))
         os.environ.setdefault("WANDB_PROJECT", "sentiment-trainer")
         callbacks.append(WandbRunFacts(wandb_facts(cfg, inputs)))
-    # Trainer's own push would upload checkpoints as it goes, and it pickles the token into every checkpoint.
-    args.push_to_hub, args.hub_token = False, None
     gpu_half = (args.bf16 or args.fp16) and not args.use_cpu  # tensor cores like multiples of 8
     stopper = StopOnSignal()
     callbacks = [stopper, *(callbacks or [])]
@@ -293,6 +294,22 @@ def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: s
         distill=(cfg.model.distill_alpha, cfg.model.distill_temperature) if inputs.distillation else None,
     )
     return trainer, stopper
+
+
+def run_arguments(args: TrainingArguments, run_dir: Path) -> TrainingArguments:
+    """The run's own TrainingArguments: checkpoints under the run folder, its name, its loggers, no push by Trainer.
+
+    A copy with these fields set, not a rebuilt instance (`dataclasses.replace`): rebuilding runs __post_init__
+    again, which sets up the device and resets accelerate's process-wide state; none of these fields needs it.
+    """
+    args = copy.copy(args)
+    args.output_dir = str(run_dir / "checkpoints")
+    args.run_name = args.run_name or run_dir.name
+    if args.report_to in (None, "none", []) or args.report_to == ["none"]:
+        args.report_to = default_report_to()
+    # Trainer's own push would upload checkpoints as it goes, and it pickles the token into every checkpoint.
+    args.push_to_hub, args.hub_token = False, None
+    return args
 
 
 def wandb_facts(cfg: TrainConfig, inputs: Inputs) -> dict:
