@@ -114,6 +114,25 @@ def test_out_of_domain_is_judged_from_the_run_config(tmp_path):
     assert not is_out_of_domain(None, "anything")
 
 
+def test_analysis_options_of_a_run_folder_are_the_facts_training_passes(tiny_run, tiny_model_dir, tmp_path):
+    """`trainer.evaluate` reads a run's facts from its train_config.yaml; training passes the same facts from its
+    config in memory; any other model has none."""
+    import dataclasses
+
+    from trainer.config import load_config
+    from trainer.evaluation.run import AnalysisOptions, training_data
+    from trainer.run_folder import read_train_config
+
+    options = AnalysisOptions.of_run(str(tiny_run), output_dir=tmp_path, data_id="dev.tsv")
+    saved = read_train_config(tiny_run)
+    assert options.trained_on == {key: saved[key] for key in ("train_file", "validation_file", "dataset_name")}
+    assert options.trained_on == training_data(dataclasses.asdict(load_config(["--resume", str(tiny_run)]).data))
+    assert options.label_order == saved["label_order"] == "auto"
+    assert AnalysisOptions.of_run(str(tiny_run), "ordinal", output_dir=tmp_path, data_id="x").label_order == "ordinal"
+    other = AnalysisOptions.of_run(str(tiny_model_dir), output_dir=tmp_path, data_id="x")
+    assert (other.label_order, other.trained_on, other.metrics_file) == ("auto", None, "metrics.json")
+
+
 def test_a_five_label_run_is_evaluated_on_string_labels_with_ordinal_figures(tiny_five_run, tmp_path):
     """The five-label run on its own CSV (labels written as names): per-class table, ordinal figures, error types
     and behavioural tests against polarity groups; --label_order nominal drops the ordinal part."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trainer import HelpFormatter, UserError, fail
 from trainer.data import stratified_sample
-from trainer.evaluation.run import analyse, label_names_of, load_labelled
+from trainer.evaluation.run import AnalysisOptions, analyse, label_names_of, load_labelled
 from trainer.inference import LONG_TEXT
 from trainer.labels import LABEL_ORDERS
 from trainer.modeling import load_classifier, resolve_model_path, truncation_note
@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         data = stratified_sample(data, args.max_samples, args.seed)
         texts = data["text"].tolist()
         classifier = load_classifier(model, long_text=args.long_text, stride=args.stride)
-        metrics = analyse(
-            classifier, args.model, texts, data["label"].to_numpy(), args.output_dir, args.data,
-            n_bootstrap=args.n_bootstrap, seed=args.seed, batch_size=args.batch_size, label_order=args.label_order,
+        options = AnalysisOptions.of_run(
+            args.model, args.label_order, output_dir=Path(args.output_dir), data_id=args.data,
+            n_bootstrap=args.n_bootstrap, seed=args.seed, batch_size=args.batch_size,
         )  # fmt: skip
+        metrics = analyse(classifier, texts, data["label"].to_numpy(), options)
         if note := truncation_note(classifier, texts, metrics["long_text"]["texts_over_max_length"]):
             print(note, file=sys.stderr)  # counted once, by the analysis
     except (UserError, OSError) as err:

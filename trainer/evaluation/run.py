@@ -86,17 +86,36 @@ def label_names_of(model: str) -> list[str]:
     return label_names(config)
 
 
-def saved_label_order(model: str) -> str:
-    """The label order a run folder was trained with (`label_order` in its train_config.yaml); auto otherwise."""
-    return read_train_config(model).get("label_order") or "auto"
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """What `analyse()` needs besides the model and the data: where it writes, and the facts of the model's run
+    (training passes them from its config, `trainer.evaluate` from the run folder's: `AnalysisOptions.of_run`)."""
+
+    output_dir: Path
+    data_id: str  # how the data is named: `dataset:split`, or a file
+    model: str  # how the model is named; a run folder's training history is read from it
+    label_order: str = "auto"  # whether the labels are a scale (ordinal figures): auto, ordinal or nominal
+    trained_on: dict | None = None  # the data options the model was trained with (`training_data`); None: unknown
+    n_bootstrap: int = 1000
+    seed: int = 0
+    batch_size: int = 64
+    metrics_file: str | None = METRICS  # None: the caller keeps the metrics (training merges them into its own)
+
+    @classmethod
+    def of_run(cls, model: str, label_order: str | None = None, **options) -> AnalysisOptions:
+        """Options for a model that may be a run folder: its label order (unless given) and training data are read
+        from its train_config.yaml (auto and unknown for any other model)."""
+        saved = read_train_config(model)
+        return cls(model=model, label_order=label_order or saved.get("label_order") or "auto",
+                   trained_on=training_data(saved), **options)  # fmt: skip
 
 
-def training_data_of(model: str) -> dict | None:
-    """What a run folder was trained and validated on, from its train_config.yaml (None for other models)."""
-    if not (saved := read_train_config(model)):
+def training_data(data: dict) -> dict | None:
+    """What a model was trained and validated on, from its data options (a run's config); None when there are none."""
+    if not data:
         return None
-    keys = ("train_file", "validation_file", "dataset_name") if saved.get("train_file") else ("dataset_name",)
-    return {key: saved.get(key) for key in keys}
+    keys = ("train_file", "validation_file", "dataset_name") if data.get("train_file") else ("dataset_name",)
+    return {key: data.get(key) for key in keys}
 
 
 def is_out_of_domain(trained_on: dict | None, data_id: str) -> bool:
@@ -109,37 +128,20 @@ def is_out_of_domain(trained_on: dict | None, data_id: str) -> bool:
     return not (Path(data_id).suffix and Path(data_id).resolve().parent in folders)
 
 
-def analyse(
-    classifier: Classifier,
-    model: str,
-    texts: list[str],
-    labels: np.ndarray,
-    output_dir: str | Path,
-    data_id: str,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    batch_size: int = 64,
-    metrics_file: str | None = METRICS,
-    label_order: str | None = None,
-) -> dict:
-    """Predict, score and write every analysis artifact into output_dir; returns the evaluation metrics.
-
-    `model` names the model (a run folder's log_history.json and train_config.yaml are read from it);
-    `metrics_file=None` leaves the metrics to the caller (training merges them into its own metrics.json);
-    `label_order` says whether the labels are a scale (default: the run's own setting, else read from the names).
-    """
-    out = Path(output_dir)
+def analyse(classifier: Classifier, texts: list[str], labels: np.ndarray, options: AnalysisOptions) -> dict:
+    """Predict, score and write every analysis artifact into `options.output_dir`; returns the evaluation metrics."""
+    out, n_bootstrap, seed = Path(options.output_dir), options.n_bootstrap, options.seed
     started = time.perf_counter()
-    label_set = LabelSet.of(classifier.labels, label_order or saved_label_order(model))
-    scores = classifier.score(list(texts), batch_size=batch_size, embeddings=True, progress=True)
+    label_set = LabelSet.of(classifier.labels, options.label_order)
+    scores = classifier.score(list(texts), batch_size=options.batch_size, embeddings=True, progress=True)
     inference_seconds = time.perf_counter() - started
     found = Analysis.of(classifier, label_set, texts, labels, scores.probs, scores.embeddings, n_bootstrap, seed)
-    trained_on = training_data_of(model)
+    trained_on = options.trained_on
     metrics = {
-        "model": model,
-        "data": data_id,
+        "model": options.model,
+        "data": options.data_id,
         "trained_on": trained_on and (trained_on.get("train_file") or trained_on.get("dataset_name")),
-        "out_of_domain": is_out_of_domain(trained_on, data_id),
+        "out_of_domain": is_out_of_domain(trained_on, options.data_id),
         "umap": found.umap_xy is not None,
         "long_text": long_text_record(classifier, texts, scores.windows),
         "n": len(texts),
@@ -150,14 +152,14 @@ def analyse(
         "metrics": found.scores,
         "timing": {"inference_seconds": round(inference_seconds, 2)},
     }
-    summary = write_analysis(found, out, model)
+    summary = write_analysis(found, out, options.model)
     error_counts = {tag: int(found.frame.loc[~found.frame["correct"], tag].sum()) for tag in error_tags(found.frame)}
     report = render_report(metrics, error_counts, found.slices, found.wrong, found.behaviour, summary,
                            confused_pairs(found.frame))  # fmt: skip
     files.write_text(out / ERROR_ANALYSIS, report)
     metrics["timing"]["total_seconds"] = round(time.perf_counter() - started, 2)
-    if metrics_file:
-        files.write_text(out / metrics_file, json.dumps(metrics, indent=2) + "\n")
+    if options.metrics_file:
+        files.write_text(out / options.metrics_file, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 

@@ -22,7 +22,7 @@ from trainer.config import TrainConfig
 from trainer.data import load_splits, tokenize
 from trainer.evaluation.metrics import compute_metrics_for
 from trainer.evaluation.plots import plot_training_curves
-from trainer.evaluation.run import analyse, label_set_record
+from trainer.evaluation.run import AnalysisOptions, analyse, label_set_record, training_data
 from trainer.labels import LabelSet
 from trainer.metric_catalogue import record as metric_catalogue
 from trainer.modeling import load_classifier, load_model, load_tokenizer, parameter_groups
@@ -419,11 +419,13 @@ def trainer_scores(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer) 
 
 
 def analyse_split(cfg: TrainConfig, classifier, data: Dataset, out: Path, data_id: str, metrics_file) -> dict:
-    return analyse(
-        classifier, str(classifier.folder), data["text"], np.asarray(data["label"]), out, data_id,
-        n_bootstrap=cfg.run.n_bootstrap, seed=cfg.training.seed, metrics_file=metrics_file,
-        label_order=cfg.data.label_order,
+    """The analysis of the saved model on one split, with the run's facts from its config."""
+    options = AnalysisOptions(
+        output_dir=out, data_id=data_id, model=str(classifier.folder), label_order=cfg.data.label_order,
+        trained_on=training_data(dataclasses.asdict(cfg.data)), n_bootstrap=cfg.run.n_bootstrap,
+        seed=cfg.training.seed, metrics_file=metrics_file,
     )  # fmt: skip
+    return analyse(classifier, data["text"], np.asarray(data["label"]), options)
 
 
 def split_name(cfg: TrainConfig, role: str) -> str:
