@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -51,6 +52,81 @@ WORDS = [
 ]
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "data_mirror(*datasets): reads the data mirror (DATA_MIRROR, default ../shared/data), or these datasets in "
+        "it; skipped with the reason when missing, failed instead in CI (CI=true)",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures, which may read the mirror themselves
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("data_mirror")
+    missing = marker and [p for p in (DATA_MIRROR, *(DATA_MIRROR / n for n in marker.args)) if not p.is_dir()]
+    if missing:
+        reason = f"needs the data mirror: {missing[0]} is missing (set DATA_MIRROR to a copy of ../shared/data)"
+        if os.environ.get("CI", "").lower() in {"true", "1"}:  # CI must run every test, so a missing copy fails
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+# The session-wide folders (the tiny model and runs) are shared by hundreds of tests, so they are sealed: no write
+# bit for anyone, which stops every user but root; for root (these tests usually run as root) each file is also
+# made immutable (chattr +i, ext4/xfs/btrfs/tmpfs), which stops root too, at the first write. Where neither holds
+# (root without CAP_LINUX_IMMUTABLE, a file system without the flag), `shared_folders_unchanged` below still fails
+# the test that changed one. Copy a sealed folder with `writable_copy` before changing anything in it.
+SEALED: list[Path] = []
+
+
+def seal(folder: Path) -> Path:
+    """Make a session-wide folder read-only (see above) and check it after every test."""
+    for path in [*folder.rglob("*"), folder]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    if os.geteuid() == 0 and shutil.which("chattr"):  # fails quietly where the flag is not available
+        subprocess.run(["chattr", "-R", "+i", str(folder)], capture_output=True, check=False)
+    SEALED.append(folder)
+    return folder
+
+
+def pytest_sessionfinish(session):
+    for folder in SEALED:  # so pytest can delete them with the session's other temporary folders
+        if shutil.which("chattr"):
+            subprocess.run(["chattr", "-R", "-i", str(folder)], capture_output=True, check=False)
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+
+
+def fingerprint(folder: Path) -> dict[str, tuple]:
+    """Every path under `folder` with its size, modification time and mode: a write changes one of them."""
+    found = {}
+    for path in [folder, *folder.rglob("*")]:
+        info = path.lstat()
+        found[path.relative_to(folder).as_posix()] = (info.st_size, info.st_mtime_ns, info.st_mode)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def shared_folders_unchanged():
+    """Fail the test that wrote into a sealed session-wide folder (where the seal itself could not stop it)."""
+    before = {folder: fingerprint(folder) for folder in SEALED}
+    yield
+    for folder, was in before.items():
+        now = fingerprint(folder)
+        changed = sorted(name for name in was.keys() | now.keys() if was.get(name) != now.get(name))
+        if changed:
+            pytest.fail(f"this test changed the shared folder {folder} ({', '.join(changed[:5])}): "
+                        "change a writable_copy() of it instead")  # fmt: skip
+
+
+def writable_copy(folder: Path, dest: Path, *skip: str) -> Path:
+    """A copy of a sealed folder that a test may change; `skip`: patterns left out (shutil.ignore_patterns)."""
+    shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(*skip) if skip else None)
+    for path in [dest, *dest.rglob("*")]:  # copytree copies the modes, the write bit's absence with them
+        path.chmod(path.stat().st_mode | 0o200)
+    return dest
+
+
 def read_sst2(split: str, n: int) -> pd.DataFrame:
     """The first n rows of a real SST-2 file (quotes are literal text, not CSV quoting)."""
     return pd.read_csv(SST2_DIR / f"{split}.tsv", sep="\t", quoting=csv.QUOTE_NONE, nrows=n)
@@ -81,7 +157,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         label2id={"negative": 0, "positive": 1},
     )
     BertForSequenceClassification(config).save_pretrained(folder)
-    return folder
+    return seal(folder)
 
 
 def make_tiny_data(folder: Path) -> tuple[Path, Path]:
@@ -116,12 +192,13 @@ def tiny_training(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
     from trainer.training.loop import train
 
     folder = tmp_path_factory.mktemp("tiny-run")
-    return train(load_config(tiny_args(tiny_model_dir, make_tiny_data(folder), folder / "run")))
+    run, metrics = train(load_config(tiny_args(tiny_model_dir, make_tiny_data(folder), folder / "run")))
+    return seal(run), metrics
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_training) -> Path:
-    """A finished tiny run folder with the full analysis; copy it before changing anything in it."""
+    """A finished tiny run folder with the full analysis, sealed: change a writable_copy() of it."""
     return tiny_training[0]
 
 
@@ -160,12 +237,13 @@ def tiny_five_training(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
     folder = tmp_path_factory.mktemp("tiny-five-run")
     args = tiny_args(tiny_model_dir, make_five_label_data(folder), folder / "run", "--max_steps", "60")
     args[1] = str(unnamed_preset(folder))
-    return train(load_config(args))
+    run, metrics = train(load_config(args))
+    return seal(run), metrics
 
 
 @pytest.fixture(scope="session")
 def tiny_five_run(tiny_five_training) -> Path:
-    """A finished five-label tiny run folder (SST-5's names) with the full analysis; copy it before changing it."""
+    """A finished five-label tiny run folder (SST-5's names) with the full analysis, sealed: see tiny_run."""
     return tiny_five_training[0]
 
 
@@ -179,7 +257,7 @@ def app_client(tiny_run, tmp_path_factory):
 
     from model_card import render_card
 
-    run = shutil.copytree(tiny_run, tmp_path_factory.mktemp("space") / "run")
+    run = writable_copy(tiny_run, tmp_path_factory.mktemp("space") / "run")
     (run / "README.md").write_text(render_card(run, "alice/tiny"))
     os.environ["MODEL_ID"] = str(run)
     if str(ROOT / "space") not in sys.path:

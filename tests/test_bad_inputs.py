@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +18,7 @@ import yaml
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from tests.conftest import ROOT, make_tiny_data, tiny_args
+from tests.conftest import ROOT, make_tiny_data, tiny_args, writable_copy
 from tests.hub_server import FakeHub
 from tests.test_push import TOKEN, hub_env
 
@@ -38,7 +37,7 @@ class Ctx:
         return path
 
     def run(self) -> Path:
-        return shutil.copytree(self.tiny_run, self.tmp / "run", ignore=shutil.ignore_patterns("onnx"))
+        return writable_copy(self.tiny_run, self.tmp / "run", "onnx")
 
     def train_args(self, *extra: str, train: Path | None = None, dev: Path | None = None) -> list[str]:
         return tiny_args(self.model, (train or self.train, dev or self.dev), self.tmp / "out", *extra)
@@ -50,6 +49,7 @@ class Case:
     build: Callable[[Ctx], list]  # argv; for the Space, the endpoint and its inputs
     says: str  # a part of the one line
     slow: bool = False  # over ~4 s (see the `slow` marker)
+    mirror: str = ""  # the dataset of the data mirror the row reads (see the `data_mirror` marker)
     fresh: bool = False  # as on a fresh clone: its own process, in a folder with no runs/, the Hub a local server
 
 
@@ -62,7 +62,7 @@ def rows(ctx: Ctx, text: str) -> Path:
 
 
 def unsafe(ctx: Ctx) -> Path:
-    folder = shutil.copytree(ctx.model, ctx.tmp / "pickle-model")
+    folder = writable_copy(ctx.model, ctx.tmp / "pickle-model")
     (folder / "model.safetensors").unlink()
     (folder / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
     return folder
@@ -111,7 +111,7 @@ CASES = {
     "train: existing run": Case("train", lambda c: tiny_args(c.model, (c.train, c.dev), c.run()), "already holds a run"),
     "train: resume nothing": Case("train", lambda c: ["--resume", str(c.tmp / "nothing")], "no run to resume there"),
     "train: test split selects": Case("train", lambda c: c.train_args("--train_file", "", "--dataset_name", "stanfordnlp/sst2", "--test_split", "validation"), "a test split must be held out"),
-    "train: split not in mirror": Case("train", lambda c: c.train_args("--train_file", "", "--dataset_name", "stanfordnlp/sst2", "--test_split", "test"), "has no 'test' split (it has: train, validation)"),
+    "train: split not in mirror": Case("train", lambda c: c.train_args("--train_file", "", "--dataset_name", "stanfordnlp/sst2", "--test_split", "test"), "has no 'test' split (it has: train, validation)", mirror="sst2"),
     "train: steps disagree": Case("train", lambda c: c.train_args("--save_steps", "3", "--eval_steps", "2"), "pass --eval_steps 3, or --save_steps 2"),
     "train: bad validation share": Case("train", lambda c: c.train_args("--validation_split_percentage", "80"), "must be in (0, 50]"),
     # evaluate, predict, card, bench, hpo
@@ -159,7 +159,7 @@ CASES = {
 
 
 def custom_code(ctx: Ctx) -> Path:
-    folder = shutil.copytree(ctx.model, ctx.tmp / "custom-model")
+    folder = writable_copy(ctx.model, ctx.tmp / "custom-model")
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "evil.Model"}}))
     return folder
@@ -241,7 +241,12 @@ def space_message(client, argv: list) -> str:
     return str(raised.value)
 
 
-ROWS = [pytest.param(name, marks=pytest.mark.slow if case.slow else ()) for name, case in CASES.items()]
+def marks(case: Case) -> list:
+    """The row's markers: slow, and the data mirror it reads."""
+    return ([pytest.mark.slow] if case.slow else []) + ([pytest.mark.data_mirror(case.mirror)] if case.mirror else [])
+
+
+ROWS = [pytest.param(name, marks=marks(case)) for name, case in CASES.items()]
 
 
 @pytest.mark.parametrize("name", ROWS)

@@ -2,12 +2,11 @@
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 
-from tests.conftest import read_sst2
+from tests.conftest import read_sst2, writable_copy
 from trainer import UserError
 from trainer.bench import main
 from trainer.export.onnx import export_int8
@@ -26,9 +25,11 @@ def scorer(model: str, backend: str = "torch"):
 
 
 @pytest.mark.slow  # trains twice in subprocesses (the notebook recipe and ours), then times three inference paths
+@pytest.mark.data_mirror("sst2")
 def test_quick_bench_writes_the_report_and_the_plot(tiny_model_dir, tiny_run, tmp_path, capsys):
     output = tmp_path / "out" / "bench.json"
-    flags = ["--quick", "--model", str(tiny_model_dir), "--infer_model", str(tiny_run), "--max_length", "64"]
+    run = writable_copy(tiny_run, tmp_path / "run", "checkpoints", "onnx")  # the int8 path exports into it
+    flags = ["--quick", "--model", str(tiny_model_dir), "--infer_model", str(run), "--max_length", "64"]
     assert main([*flags, "--output", str(output)]) == 0
 
     report = json.loads(output.read_text())
@@ -41,14 +42,14 @@ def test_quick_bench_writes_the_report_and_the_plot(tiny_model_dir, tiny_run, tm
     # The accuracies are those of the fine-tuned run on the first 256 SST-2 dev rows, scored again here.
     dev = read_sst2("dev", 256)
     for key, backend in (("accuracy_fp32", "torch"), ("accuracy_fast", "onnx-int8")):
-        predicted = scorer(str(tiny_run), backend).predict_proba(dev["sentence"].tolist()).argmax(1)
+        predicted = scorer(str(run), backend).predict_proba(dev["sentence"].tolist()).argmax(1)
         assert report[key] == (predicted == dev["label"].to_numpy()).mean(), key
     assert report["accuracy_drop_points"] == round((report["accuracy_fp32"] - report["accuracy_fast"]) * 100, 2)
-    fp32 = scorer(str(tiny_run)).predict_proba(dev["sentence"].tolist())
-    int8 = scorer(str(tiny_run), "onnx-int8").predict_proba(dev["sentence"].tolist())
+    fp32 = scorer(str(run)).predict_proba(dev["sentence"].tolist())
+    int8 = scorer(str(run), "onnx-int8").predict_proba(dev["sentence"].tolist())
     assert report["label_agreement"] == round(float((int8.argmax(1) == fp32.argmax(1)).mean()), 5)
     assert report["prob_gap_p95"] == pytest.approx(np.percentile(np.abs(int8 - fp32).max(1), 95), abs=1e-5)
-    assert report["setup"]["infer_model"] == str(tiny_run)
+    assert report["setup"]["infer_model"] == str(run)
     assert set(report["latency_ms"]) == {"pipeline", "torch", "onnx-int8"}
     assert set(report["peak_rss_mb"]) == {"train_notebook", "train_ours", "infer_pipeline", "infer_torch",
                                           "infer_onnx-int8"}  # fmt: skip
@@ -56,7 +57,7 @@ def test_quick_bench_writes_the_report_and_the_plot(tiny_model_dir, tiny_run, tm
 
 
 def test_int8_path_agrees_with_torch_and_caches_its_export(tiny_run, tmp_path):
-    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "onnx"))
+    run = writable_copy(tiny_run, tmp_path / "run", "checkpoints", "onnx")
     texts = ["good film , really good", "worst film , really worst", "a movie", "fun"] * 8
     fp32 = load_classifier(str(run)).predict_proba(texts)
     cached = export_int8(str(run))

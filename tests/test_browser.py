@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from transformers import pipeline
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, writable_copy
 
 sys.path.insert(0, str(ROOT / "space"))
 import browser  # noqa: E402
@@ -43,8 +43,7 @@ def served(request, tmp_path):
     no traceback when the test ends."""
     from model_card import render_card
 
-    run = shutil.copytree(request.getfixturevalue(request.param), tmp_path / "run",
-                          ignore=shutil.ignore_patterns("checkpoints"))  # fmt: skip
+    run = writable_copy(request.getfixturevalue(request.param), tmp_path / "run", "checkpoints")
     (run / "README.md").write_text(render_card(run, "alice/tiny"))
     port, log = free_port(), tmp_path / "app.log"
     env = {**os.environ, "MODEL_ID": str(run), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}

@@ -12,6 +12,7 @@ from huggingface_hub import ModelCard
 
 from model_card import card_data, card_facts, render_card
 from model_card.render import dataset_facts, eval_rows, limitations, widget_examples
+from tests.conftest import writable_copy
 from tests.hub_server import validate_card
 from trainer.evaluate import main as evaluate_main
 
@@ -43,7 +44,7 @@ def test_card_metadata_parses_and_matches_the_runs_metrics(tiny_run):
 
 
 def test_a_run_recorded_before_the_metric_catalogue_lists_its_metrics_by_key(tiny_run, tmp_path):
-    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
+    run = writable_copy(tiny_run, tmp_path / "run", "checkpoints")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics.pop("metric_catalogue")  # metrics.json as runs wrote it before the catalogue was recorded
     (run / "metrics.json").write_text(json.dumps(metrics))
@@ -159,7 +160,7 @@ def test_with_a_test_split_the_model_index_reports_test_and_the_card_shows_both(
     assert dataset_facts({"dataset_name": "stanfordnlp/imdb", "validation_split_percentage": 10}, {})["split"] == (
         "10% of train"
     )
-    run = shutil.copytree(tiny_run, tmp_path / "run")
+    run = writable_copy(tiny_run, tmp_path / "run")
     metrics = json.loads((run / "metrics.json").read_text())
     test = {key: {**score, "value": 0.5} for key, score in metrics["evaluation"].items()}
     metrics.update(
@@ -190,7 +191,7 @@ def test_widget_takes_confident_right_validation_sentences_per_class():
 
 
 def test_out_of_domain_evaluations_get_their_own_table(tiny_run, tmp_path):
-    run = shutil.copytree(tiny_run, tmp_path / "run")
+    run = writable_copy(tiny_run, tmp_path / "run")
     other = tmp_path / "other.tsv"
     other.write_text("sentence\tlabel\nthe acting was great\t1\nthe plot was bad\t0\nreally fun story\t1\n")
     assert evaluate_main(["--model", str(run), "--data", str(other), "--output_dir",
@@ -203,7 +204,7 @@ def test_out_of_domain_evaluations_get_their_own_table(tiny_run, tmp_path):
 
 @pytest.mark.slow  # two trainer.card processes, ~6 s
 def test_make_card_cli_writes_readme_and_errors_in_one_line(tiny_run, tmp_path):
-    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
+    run = writable_copy(tiny_run, tmp_path / "run", "checkpoints")
     done = subprocess.run([sys.executable, "-m", "trainer.card", "--run_dir", str(run)], capture_output=True, text=True)
     assert done.returncode == 0 and (run / "README.md").read_text() == render_card(run)
 

@@ -1,14 +1,13 @@
 """The model card for any label set: binary, SST-5's ordered five, a scale without neutral, topic labels."""
 
 import json
-import shutil
 
 from huggingface_hub import ModelCard
 
 from model_card import render_card
 from model_card.markdown import pct
 from model_card.render import label_note, limitations, skipped_tests
-from tests.conftest import FIVE_LABELS
+from tests.conftest import FIVE_LABELS, writable_copy
 from tests.hub_server import validate_card
 
 ORDINAL_TYPES = {"mae", "within_one", "polarity_flips", "cohen_kappa"}
@@ -29,7 +28,7 @@ def table(text: str, header: str) -> list[list[str]]:
 
 def copy_run(run, tmp_path, edit_metrics=None):
     """A copy of `run` (without checkpoints) whose metrics.json `edit_metrics` changed in place."""
-    copy = shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
+    copy = writable_copy(run, tmp_path / "run", "checkpoints")
     if edit_metrics:
         metrics = json.loads((copy / "metrics.json").read_text())
         edit_metrics(metrics)

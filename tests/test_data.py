@@ -28,6 +28,7 @@ def test_every_format_reads_the_same_rows(tmp_path, frame, suffix):
     pd.testing.assert_frame_equal(read_table(path)[["sentence", "label"]], frame)
 
 
+@pytest.mark.data_mirror("sst2")
 def test_sst2_reads_every_row_with_quote_characters_as_text():
     table = read_table(SST2_DIR / "train.tsv")
     assert len(table) == 67_349 and list(table.columns) == ["sentence", "label"]
@@ -86,6 +87,7 @@ def test_ids_without_names(tmp_path):
         splits_of(tmp_path, [0, 1, 2], [2, 0])
 
 
+@pytest.mark.data_mirror("sst5")
 def test_sst5_takes_its_five_names_from_the_parquet_class_label(monkeypatch):
     monkeypatch.setenv("DATA_MIRROR", str(DATA_MIRROR))
     splits = load_splits(DataConfig(dataset_name="SetFit/sst5", text_column="text", test_split="test"))
@@ -113,6 +115,7 @@ def test_unreadable_and_unsupported_files(tmp_path):
         read_table(tmp_path / "missing.csv")
 
 
+@pytest.mark.data_mirror("sst2")
 def test_the_data_mirror_serves_hub_ids_and_records_the_file(monkeypatch):
     monkeypatch.setenv("DATA_MIRROR", str(DATA_MIRROR))
     splits = load_splits(DataConfig(max_train_samples=100, max_eval_samples=50), seed=1)
@@ -132,6 +135,7 @@ def test_the_data_mirror_serves_hub_ids_and_records_the_file(monkeypatch):
     assert set(splits.validation["text"]) <= set(dev) and splits.validation["text"].tolist() != dev[:50].tolist()
 
 
+@pytest.mark.data_mirror("rotten_tomatoes")
 def test_rotten_tomatoes_reads_offline_with_its_test_split(monkeypatch):
     monkeypatch.setenv("DATA_MIRROR", str(DATA_MIRROR))
     cfg = DataConfig(dataset_name="cornell-movie-review-data/rotten_tomatoes", text_column="text", test_split="test")
@@ -141,6 +145,7 @@ def test_rotten_tomatoes_reads_offline_with_its_test_split(monkeypatch):
     assert splits.test["label"].value_counts().to_dict() == {0: 533, 1: 533}
 
 
+@pytest.mark.data_mirror("rotten_tomatoes")
 def test_a_small_subset_of_a_label_sorted_split_has_both_classes(monkeypatch):
     """rotten_tomatoes lists every positive first: the first 100 test rows are one class, a subset is not."""
     monkeypatch.setenv("DATA_MIRROR", str(DATA_MIRROR))

@@ -53,7 +53,6 @@ def weights(run) -> dict:
 def test_a_teacher_run_teaches_and_its_logits_are_cached_and_recorded(tiny_model_dir, tiny_run, tmp_path,
                                                                       monkeypatch):  # fmt: skip
     data = make_tiny_data(tmp_path)  # the data the teacher (the tiny run) was trained on
-    plain_dir, _ = train(load_config(tiny_args(tiny_model_dir, data, tmp_path / "runs" / "plain")))
     extra = ["--teacher", str(tiny_run), "--distill_alpha", "0.9", "--distill_temperature", "3"]
     args = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "student", *extra)
     calls = []
@@ -77,8 +76,8 @@ def test_a_teacher_run_teaches_and_its_logits_are_cached_and_recorded(tiny_model
     assert (record["alpha"], record["temperature"], record["folds"]) == (0.9, 3.0, None)
     saved = json.loads((run_dir / "metrics.json").read_text())["distillation"]
     assert saved["teachers"][0]["accuracy"]["n"] == len(dev)
-    # the soft labels changed what the student learned (same seed, same data as the plain run)
-    assert any(not torch.equal(a, weights(plain_dir)[k]) for k, a in weights(run_dir).items())
+    # the soft labels changed what the student learned (the tiny run is the plain run: same seed, flags and data)
+    assert any(not torch.equal(a, weights(tiny_run)[k]) for k, a in weights(run_dir).items())
     # a rerun reads the cache: the teacher does not score the training texts again, and the run is the same
     calls.clear()
     again, _ = train(load_config(tiny_args(tiny_model_dir, data, tmp_path / "runs" / "again", *extra)))
@@ -159,14 +158,14 @@ def test_a_distilled_run_resumes_bit_exact_and_hpo_trials_keep_the_teacher(tiny_
 
     data = make_tiny_data(tmp_path)
     extra = ["--teacher", str(tiny_run), "--bf16", "false"]
-    reference, _ = train(load_config(tiny_args(tiny_model_dir, data, tmp_path / "runs" / "reference", *extra)))
     args = tiny_args(tiny_model_dir, data, tmp_path / "runs" / "resumed", *extra)
     resumed, _ = train(load_config(args))
+    reference = weights(resumed)  # the run uninterrupted
     shutil.rmtree(resumed / "checkpoints" / "checkpoint-6")  # as if it had stopped after step 3
     (resumed / "metrics.json").unlink()
     _, metrics = train(load_config(["--resume", str(resumed), "--disable_tqdm", "true"]))
     assert metrics["global_step"] == 6 and metrics["distillation"]["teachers"][0]["model"] == str(tiny_run)
-    assert all(torch.equal(a, weights(reference)[k]) for k, a in weights(resumed).items())
+    assert all(torch.equal(a, reference[k]) for k, a in weights(resumed).items())
     cadence = {"per_device_train_batch_size": 8, "eval_steps": 3, "save_steps": 3}
     trial = trial_config(load_config(args), cadence, {"learning_rate": 1e-4}, tmp_path / "trial", "hpo")
     assert trial.model.teacher == [str(tiny_run)] and trial.model.distill_alpha == 0.5

@@ -2,7 +2,6 @@
 losses, learning-rate schedule and grad-norm spikes, on a hand-written log and on a real tiny run."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, writable_copy
 from trainer import UserError
 from trainer.evaluation.training_log import (
     grad_norm_spikes,
@@ -156,7 +155,7 @@ def test_the_command_in_a_process_fails_in_one_line_without_traceback(tmp_path):
 
 
 def test_a_real_runs_history_from_its_folder_and_its_checkpoints(tiny_run, tmp_path, capsys):
-    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("onnx", "*.safetensors"))
+    run = writable_copy(tiny_run, tmp_path / "run", "onnx", "*.safetensors")
     logs, source = read_log_history(run)
     assert source == run / "log_history.json"
     table = history_table(logs)

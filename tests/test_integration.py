@@ -8,21 +8,31 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import pipeline
+from transformers import TrainerCallback, pipeline
 
 from tests.conftest import ROOT, read_sst2, write_tsv
+from trainer.config import load_config
 from trainer.evaluate import main as evaluate_main
 from trainer.export.onnx import export_int8
 from trainer.modeling import default_backend, load_classifier, resolve_model_path
 from trainer.predict import main as predict_main
 from trainer.train import main as train_main
+from trainer.training.loop import train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.data_mirror("sst2")]
+
+
+class StopAfterStep20(TrainerCallback):
+    """Ends training after step 20 as an interrupted run ends: checkpoint-20 saved, on the 40-step schedule."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_training_stop = control.should_training_stop or state.global_step == 20
 
 
 @pytest.fixture(scope="module")
 def minilm_run(tmp_path_factory):
-    """One short fine-tuning run shared by the tests below: 400 train rows, 200 dev rows, 40 steps."""
+    """One short fine-tuning run shared by the tests below: 400 train rows, 200 dev rows, 40 steps, stopped after
+    step 20 and resumed through the CLI (so the resume test shares this training instead of adding 20 steps)."""
     folder = tmp_path_factory.mktemp("minilm")
     train_file = write_tsv(read_sst2("train", 400), folder / "train.tsv")
     dev_file = write_tsv(read_sst2("dev", 200), folder / "dev.tsv")
@@ -33,7 +43,8 @@ def minilm_run(tmp_path_factory):
         "--max_steps", "40", "--eval_steps", "20", "--save_steps", "20",
         "--learning_rate", "1e-4", "--disable_tqdm", "true",
     ]  # fmt: skip
-    assert train_main(args) == 0
+    train(load_config(args), callbacks=[StopAfterStep20()])
+    assert train_main(["--resume", str(folder / "run"), "--disable_tqdm", "true"]) == 0
     return folder / "run"
 
 
@@ -97,11 +108,10 @@ def test_bad_training_file_is_one_line(minilm_run, tmp_path):
 
 
 def test_resume_continues_an_interrupted_minilm_run(minilm_run):
-    # The fixture run saved checkpoints at steps 20 and 40; continuing to 60 starts from checkpoint-40.
-    assert train_main(["--resume", str(minilm_run), "--max_steps", "60", "--disable_tqdm", "true"]) == 0
+    # The fixture run stopped after step 20 (checkpoint-20); `--resume` continued it from there to step 40.
     metrics = json.loads((minilm_run / "metrics.json").read_text())
     history = json.loads((minilm_run / "log_history.json").read_text())
-    assert metrics["global_step"] == 60
+    assert metrics["global_step"] == 40
     assert [r["step"] for r in history if "loss" in r][:2] == [5, 10]  # history from before the interruption kept
 
 

@@ -5,14 +5,13 @@ stride is 64 // 4 = 16 shared tokens, so window k starts at text token 46k.
 """
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import WORDS, write_tsv
+from tests.conftest import WORDS, writable_copy, write_tsv
 from trainer.evaluate import main as evaluate_main
 from trainer.export.onnx import ensure_onnx
 from trainer.inference import Classifier, combine_windows, mean_by_text
@@ -101,7 +100,7 @@ def test_windows_are_batched_not_one_batch_per_text(chunking, monkeypatch):
 
 
 def test_int8_chunk_path_agrees_with_torch_chunk(tiny_model_dir, tmp_path, chunking):
-    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")  # the export is written into the model folder
+    folder = writable_copy(tiny_model_dir, tmp_path / "model")  # the export is written into the model folder
     ensure_onnx(folder)  # onnx/model_quantized.onnx, where a published repo ships it: the core finds it there
     fast = Classifier(folder, device="cpu", backend="onnx-int8", long_text="chunk")
     texts = [LONG, *SHORT]

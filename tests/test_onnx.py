@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from scipy.special import softmax
 from transformers import AutoTokenizer, pipeline
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, writable_copy
 from tests.hub_server import FakeHub
 from trainer.export.onnx import ensure_onnx
 from trainer.hub.model_repo import push_run
@@ -26,7 +26,7 @@ JS = ROOT / "tests" / "js"
 
 @pytest.fixture
 def run(tiny_run, tmp_path):
-    return shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints", "onnx"))
+    return writable_copy(tiny_run, tmp_path / "run", "checkpoints", "onnx")
 
 
 @pytest.fixture

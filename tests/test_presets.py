@@ -11,6 +11,7 @@ from tests.conftest import DATA_MIRROR, ROOT, read_sst2
 from trainer.config import derive, load_config
 from trainer.training.loop import train
 
+pytestmark = pytest.mark.data_mirror("sst2", "rotten_tomatoes", "sst5")
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 
 

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from tests.conftest import ROOT, tiny_args
+from tests.conftest import ROOT, tiny_args, writable_copy
 from tests.hub_server import FakeHub
 
 TOKEN = "hf_alice_0123456789abcdef"
@@ -51,7 +50,7 @@ def push(env: dict, run, *flags: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def run(tiny_run, tmp_path):
     """A copy of the tiny run as training left it (no ONNX export yet), plus things that must never be uploaded."""
-    folder = shutil.copytree(tiny_run, tmp_path / "tiny-run", ignore=shutil.ignore_patterns("onnx"))  # as trained
+    folder = writable_copy(tiny_run, tmp_path / "tiny-run", "onnx")  # as trained
     (folder / "training_args.bin").write_bytes(b"pickle")
     (folder / "wandb").mkdir()
     (folder / "wandb" / "settings").write_text(f"api_key={TOKEN}\n")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from safetensors.torch import load_file
 from transformers import BertConfig, BertForSequenceClassification
 
-from tests.conftest import ROOT, tiny_args
+from tests.conftest import ROOT, tiny_args, writable_copy
 from tests.hub_server import FakeHub
 from tests.test_push import hub_env
 from trainer import UserError, files
@@ -91,8 +90,9 @@ def test_sigkill_after_a_checkpoint_then_resume_matches_an_uninterrupted_run(tin
     assert all((final[name] == ref_final[name]).all() for name in ref_final)
 
 
-def test_two_runs_with_the_same_seed_write_identical_metrics(tiny_model_dir, tiny_data, tmp_path):
-    runs = [train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / name)))[0] for name in ("a", "b")]
+def test_two_runs_with_the_same_seed_write_identical_metrics(tiny_model_dir, tiny_run, tmp_path):
+    data = (tiny_run.parent / "train.tsv", tiny_run.parent / "dev.tsv")  # the session's run: the same flags and data
+    runs = [tiny_run, train(load_config(tiny_args(tiny_model_dir, data, tmp_path / "b")))[0]]
     first, second = (json.loads((run / "metrics.json").read_text()) for run in runs)
     assert comparable(first) == comparable(second)
     assert first["environment"]["versions"] == second["environment"]["versions"]
@@ -158,7 +158,7 @@ def test_planted_tokens_never_reach_a_file_a_log_the_card_or_the_hub(tiny_model_
 
 @pytest.mark.slow  # three push processes, ~6 s
 def test_a_push_killed_midway_leaves_the_repo_as_it_was_and_a_rerun_completes(tiny_run, tmp_path):
-    run = shutil.copytree(tiny_run, tmp_path / "run")
+    run = writable_copy(tiny_run, tmp_path / "run")
     with FakeHub(tokens={"hf_alice_0123456789abcdef": "alice"}) as hub:
         env = hub_env(hub.url, tmp_path)
         command = [sys.executable, "-m", "trainer.push", "--run_dir", str(run), "--hub_model_id", "alice/tiny"]

@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from transformers import pipeline
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, writable_copy
 from tests.hub_server import FakeHub
 
 sys.path.insert(0, str(ROOT / "space"))
@@ -329,7 +329,7 @@ def test_errors_tab_filters_by_confidence(app_client):
 
 @pytest.mark.slow  # push, push_space and the app in their own processes, ~14 s
 def test_app_serves_a_pushed_model_from_the_hub(tiny_run, tmp_path):
-    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("embeddings.parquet"))
+    run = writable_copy(tiny_run, tmp_path / "run", "embeddings.parquet")
     with FakeHub(tokens={TOKEN: "alice"}) as hub:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
         env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_TOKEN=TOKEN,

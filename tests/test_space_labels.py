@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from gradio_client import Client
 from scipy.special import softmax
 from transformers import pipeline
 
-from tests.conftest import FIVE_LABELS, ROOT
+from tests.conftest import FIVE_LABELS, ROOT, writable_copy
 from trainer.metric_catalogue import record
 
 sys.path.insert(0, str(ROOT / "space"))
@@ -170,7 +169,7 @@ def free_port() -> int:
 def test_the_app_serves_a_five_label_model_on_every_endpoint(tiny_five_run, tmp_path):
     from model_card import render_card
 
-    run = shutil.copytree(tiny_five_run, tmp_path / "run", ignore=shutil.ignore_patterns("checkpoints"))
+    run = writable_copy(tiny_five_run, tmp_path / "run", "checkpoints")
     (run / "README.md").write_text(render_card(run, "alice/five"))
     port = free_port()
     env = {**os.environ, "MODEL_ID": str(run), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}

@@ -18,7 +18,7 @@ import yaml
 from safetensors.torch import load_file
 from transformers import pipeline
 
-from tests.conftest import ROOT, tiny_args
+from tests.conftest import ROOT, make_tiny_data, seal, tiny_args, writable_copy
 from trainer import run_folder as rf
 from trainer.config import load_config
 from trainer.modeling import load_classifier
@@ -82,11 +82,19 @@ def test_training_writes_a_complete_run_folder_that_pipeline_loads(tiny_model_di
     assert [r["label"] for r in classify(texts)] == predictions["predicted"].tolist()
 
 
-def test_saved_config_reruns_the_same_configuration(tiny_model_dir, tiny_data, tmp_path):
-    run_dir, _ = train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "run", "--seed", "7")))
-    saved = yaml.safe_load((run_dir / "train_config.yaml").read_text())
-    assert saved["seed"] == 7 and saved["max_steps"] == 6 and saved["train_file"] == str(tiny_data[0])
-    rerun = load_config(["--config", str(run_dir / "train_config.yaml")])
+@pytest.fixture(scope="module")
+def stopped_run(tiny_model_dir, tmp_path_factory) -> Path:
+    """A tiny run with seed 7, stopped after step 3, sealed (see conftest): resume a writable_copy() of it."""
+    folder = tmp_path_factory.mktemp("stopped")
+    args = tiny_args(tiny_model_dir, make_tiny_data(folder), folder / "run", "--max_steps", "3", "--seed", "7")
+    return seal(train(load_config(args))[0])
+
+
+def test_saved_config_reruns_the_same_configuration(stopped_run):
+    saved = yaml.safe_load((stopped_run / "train_config.yaml").read_text())
+    train_file = str(stopped_run.parent / "train.tsv")
+    assert saved["seed"] == 7 and saved["max_steps"] == 3 and saved["train_file"] == train_file
+    rerun = load_config(["--config", str(stopped_run / "train_config.yaml")])
     assert rerun.to_dict() == saved
 
 
@@ -109,9 +117,8 @@ def test_train_leaves_the_config_it_is_given_as_it_was(tiny_model_dir, tiny_data
     assert resolved["push_to_hub"] is False
 
 
-def test_resume_continues_from_the_latest_checkpoint(tiny_model_dir, tiny_data, tmp_path):
-    run = tmp_path / "run"
-    train(load_config(tiny_args(tiny_model_dir, tiny_data, run, "--max_steps", "3")))  # stopped after step 3
+def test_resume_continues_from_the_latest_checkpoint(tiny_model_dir, tiny_data, stopped_run, tmp_path):
+    run = writable_copy(stopped_run, tmp_path / "run")
     assert (run / "checkpoints" / "checkpoint-3").is_dir()
     # A new run into the same folder would overwrite the checkpoints: refused, with the fix named.
     assert main(tiny_args(tiny_model_dir, tiny_data, run)) == 2
@@ -252,9 +259,8 @@ def test_weight_averaging_is_evaluated_saved_and_resumed(tiny_model_dir, tiny_da
     assert torch.allclose(resumed[name], final[name], atol=1e-6)
 
 
-def test_resume_uses_the_runs_own_config_and_rejects_incompatible_changes(tiny_model_dir, tiny_data, tmp_path, capsys):
-    run = tmp_path / "run"
-    train(load_config(tiny_args(tiny_model_dir, tiny_data, run, "--max_steps", "3")))
+def test_resume_uses_the_runs_own_config_and_rejects_incompatible_changes(stopped_run, capsys):
+    run = stopped_run  # sealed: a resume that wrote anything would fail here
     saved = (run / "train_config.yaml").read_text()
     # make train passes --config unless ARGS holds --resume; both together would silently swap the configuration.
     assert main(["--config", str(ROOT / "configs/sst2-minilm.yaml"), "--resume", str(run)]) == 2
