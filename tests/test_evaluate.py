@@ -133,6 +133,7 @@ def test_analysis_options_of_a_run_folder_are_the_facts_training_passes(tiny_run
     assert (other.label_order, other.trained_on, other.metrics_file) == ("auto", None, "metrics.json")
 
 
+@pytest.mark.slow  # ~4 s
 def test_a_five_label_run_is_evaluated_on_string_labels_with_ordinal_figures(tiny_five_run, tmp_path):
     """The five-label run on its own CSV (labels written as names): per-class table, ordinal figures, error types
     and behavioural tests against polarity groups; --label_order nominal drops the ordinal part."""

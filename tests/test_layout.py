@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, make_tiny_data, tiny_args, writable_copy
 from tests.hub_server import FakeHub
 
@@ -194,6 +196,7 @@ def push_with(patch: str, run: Path, tmp_path: Path) -> tuple[subprocess.Complet
     return done, hub
 
 
+@pytest.mark.slow  # a push process, ~5.5 s
 def test_push_of_a_read_only_run_folder_publishes_and_says_the_card_was_not_kept(tiny_run, tmp_path):
     run = writable_copy(tiny_run, tmp_path / "run", "checkpoints")
     # Root writes anywhere, so the read-only folder is the card write failing as it would there (EROFS).
@@ -212,6 +215,7 @@ def test_push_of_a_read_only_run_folder_publishes_and_says_the_card_was_not_kept
     assert not (run / "README.md").exists()
 
 
+@pytest.mark.slow  # a push process, ~5.5 s
 def test_push_ends_in_one_line_when_the_run_folder_cannot_be_read(tiny_run, tmp_path):
     run = writable_copy(tiny_run, tmp_path / "run", "checkpoints")
     done, hub = push_with(

@@ -11,7 +11,7 @@ from tests.conftest import DATA_MIRROR, ROOT, read_sst2
 from trainer.config import derive, load_config
 from trainer.training.loop import train
 
-pytestmark = pytest.mark.data_mirror("sst2", "rotten_tomatoes", "sst5")
+pytestmark = [pytest.mark.data_mirror("sst2", "rotten_tomatoes", "sst5"), pytest.mark.slow]  # 2-5 s a preset
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 
 

@@ -110,6 +110,7 @@ def test_pushing_the_same_run_again_makes_no_commit(hub, run, tmp_path):
     assert hub.repo("alice/again").refs["main"] == head
 
 
+@pytest.mark.slow  # a push process, ~5.5 s
 def test_default_repo_id_is_the_users_namespace_and_run_name(hub, run, tmp_path):
     done = push(hub_env(hub.url, tmp_path), run)
     assert done.returncode == 0, done.stderr
@@ -146,11 +147,13 @@ def test_no_token_is_one_line_with_how_to_log_in(hub, run, tmp_path):
     assert hub.repo("alice/x") is None
 
 
+@pytest.mark.slow  # a push process, ~5.5 s
 def test_rejected_token_is_401_with_how_to_log_in(hub, run, tmp_path):
     done = push(hub_env(hub.url, tmp_path, token="hf_not_a_known_token_123"), run, "--hub_model_id", "alice/x")
     one_line_error(done, "401", "hf auth login")
 
 
+@pytest.mark.slow  # a push process, ~5.5 s
 def test_someone_elses_repo_is_403_with_the_fix(hub, run, tmp_path):
     hub.add_repo("bob/their-model")
     done = push(hub_env(hub.url, tmp_path), run, "--hub_model_id", "bob/their-model")
@@ -173,6 +176,7 @@ def test_hub_500_leaves_the_repo_at_its_previous_commit_and_a_rerun_completes(hu
     assert set(repo.files("main")) == EXPECTED
 
 
+@pytest.mark.slow  # a push process, ~5.5 s
 def test_transient_500s_are_retried_with_backoff(hub, run, tmp_path):
     hub.fail["commit"] = (503, 2)
     done = push(hub_env(hub.url, tmp_path), run, "--hub_model_id", "alice/retried", "--retries", "3")
@@ -180,6 +184,7 @@ def test_transient_500s_are_retried_with_backoff(hub, run, tmp_path):
     assert done.stderr.count("retry") == 2 and set(hub.repo("alice/retried").files("main")) == EXPECTED
 
 
+@pytest.mark.slow  # a push process, ~5.5 s
 def test_unreachable_hub_is_one_line(run, tmp_path):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

@@ -166,6 +166,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # starts the app on a five-label run, ~13 s
 def test_the_app_serves_a_five_label_model_on_every_endpoint(tiny_five_run, tmp_path):
     from model_card import render_card
 

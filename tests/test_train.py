@@ -240,6 +240,7 @@ def test_wandb_logs_offline_into_the_run_folder(tiny_model_dir, tiny_data, tmp_p
                      "batch_size": 8, "learning_rate": 1e-3}  # fmt: skip
 
 
+@pytest.mark.slow  # trains and resumes, 4-5.5 s
 def test_weight_averaging_is_evaluated_saved_and_resumed(tiny_model_dir, tiny_data, tmp_path):
     ema = ["--ema_decay", "0.6", "--load_best_model_at_end", "false"]
     full, _ = train(load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "full", *ema)))
@@ -321,6 +322,7 @@ def test_class_weights_train_and_are_recorded(tiny_model_dir, tiny_data, tmp_pat
     assert yaml.safe_load((run_dir / "train_config.yaml").read_text())["class_weights"] == ["balanced"]
 
 
+@pytest.mark.slow  # trains and resumes, 4-5.5 s
 def test_class_weights_are_saved_and_kept_by_resume_and_by_hpo_trials(tiny_model_dir, tmp_path):
     """Five string labels, names from the data: the balanced weights are computed once, saved in train_config.yaml,
     recorded in metrics.json, and a resumed run or an HPO trial built from the same flags trains with them too."""
