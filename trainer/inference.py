@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.special import softmax
+from scipy.special import expit, logit, softmax
 
 # torch and transformers are imported where a model is loaded: modules that only need the names below (SAFE_LOADING,
 # BACKENDS, LONG_TEXT) do not pay for them. What a run folder holds, and which model a name means, are
@@ -38,6 +38,8 @@ POOLING = "mean of the last hidden state over non-padding tokens"
 LONGEST = 512  # cap for models whose tokenizer declares no usable limit
 LONG_TEXT = ("truncate", "chunk")  # what happens to a text longer than max_length tokens
 TOKENIZE_SLICE = 1024  # texts tokenised per call: bounds the tokenizer's Python lists on large inputs
+MULTI_LABEL = "multi_label_classification"  # config.problem_type of a model with independent labels (sigmoid each)
+UNCERTAIN = "uncertain"  # the answer for a text whose confidence is below the caller's min_confidence
 
 
 def label_names(config) -> list[str]:
@@ -57,15 +59,29 @@ def mean_by_text(rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
     return sums / np.bincount(owner, minlength=n)[:, None].astype(rows.dtype)
 
 
-def combine_windows(logits: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    """One row of logits per text from its windows' logits: the log of the mean of the windows' probabilities. A text
-    read in one window keeps its logits bit for bit.
+def probabilities(logits: np.ndarray, multi_label: bool = False) -> np.ndarray:
+    """Probabilities from logits, in float64: a sigmoid per label for a multi-label model, a softmax otherwise."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return expit(logits) if multi_label else softmax(logits, axis=-1)
+
+
+def check_min_confidence(value: float | None) -> None:
+    """A ValueError naming the range for a min_confidence outside [0, 1) (None: answer every text)."""
+    if value is not None and not 0 <= value < 1:
+        raise ValueError(f"min_confidence {value}: use a probability in [0, 1), e.g. 0.8 (0 answers every text)")
+
+
+def combine_windows(logits: np.ndarray, owner: np.ndarray, n: int, multi_label: bool = False) -> np.ndarray:
+    """One row of logits per text from its windows' logits: the log of the mean of the windows' probabilities (for a
+    multi-label model, the logit of each label's mean probability). A text read in one window keeps its logits bit
+    for bit.
 
     Measured on 400-text sets of long reviews built from SST-2 dev sentences (docs/evaluation.md#long-texts), the mean
     of probabilities was as accurate as the mean of logits or up to 2 points more, and far ahead of the most confident
     window: each window's vote is bounded, so one very confident window cannot outvote the rest of the review.
     """
-    combined = np.log(mean_by_text(softmax(logits.astype(np.float64), axis=-1), owner, n)).astype(logits.dtype)
+    mean = mean_by_text(probabilities(logits, multi_label), owner, n)
+    combined = (logit(mean) if multi_label else np.log(mean)).astype(logits.dtype)
     alone = np.flatnonzero(np.bincount(owner, minlength=n)[owner] == 1)  # rows that are their text's only window
     combined[owner[alone]] = logits[alone]
     return combined
@@ -78,10 +94,11 @@ class Scores:
     logits: np.ndarray  # (n, labels)
     embeddings: np.ndarray | None = None  # (n, hidden), the pooling is POOLING
     windows: np.ndarray | None = None  # (n,) windows of max_length tokens each text was read in (1 = read at once)
+    multi_label: bool = False
 
     @property
     def probs(self) -> np.ndarray:
-        return softmax(self.logits.astype(np.float64), axis=-1)
+        return probabilities(self.logits, self.multi_label)
 
 
 class Classifier:
@@ -116,6 +133,9 @@ class Classifier:
         self.model.to(self.device).eval()
         config = self.model.config
         self.labels = label_names(config)
+        self.multi_label = getattr(config, "problem_type", None) == MULTI_LABEL
+        self.thresholds = decision_thresholds(config, self.labels) if self.multi_label else None
+        self.temperature = temperatures(config, self.labels)
         self.max_length = min(self.tokenizer.model_max_length, getattr(config, "max_position_embeddings", LONGEST),
                               LONGEST)  # fmt: skip
         self.long_text, self.stride = long_text, self.max_length // 4 if stride is None else stride
@@ -144,8 +164,9 @@ class Classifier:
         """
         logits, pooled, owner = self.window_scores(texts, batch_size, embeddings, progress)
         n = len(texts)
-        return Scores(combine_windows(logits, owner, n), None if pooled is None else mean_by_text(pooled, owner, n),
-                      np.bincount(owner, minlength=n))  # fmt: skip
+        return Scores(combine_windows(logits, owner, n, self.multi_label),
+                      None if pooled is None else mean_by_text(pooled, owner, n), np.bincount(owner, minlength=n),
+                      self.multi_label)  # fmt: skip
 
     def window_scores(self, texts: list[str], batch_size: int = 64, embeddings: bool = False, progress: bool = False):
         """Logits (and pooled embeddings, or None) of every window, and the index of the text each window reads."""
@@ -209,16 +230,64 @@ class Classifier:
         return n
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities, (n, labels)."""
+        """Class probabilities (each label's own, for a multi-label model), (n, labels)."""
         return self.score(texts, batch_size).probs
 
-    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict]:
-        """[{label, score, probabilities}] per text."""
-        return [
-            {"label": self.labels[int(row.argmax())], "score": float(row.max()),
-             "probabilities": dict(zip(self.labels, map(float, row)))}
-            for row in self.predict_proba(texts, batch_size)
-        ]  # fmt: skip
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """The labels chosen for each row, (n, labels) bools: every label at or over its threshold for a multi-label
+        model, the most probable one otherwise."""
+        probs = np.asarray(probs)
+        if self.multi_label:
+            return probs >= self.thresholds
+        return np.arange(probs.shape[1]) == probs.argmax(1)[:, None]
+
+    def confidence(self, probs: np.ndarray) -> np.ndarray:
+        """How sure each row's decision is: the top probability; for a multi-label model, the least sure of its
+        label decisions (p for a chosen label, 1 - p for one left out)."""
+        probs = np.asarray(probs, dtype=np.float64)
+        if not self.multi_label:
+            return probs.max(1)
+        return np.where(self.decide(probs), probs, 1 - probs).min(1)
+
+    def predict(self, texts: list[str], batch_size: int = 64, min_confidence: float | None = None) -> list[dict]:
+        """One answer per text: {label, score, probabilities}; a multi-label model adds `labels` (those chosen, most
+        probable first; `label` joins them with ";") and `thresholds`. Below `min_confidence` the label is UNCERTAIN
+        and `best_guess` holds what it would have been."""
+        check_min_confidence(min_confidence)
+        return self.answers(self.predict_proba(texts, batch_size), min_confidence)
+
+    def answers(self, probs: np.ndarray, min_confidence: float | None = None) -> list[dict]:
+        """`predict`'s answers for rows of probabilities already computed."""
+        chosen, sure = self.decide(probs), self.confidence(probs)
+        out = []
+        for row, picked, score in zip(probs, chosen, sure):
+            answer = {"label": self.labels[int(row.argmax())], "score": float(score),
+                      "probabilities": dict(zip(self.labels, map(float, row)))}  # fmt: skip
+            if self.multi_label:
+                names = [self.labels[i] for i in np.argsort(-row, kind="stable") if picked[i]]
+                answer.update(labels=names, label=";".join(names),
+                              thresholds=dict(zip(self.labels, map(float, self.thresholds))))  # fmt: skip
+            if min_confidence is not None and score < min_confidence:
+                answer["best_guess"] = answer.get("labels", answer["label"])
+                answer["label"] = UNCERTAIN
+            out.append(answer)
+        return out
+
+
+def decision_thresholds(config, labels: list[str]) -> np.ndarray:
+    """Each label's decision threshold from config.json's `decision_thresholds` (0.5 for a label it does not name)."""
+    given = getattr(config, "decision_thresholds", None) or {}
+    return np.array([float(given.get(name, 0.5)) for name in labels])
+
+
+def temperatures(config, labels: list[str]) -> np.ndarray:
+    """The temperature folded into the model's last layer, per label (1.0 when it was not calibrated): the
+    uncalibrated logits are the model's logits times these."""
+    calibration = getattr(config, "calibration", None) or {}
+    value = calibration.get("temperature", 1.0) if calibration.get("method") == "temperature" else 1.0
+    if isinstance(value, dict):
+        return np.array([float(value.get(name, 1.0)) for name in labels])
+    return np.full(len(labels), float(value))
 
 
 # --- the int8 fast path: the ONNX file a published repo ships, loaded as it is (trainer.export makes it) ---
