@@ -247,6 +247,45 @@ def tiny_five_run(tiny_five_training) -> Path:
     return tiny_five_training[0]
 
 
+EMOTION_WORDS = {  # emotion -> the words the tiny model learns it from (all in WORDS); a text may carry two
+    "joy": ["good", "fun", "great"],
+    "anger": ["awful", "worst"],
+    "fear": ["boring", "dull"],
+    "neutral": ["plot", "story", "acting"],
+}
+
+
+def make_multi_label_data(folder: Path) -> tuple[Path, Path]:
+    """Train/validation CSV files of multi-label texts, labels joined by ';' ("joy;fear"), names from the data."""
+    single = [(f"{w} film , really {w}", label) for label, words in EMOTION_WORDS.items() for w in words]
+    double = [(f"{a} and {b} film", f"{x};{y}") for (a, x), (b, y) in
+              zip([(w, "joy") for w in EMOTION_WORDS["joy"]], [("awful", "anger"), ("dull", "fear"), ("worst", "anger")])]
+    frame = pd.DataFrame((single + double) * 4, columns=["sentence", "label"]).sample(frac=1, random_state=0)
+    frame.to_csv(folder / "train_multi.csv", index=False)
+    frame.head(26).to_csv(folder / "dev_multi.csv", index=False)
+    return folder / "train_multi.csv", folder / "dev_multi.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_multi_training(tiny_model_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """train()'s answer for a tiny multi-label run (four emotions, one or two per text): (folder, metrics)."""
+    from trainer.config import load_config
+    from trainer.training.loop import train
+
+    folder = tmp_path_factory.mktemp("tiny-multi-run")
+    args = tiny_args(tiny_model_dir, make_multi_label_data(folder), folder / "run", "--max_steps", "60",
+                     "--metric_for_best_model", "f1_macro")  # fmt: skip
+    args[1] = str(unnamed_preset(folder))
+    run, metrics = train(load_config(args))
+    return seal(run), metrics
+
+
+@pytest.fixture(scope="session")
+def tiny_multi_run(tiny_multi_training) -> Path:
+    """A finished multi-label tiny run folder (joy, anger, fear, neutral) with the full analysis, sealed."""
+    return tiny_multi_training[0]
+
+
 @pytest.fixture(scope="session")
 def app_client(tiny_run, tmp_path_factory):
     """The Space's app serving a copy of the tiny run on 127.0.0.1: (gradio_client Client, run folder, app module)."""

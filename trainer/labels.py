@@ -13,7 +13,15 @@ from dataclasses import dataclass
 LABEL_ORDERS = ("auto", "ordinal", "nominal")  # auto: ordinal when the names form a polarity scale
 NEGATIVE = {"negative", "neg", "bad", "terrible", "awful", "poor", "worst", "hate", "dislike", "unfavorable"}
 POSITIVE = {"positive", "pos", "good", "great", "excellent", "best", "love", "like", "favorable"}
-NEUTRAL = {"neutral", "mixed", "neither", "ok", "okay", "average", "so-so", "meh"}
+NEUTRAL = {"neutral", "mixed", "neither", "ok", "okay", "average", "so-so", "meh", "ambiguous"}
+# GoEmotions' 27 emotions by the release's sentiment grouping (its mappings/sentiment_mapping.json): emotion names
+# carry polarity too, so behavioural tests and polarity mistakes work on emotion labels.
+EMOTIONS = {
+    1: "amusement excitement joy love desire optimism caring pride admiration gratitude relief approval",
+    -1: "fear nervousness remorse embarrassment disappointment sadness grief disgust anger annoyance disapproval",
+    0: "realization surprise curiosity confusion",
+}
+EMOTION_POLARITY = {name: sign for sign, names in EMOTIONS.items() for name in names.split()}
 STRONG = {"very", "strongly", "extremely", "most", "really", "highly"}
 STARS = re.compile(r"^\s*(\d+)\s*(?:stars?|★)?\s*$", re.I)
 
@@ -22,10 +30,17 @@ def polarity(name: str) -> int | None:
     """A name's place on a sentiment scale: -2 very negative, -1 negative, 0 neutral, 1 positive, 2 very positive;
     None when the name says nothing about sentiment."""
     words = re.findall(r"[a-z][a-z-]*", name.lower())
+    if len(words) == 1 and words[0] in EMOTION_POLARITY:
+        return EMOTION_POLARITY[words[0]]
     sign = next((s for w in words for s, group in ((-1, NEGATIVE), (1, POSITIVE), (0, NEUTRAL)) if w in group), None)
     if sign is None:
         return None
     return sign * (2 if any(w in STRONG for w in words) else 1)
+
+
+def emotion_polarity(name: str) -> int | None:
+    """+1 / -1 / 0 for a GoEmotions emotion name by the release's sentiment grouping; None for any other name."""
+    return EMOTION_POLARITY.get(name.strip().lower())
 
 
 def scale_of(names: list[str], distinct: bool = True) -> list[float] | None:

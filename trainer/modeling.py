@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trainer import UserError
 from trainer.config import PACKAGED_MODELS, ModelConfig
-from trainer.inference import BACKENDS, LONG_TEXT, SAFE_LOADING, Classifier, OptionError, int8_available
+from trainer.inference import BACKENDS, LONG_TEXT, MULTI_LABEL, SAFE_LOADING, Classifier, OptionError, int8_available
 from trainer.run_folder import MODEL_CONFIG, TOKENIZER_CONFIG, NoModel, check_model_folder, locate_model
 
 logger = logging.getLogger(__name__)
@@ -56,10 +56,13 @@ def load_tokenizer(name_or_path: str):
         raise UserError(load_error(name_or_path, err)) from None
 
 
-def load_model(cfg: ModelConfig, label_names: list[str]):
-    """Sequence-classification model with human label names, so pipeline() prints them."""
+def load_model(cfg: ModelConfig, label_names: list[str], multi_label: bool = False):
+    """Sequence-classification model with human label names, so pipeline() prints them; a multi-label one says so
+    in its config (problem_type), so pipeline() applies a sigmoid per label and the model's own loss is BCE."""
     path = resolve_model_path(cfg.model_name_or_path)
     extra = {} if cfg.classifier_dropout is None else {"classifier_dropout": cfg.classifier_dropout}
+    if multi_label:
+        extra["problem_type"] = MULTI_LABEL
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             path,

@@ -17,12 +17,13 @@ import yaml
 from datasets import Dataset, concatenate_datasets
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
 
-from trainer import UserError, files
+from trainer import UserError, calibration, files
 from trainer.config import TrainConfig
-from trainer.data import load_splits, tokenize
+from trainer.data import load_splits, multi_hot, tokenize
 from trainer.evaluation.metrics import compute_metrics_for
 from trainer.evaluation.plots import plot_training_curves
 from trainer.evaluation.run import AnalysisOptions, analyse, label_set_record, training_data
+from trainer.inference import probabilities
 from trainer.labels import LabelSet
 from trainer.metric_catalogue import record as metric_catalogue
 from trainer.modeling import load_classifier, load_model, load_tokenizer, parameter_groups
@@ -42,9 +43,10 @@ class SentimentTrainer(Trainer):
 
     def __init__(self, *args, layer_decay=1.0, head_multiplier=1.0, ema: WeightEMA | None = None,
                  class_weights: list[float] | None = None, distill: tuple[float, float] | None = None,
-                 **kwargs):  # fmt: skip
+                 multi_label: bool = False, **kwargs):  # fmt: skip
         super().__init__(*args, **kwargs)
         self.layer_decay, self.head_multiplier, self.ema = layer_decay, head_multiplier, ema
+        self.multi_label = multi_label  # BCE per label; class weights are then each label's positive weight
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.distill = distill  # (alpha, temperature)
         if ema is not None:
@@ -64,7 +66,10 @@ class SentimentTrainer(Trainer):
         logits = outputs.logits.float()
         # A batch mean like the model's own loss, each example weighted by its class (normalised by the weights' sum).
         weight = None if self.class_weights is None else self.class_weights.to(logits.device)
-        loss = torch.nn.functional.cross_entropy(logits, labels, weight=weight)
+        if self.multi_label:
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight)
+        else:
+            loss = torch.nn.functional.cross_entropy(logits, labels, weight=weight)
         if soft is not None:
             loss = distillation_loss(logits, soft.to(logits), loss, *self.distill)
         return (loss, outputs) if return_outputs else loss
@@ -83,8 +88,10 @@ class SentimentTrainer(Trainer):
             # Trainer averages per-batch mean losses, and the batches that pad the last shard repeat rows; the
             # gathered logits hold every row exactly once, so the loss is recomputed from them.
             logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-            labels = torch.as_tensor(output.label_ids).long()
-            output.metrics[key] = torch.nn.functional.cross_entropy(torch.as_tensor(logits).float(), labels).item()
+            logits, labels = torch.as_tensor(logits).float(), torch.as_tensor(output.label_ids)
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float()) if self.multi_label
+                    else torch.nn.functional.cross_entropy(logits, labels.long()))  # fmt: skip
+            output.metrics[key] = loss.item()
         return output
 
     def _save_checkpoint(self, model, trial):
@@ -134,6 +141,13 @@ class Inputs:
     class_weights: list[float] | None = None  # per-class loss weights, from --class_weights
     sources: dict | None = None  # split role -> where it was read from
     distillation: dict | None = None  # the teachers and settings, when the run learns from soft labels
+    multi_label: bool = False  # several labels per text: `label` holds a list of ids, the loss is BCE per label
+    data_label_names: list[str] | None = None  # the data's own names, before --label_map grouped them
+
+    def targets(self, data: Dataset) -> np.ndarray:
+        """Label ids, or for multi-label data an (n, k) 0/1 matrix."""
+        labels = data["label"]
+        return multi_hot(labels, len(self.label_names)) if self.multi_label else np.asarray(labels)
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
@@ -148,8 +162,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     run_dir, checkpoint = shared_run_dir(cfg)
     set_seed(cfg.training.seed)
     inputs = load_inputs(cfg)
-    # the data's label names when none were given: saved in train_config.yaml, so a rerun reads the same ids
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, label_names=inputs.label_names))
+    # the data's label names when none were given: saved in train_config.yaml, so a rerun reads the same ids (the
+    # data's own names: --label_map groups them again)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, label_names=inputs.data_label_names))
     teach(cfg, inputs, run_dir)
     if main_process:
         start_run_folder(cfg, run_dir, fresh=checkpoint is None)
@@ -167,7 +182,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
             trainer_scores(cfg, inputs, trainer)  # a collective: every process takes its share
         return run_dir, {}
     save_model(trainer, inputs.tokenizer, cfg, run_dir)
+    decisions = calibrate_saved_model(cfg, inputs, run_dir)
     metrics = run_metrics(cfg, inputs, trainer, train_output, resumed=checkpoint is not None)
+    metrics.update(decisions)
     metrics.update(score_saved_model(cfg, inputs, trainer, run_dir))
     metrics["wall_time_seconds"] = round(time.time() - started, 1)
     files.write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
@@ -184,12 +201,18 @@ def load_inputs(cfg: TrainConfig) -> Inputs:
     with cfg.training.main_process_first(desc="loading the data", local=False):
         splits = load_splits(cfg.data, seed=cfg.training.seed)
         train_data, eval_data, test_data = splits.datasets()
-        train_set = tokenize(train_data, tokenizer, cfg.model.max_length)
-        eval_set = tokenize(eval_data, tokenizer, cfg.model.max_length)
+        k = len(splits.label_names) if splits.multi_label else None
+        train_set = tokenize(train_data, tokenizer, cfg.model.max_length, k)
+        eval_set = tokenize(eval_data, tokenizer, cfg.model.max_length, k)
     check_world_size(cfg.training.world_size, len(train_set), len(eval_set))
-    weights = class_weights(cfg.model.class_weights, np.asarray(train_data["label"]), splits.label_names)
-    return Inputs(tokenizer, train_data, eval_data, train_set, eval_set, splits.data_id, splits.label_names,
-                  test_data=test_data, sources=splits.sources, class_weights=weights)  # fmt: skip
+    if splits.multi_label and (cfg.model.teacher or cfg.model.teacher_folds):
+        raise UserError("distillation (--teacher, --teacher_folds) is for single-label data: drop it for multi-label")
+    inputs = Inputs(tokenizer, train_data, eval_data, train_set, eval_set, splits.data_id, splits.label_names,
+                    test_data=test_data, sources=splits.sources, multi_label=splits.multi_label,
+                    data_label_names=splits.data_label_names)  # fmt: skip
+    weigh = positive_weights if splits.multi_label else class_weights
+    inputs.class_weights = weigh(cfg.model.class_weights, inputs.targets(train_data), splits.label_names)
+    return inputs
 
 
 def teach(cfg: TrainConfig, inputs: Inputs, run_dir: Path) -> None:
@@ -246,6 +269,59 @@ def class_weights(spec: list[str] | None, labels: np.ndarray, names: list[str]) 
     return weights
 
 
+def positive_weights(spec: list[str] | None, targets: np.ndarray, names: list[str]) -> list[float] | None:
+    """Multi-label loss weights: each label's positive weight in the BCE, 'balanced' (negatives / positives in the
+    training data) or one number per label; None for an unweighted loss."""
+    if not spec:
+        return None
+    if [value.lower() for value in spec] == ["balanced"]:
+        positives = targets.sum(0)
+        if missing := [name for name, n in zip(names, positives) if n == 0]:
+            raise UserError(f"--class_weights balanced: no training rows of {', '.join(missing)}: give numbers instead")
+        return [round(float(w), 6) for w in (len(targets) - positives) / positives]
+    return class_weights(spec, np.zeros(0, dtype=int), names)
+
+
+def calibrate_saved_model(cfg: TrainConfig, inputs: Inputs, run_dir: Path) -> dict:
+    """Fit the saved model's temperature (one T; one per label for multi-label) on validation and fold it into its
+    last layer, then tune a multi-label model's decision thresholds on the calibrated validation scores; both are
+    saved in its config.json. Returns what metrics.json records: the ECE before and after on validation and test,
+    and the thresholds with the macro/micro F1 of each decision rule."""
+    multi, names = inputs.multi_label, inputs.label_names
+    if cfg.run.calibrate == "none" and not multi:
+        return {"calibration": {"method": "none"}}
+    classifier = load_classifier(str(run_dir), backend="torch")
+    splits = {"validation": inputs.eval_data, **({} if inputs.test_data is None else {"test": inputs.test_data})}
+    logits = {split: classifier.score(list(data["text"]), progress=False).logits for split, data in splits.items()}
+    targets = {split: inputs.targets(data) for split, data in splits.items()}
+    config, out = classifier.model.config, {}
+    if cfg.run.calibrate == "temperature":
+        temperature = calibration.fit(logits["validation"], targets["validation"], multi)
+        calibration.fold_temperature(classifier.model, temperature)
+        config.calibration = calibration.calibration_record(temperature, names, multi)
+        ece = {split: {"before": calibration.ece_of(z, targets[split], multi),
+                       "after": calibration.ece_of(z / temperature, targets[split], multi)}
+               for split, z in logits.items()}  # fmt: skip
+        out["calibration"] = {**config.calibration, "ece": ece}
+        logger.info("calibrated: validation ECE %.4f -> %.4f", ece["validation"]["before"], ece["validation"]["after"])
+    else:
+        temperature, config.calibration = np.ones(len(names)), {"method": "none"}
+        out["calibration"] = config.calibration
+    if multi:
+        probs = {split: probabilities(z / temperature, True) for split, z in logits.items()}
+        per_label, global_t = calibration.tune_thresholds(probs["validation"], targets["validation"])
+        config.decision_thresholds = {name: float(t) for name, t in zip(names, per_label)}
+        out["thresholds"] = {
+            "per_label": config.decision_thresholds, "global": global_t, "tuned_on": "validation",
+            "objective": "each label's F1 (global: macro F1), thresholds 0.05-0.95 in steps of 0.01",
+            "results": {split: calibration.threshold_results(p, targets[split], per_label, global_t)
+                        for split, p in probs.items()},
+        }  # fmt: skip
+    with files.atomic_folder_files(run_dir) as staging:
+        classifier.model.save_pretrained(staging)
+    return out
+
+
 def config_text(cfg: TrainConfig, run_dir: Path) -> str:
     return f"# Rerun with: python -m trainer.train --config {run_dir / TRAIN_CONFIG}\n" + yaml.safe_dump(
         cfg.to_dict(), sort_keys=False
@@ -264,7 +340,7 @@ def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: s
                   callbacks: list | None) -> tuple[SentimentTrainer, StopOnSignal]:  # fmt: skip
     """The model and a SentimentTrainer on the run's own arguments (`run_arguments`)."""
     args = cfg.training
-    model = load_model(cfg.model, cfg.data.label_names)
+    model = load_model(cfg.model, inputs.label_names, inputs.multi_label)
     # The classification loss is a batch mean that ignores Trainer's token count: without this, Trainer would
     # multiply it by the number of processes (and skip the gradient-accumulation division), scaling the gradients.
     model.accepts_loss_kwargs = False
@@ -285,13 +361,14 @@ def build_trainer(cfg: TrainConfig, inputs: Inputs, run_dir: Path, checkpoint: s
         eval_dataset=inputs.eval_set,
         processing_class=inputs.tokenizer,
         data_collator=DataCollatorWithPadding(inputs.tokenizer, pad_to_multiple_of=8 if gpu_half else None),
-        compute_metrics=compute_metrics_for(cfg.data.label_names, cfg.data.label_order),
+        compute_metrics=compute_metrics_for(inputs.label_names, cfg.data.label_order, multi_label=inputs.multi_label),
         callbacks=callbacks,
         layer_decay=cfg.model.layerwise_lr_decay,
         head_multiplier=cfg.model.head_lr_multiplier,
         ema=WeightEMA(cfg.model.ema_decay, resume_from=checkpoint) if cfg.model.ema_decay else None,
         class_weights=inputs.class_weights,
         distill=(cfg.model.distill_alpha, cfg.model.distill_temperature) if inputs.distillation else None,
+        multi_label=inputs.multi_label,
     )
     return trainer, stopper
 
@@ -316,8 +393,9 @@ def wandb_facts(cfg: TrainConfig, inputs: Inputs) -> dict:
     """The run's headline facts for its wandb config, named as notebooks name them."""
     args = cfg.training
     return {
-        "dataset": inputs.data_id, "model": cfg.model.model_name_or_path, "num_classes": len(cfg.data.label_names),
-        "labels": cfg.data.label_names, "epochs": args.num_train_epochs if args.max_steps < 0 else None,
+        "dataset": inputs.data_id, "model": cfg.model.model_name_or_path, "num_classes": len(inputs.label_names),
+        "labels": inputs.label_names, "multi_label": inputs.multi_label,
+        "epochs": args.num_train_epochs if args.max_steps < 0 else None,
         "max_steps": args.max_steps if args.max_steps > 0 else None,
         "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "learning_rate": args.learning_rate, "max_length": cfg.model.max_length,
@@ -359,7 +437,7 @@ def save_model(trainer: SentimentTrainer, tokenizer, cfg: TrainConfig, run_dir: 
 
 def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, train_output, resumed: bool) -> dict:
     """What the run was and how training went (the scores come from `score_saved_model`)."""
-    args, names = cfg.training, cfg.data.label_names
+    args, names = cfg.training, inputs.label_names
     name = cfg.model.model_name_or_path
     return {
         "model": name,
@@ -369,6 +447,8 @@ def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, tra
         "train_samples": len(inputs.train_set),
         "eval_samples": len(inputs.eval_set),
         "test_samples": None if inputs.test_data is None else len(inputs.test_data),
+        "multi_label": inputs.multi_label,
+        "label_map": cfg.data.label_map,
         "label_set": label_set_record(LabelSet.of(names, cfg.data.label_order)),  # order, polarity, plot colours
         "metric_catalogue": metric_catalogue(),  # each metric's name, direction and format, for the card and Space
         "class_weights": inputs.class_weights and dict(zip(names, inputs.class_weights)),
@@ -380,10 +460,10 @@ def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, tra
         "global_step": trainer.state.global_step,
         "best_step": trainer.state.best_global_step,
         "best_checkpoint": trainer.state.best_model_checkpoint,
-        "label_counts": {
-            "train": label_counts(inputs.train_data["label"], names),
-            "eval": label_counts(inputs.eval_data["label"], names),
-            **({} if inputs.test_data is None else {"test": label_counts(inputs.test_data["label"], names)}),
+        "label_counts": {  # texts of each label (a text of several labels counts for each)
+            "train": label_counts(inputs.targets(inputs.train_data), names),
+            "eval": label_counts(inputs.targets(inputs.eval_data), names),
+            **({} if inputs.test_data is None else {"test": label_counts(inputs.targets(inputs.test_data), names)}),
         },
         "environment": environment(cfg.argv, precision_of(args), processes=args.world_size),
     }
@@ -396,13 +476,14 @@ def score_saved_model(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTraine
         plot_training_curves(trainer.state.log_history, run_dir / PLOTS / "training_curves.png")
         return trainer_scores(cfg, inputs, trainer)
     classifier = load_classifier(str(run_dir))
-    evaluation = analyse_split(cfg, classifier, inputs.eval_data, run_dir, split_name(cfg, "validation"), None)
+    evaluation = analyse_split(cfg, classifier, inputs.eval_data, inputs.targets(inputs.eval_data), run_dir,
+                               split_name(cfg, "validation"), None)  # fmt: skip
     scores = {key: score["value"] for key, score in evaluation["metrics"].items()}
     result = {**scores, "loss": scores["log_loss"], "evaluation": evaluation["metrics"],
               "evaluation_seconds": evaluation["timing"]["total_seconds"]}  # fmt: skip
     if inputs.test_data is not None:
-        test = analyse_split(cfg, classifier, inputs.test_data, run_dir / EVALUATIONS / "test",
-                             split_name(cfg, "test"), METRICS)  # fmt: skip
+        test = analyse_split(cfg, classifier, inputs.test_data, inputs.targets(inputs.test_data),
+                             run_dir / EVALUATIONS / "test", split_name(cfg, "test"), METRICS)  # fmt: skip
         result["test"] = test["metrics"]
     return result
 
@@ -412,20 +493,22 @@ def trainer_scores(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer) 
     final = trainer.evaluate(metric_key_prefix="final")  # final_*: kept apart from the curves' eval_*
     scores = {key.removeprefix("final_"): value for key, value in final.items()}
     if inputs.test_data is not None:
-        test_set = tokenize(inputs.test_data, inputs.tokenizer, cfg.model.max_length)
+        test_set = tokenize(inputs.test_data, inputs.tokenizer, cfg.model.max_length,
+                            len(inputs.label_names) if inputs.multi_label else None)  # fmt: skip
         test = trainer.evaluate(test_set, metric_key_prefix="test")
         scores["test"] = {key.removeprefix("test_"): {"value": value} for key, value in test.items()}
     return scores
 
 
-def analyse_split(cfg: TrainConfig, classifier, data: Dataset, out: Path, data_id: str, metrics_file) -> dict:
+def analyse_split(cfg: TrainConfig, classifier, data: Dataset, labels: np.ndarray, out: Path, data_id: str,
+                  metrics_file) -> dict:  # fmt: skip
     """The analysis of the saved model on one split, with the run's facts from its config."""
     options = AnalysisOptions(
         output_dir=out, data_id=data_id, model=str(classifier.folder), label_order=cfg.data.label_order,
         trained_on=training_data(dataclasses.asdict(cfg.data)), n_bootstrap=cfg.run.n_bootstrap,
         seed=cfg.training.seed, metrics_file=metrics_file,
     )  # fmt: skip
-    return analyse(classifier, data["text"], np.asarray(data["label"]), options)
+    return analyse(classifier, data["text"], labels, options)
 
 
 def split_name(cfg: TrainConfig, role: str) -> str:
@@ -475,7 +558,8 @@ def check_world_size(processes: int, train_rows: int, eval_rows: int) -> None:
 
 
 def label_counts(labels, names: list[str]) -> dict[str, int]:
-    counts = np.bincount(np.asarray(labels), minlength=len(names))
+    labels = np.asarray(labels)
+    counts = labels.sum(0) if labels.ndim == 2 else np.bincount(labels, minlength=len(names))
     return {name: int(n) for name, n in zip(names, counts)}
 
 
