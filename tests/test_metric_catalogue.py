@@ -28,17 +28,43 @@ def computed_keys(names: list[str], order: str = "auto") -> set[str]:
     return keys - {f"{metric}_{name}" for metric in catalogue.PER_CLASS for name in names}
 
 
+def multilabel_keys(names: list[str]) -> set[str]:
+    """The keys point_metrics gives a multi-label model (labels an (n, k) 0/1 matrix), without the per-label ones."""
+    rng = np.random.default_rng(0)
+    labels = (rng.random((60, len(names))) < 0.3).astype(int)
+    keys = set(point_metrics(labels, rng.random((60, len(names))), names, thresholds=np.full(len(names), 0.4)))
+    return keys - {f"{metric}_{name}" for metric in catalogue.PER_LABEL for name in names}
+
+
 def test_every_computed_metric_has_one_entry_and_every_entry_is_computed_somewhere():
-    found = computed_keys(["negative", "positive"]) | computed_keys(["a", "b", "c"]) | computed_keys(FIVE_LABELS)
+    single = computed_keys(["negative", "positive"]) | computed_keys(["a", "b", "c"]) | computed_keys(FIVE_LABELS)
+    multi = multilabel_keys(["joy", "anger", "fear", "neutral"])
     keys = [metric.key for metric in CATALOGUE]
     assert len(keys) == len(set(keys))
-    assert found == set(keys) - {"loss"}  # loss: the Trainer's own eval_loss, listed for its direction
-    assert computed_keys(["a", "b", "c"]) == {m.key for m in CATALOGUE if not m.ordinal} - {"f1", "loss"}
+    assert single | multi == set(keys) - {"loss"}  # loss: the Trainer's own eval_loss, listed for its direction
+    assert computed_keys(["a", "b", "c"]) == {m.key for m in CATALOGUE if not m.ordinal and m.task != "multi"} - {
+        "f1", "loss"}  # fmt: skip
+    # each entry's task says which models compute it: the readers show a run the rows of its own kind
+    assert single == {m.key for m in CATALOGUE if m.task in ("single", "both")} - {"loss"}
+    assert multi == {m.key for m in CATALOGUE if m.task in ("multi", "both")} - {"loss"}
+
+
+def test_a_run_records_the_entries_of_its_kind_and_a_single_label_run_what_it_always_has():
+    single, multi = [m["key"] for m in record()], [m["key"] for m in record(multi_label=True)]
+    assert single[:5] == ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc"]  # as before this issue
+    assert "subset_accuracy" not in single and "task" not in record()[0]
+    headline = [m["key"] for m in record(multi_label=True) if m.get("headline")]
+    assert headline == ["f1_micro", "f1_macro", "precision_micro", "recall_micro", "precision_macro", "recall_macro",
+                        "subset_accuracy", "hamming_loss", "roc_auc", "pr_auc", "log_loss", "brier", "ece"]  # fmt: skip
+    assert "accuracy" not in multi and "mcc" not in multi and "labels_per_text" in multi
+    assert lower_is_better("eval_hamming_loss") and not lower_is_better("pr_auc")
+    with pytest.raises(ValueError, match="task one of single, multi, both"):
+        Metric("x", "X", task="several")
 
 
 def test_direction_and_record():
     assert [m.key for m in CATALOGUE if m.better == "lower"] == [
-        "log_loss", "brier", "ece", "mae", "off_by_one", "polarity_flips", "loss",
+        "hamming_loss", "log_loss", "brier", "ece", "mae", "off_by_one", "polarity_flips", "loss",
     ]  # fmt: skip
     assert lower_is_better("eval_log_loss") and lower_is_better("loss") and not lower_is_better("f1_macro")
     assert not lower_is_better("a_metric_nobody_defined")

@@ -191,3 +191,97 @@ def test_ordinal_figures_follow_the_scale_not_the_ids_and_only_for_ordered_label
     assert "mae" not in point_metrics(np.array([0, 1]), np.eye(2), ["negative", "positive"])
     assert {"mae", "qwk"} <= set(compute_metrics_for(["low", "mid", "high"], "ordinal")(
         EvalPrediction(predictions=np.eye(3), label_ids=np.array([0, 1, 2]))))  # fmt: skip
+
+
+# A 3-label example by hand: rows' true labels, probabilities, and the decisions at 0.5
+ML_NAMES = ["joy", "anger", "fear"]
+ML_LABELS = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0]])
+ML_PROBS = np.array([[0.9, 0.2, 0.4], [0.3, 0.8, 0.3], [0.7, 0.1, 0.2]])  # chosen: {joy}, {anger}, {joy}
+
+
+def test_multilabel_metrics_by_hand_on_three_rows():
+    m = point_metrics(ML_LABELS, ML_PROBS, ML_NAMES)  # a 2-D 0/1 label matrix: a multi-label model, 0.5 thresholds
+    # hits: joy rows 0 and 2, anger row 1 (3); misses: fear row 0, anger row 2 (2); false alarms: none
+    assert m["precision_micro"] == 1 and m["recall_micro"] == pytest.approx(3 / 5)
+    assert m["f1_micro"] == pytest.approx(2 * 3 / (2 * 3 + 0 + 2))
+    assert m["hamming_loss"] == pytest.approx(2 / 9)  # 2 wrong decisions of 9
+    assert m["subset_accuracy"] == pytest.approx(1 / 3)  # row 1 alone has every label right
+    assert [m[f"f1_{n}"] for n in ML_NAMES] == pytest.approx([1, 2 / 3, 0])
+    assert m["f1_macro"] == pytest.approx(5 / 9) and m["support_fear"] == 1
+    assert m["f1_weighted"] == pytest.approx((2 * 1 + 2 * 2 / 3 + 0) / 5)
+    assert m["labels_per_text"] == 1 and m["labels_per_text_true"] == pytest.approx(5 / 3)
+    flat_y, flat_p = ML_LABELS.ravel(), ML_PROBS.ravel()
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log(np.where(flat_y == 1, flat_p, 1 - flat_p))))
+    assert m["brier"] == pytest.approx(np.mean((flat_p - flat_y) ** 2))
+    assert m["ece"] == pytest.approx(expected_calibration_error(flat_p, flat_y))
+    # joy: both positives (0.9, 0.7) above the negative (0.3); fear: the positive 0.4 above both negatives
+    assert m["roc_auc_joy"] == 1 and m["roc_auc_fear"] == 1 and m["roc_auc_anger"] == pytest.approx(1 / 2)
+    assert m["roc_auc"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert m["pr_auc_anger"] == pytest.approx((1 + 2 / 3) / 2)  # ranks: 0.8 (+), 0.2 (-), 0.1 (+)
+
+
+def test_multilabel_thresholds_decide_and_a_one_class_label_has_no_auc():
+    m = point_metrics(ML_LABELS, ML_PROBS, ML_NAMES, thresholds=[0.5, 0.5, 0.35])  # fear at 0.4 now chosen
+    assert m["subset_accuracy"] == pytest.approx(2 / 3) and m["f1_micro"] == pytest.approx(8 / 9)
+    labels = ML_LABELS.copy()
+    labels[:, 2] = 0
+    m = point_metrics(labels, ML_PROBS, ML_NAMES)
+    assert "roc_auc_fear" not in m and "pr_auc_fear" not in m and m["support_fear"] == 0
+    assert m["roc_auc"] == pytest.approx((1 + 0.5) / 2)  # the macro mean over the labels with both classes
+
+
+def test_multilabel_resamples_equal_sklearn_on_the_resampled_rows():
+    from trainer.evaluation.metrics import multilabel_metrics, multilabel_resamples
+
+    rng = np.random.default_rng(1)
+    names = [f"l{j}" for j in range(6)]
+    labels = (rng.random((120, 6)) < 0.25).astype(int)
+    labels[:, 5] = 0  # a label with one class: no AUC on any resample
+    probs = np.clip(0.5 * labels + 0.6 * rng.random((120, 6)), 0, 1).round(2)  # rounded: tied scores
+    thresholds = np.array([0.5, 0.4, 0.6, 0.5, 0.3, 0.5])
+    draws = [rng.integers(0, 120, 120) for _ in range(4)]
+    fast = multilabel_resamples(labels, probs, names, thresholds, iter(draws))
+    for r, idx in enumerate(draws):
+        slow = multilabel_metrics(labels[idx], probs[idx], names, thresholds)
+        assert {key: fast[key][r] for key in slow} == pytest.approx(slow, abs=1e-12)
+        assert all(np.isnan(fast[key][r]) for key in fast.keys() - slow.keys())  # undefined there: nan, skipped
+
+
+def test_multilabel_intervals_hold_the_value_and_are_seeded():
+    rng = np.random.default_rng(2)
+    labels = (rng.random((80, 4)) < 0.3).astype(int)
+    probs = np.clip(0.4 * labels + 0.6 * rng.random((80, 4)), 0, 1)
+    names = ["joy", "anger", "fear", "neutral"]
+    m = metrics_with_ci(labels, probs, names, n_boot=200, seed=0)
+    assert m == metrics_with_ci(labels, probs, names, n_boot=200, seed=0)
+    assert {"f1_micro", "subset_accuracy", "hamming_loss", "pr_auc", "f1_joy", "roc_auc_fear"} <= set(m)
+    for key, s in m.items():
+        assert s["ci_low"] <= s["value"] + 1e-12 <= s["ci_high"] + 2e-12, key
+    assert m["f1_micro"]["ci_low"] < m["f1_micro"]["ci_high"]
+
+
+def test_multilabel_trainer_hook_applies_a_sigmoid_per_label():
+    rng = np.random.default_rng(3)
+    labels = (rng.random((30, 3)) < 0.4).astype(np.float32)  # the Trainer hands BCE targets as floats
+    logits = rng.normal(size=(30, 3)).astype(np.float32) + 2 * labels
+    hook = compute_metrics_for(ML_NAMES, multi_label=True)(EvalPrediction(predictions=logits, label_ids=labels))
+    assert hook == point_metrics(labels, 1 / (1 + np.exp(-logits.astype(float))), ML_NAMES)
+    assert hook["f1_micro"] > 0.5 and "accuracy" not in hook
+
+
+def test_risk_coverage_by_hand_on_ten_rows():
+    from trainer.evaluation.metrics import risk_coverage
+
+    confidence = np.array([0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5])
+    correct = np.array([1, 1, 1, 0, 1, 1, 0, 1, 0, 0], bool)
+    shuffle = np.random.default_rng(0).permutation(10)
+    found = risk_coverage(confidence[shuffle], correct[shuffle])
+    # accuracy of the m most confident: 1 1 1 3/4 4/5 5/6 5/7 6/8 6/9 6/10
+    accuracy = [1, 1, 1, 3 / 4, 4 / 5, 5 / 6, 5 / 7, 6 / 8, 6 / 9, 6 / 10]
+    assert [p["coverage"] for p in found["points"]] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert [p["accuracy"] for p in found["points"]] == pytest.approx(accuracy)
+    at_90 = found["points"][8]
+    assert at_90 == {"coverage": 0.9, "accuracy": pytest.approx(6 / 9), "min_confidence": 0.55, "n": 9}
+    assert found["aurc"] == pytest.approx(np.mean(1 - np.array(accuracy)))
+    assert found["accuracy_measure"] == "accuracy"
+    assert risk_coverage(confidence[:3], correct[:3], "subset_accuracy")["points"][0]["n"] == 1  # at least one text
