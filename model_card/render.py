@@ -11,6 +11,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from model_card.citations import BASE_MODELS, DATASETS
+from model_card.decisions import decision_facts
 from model_card.markdown import figure, join_words, pct, quote
 from trainer.run_folder import (
     BEHAVIOURAL,
@@ -60,9 +61,17 @@ def metric_catalogue(metrics: dict, names: list[str]) -> list[dict]:
             for key in metrics.get("evaluation") or ["accuracy"] if key not in per_class]  # fmt: skip
 
 
+def for_task(catalogue: list[dict], multi_label: bool) -> list[dict]:
+    """The catalogue entries for this kind of model (an entry recorded without a task is for both kinds)."""
+    task = "multi" if multi_label else "single"
+    return [metric for metric in catalogue if metric.get("task", "both") in (task, "both")]
+
+
 def score_facts(metrics: dict, names: list[str]) -> dict:
-    """The card's scores: the catalogue they are shown by, validation and test scores, the results table, per class."""
-    catalogue = metric_catalogue(metrics, names)
+    """The card's scores: the catalogue they are shown by, validation and test scores, the results table, per class
+    (per label, with its support, for a multi-label model)."""
+    multi_label = bool(metrics.get("multi_label"))
+    catalogue = for_task(metric_catalogue(metrics, names), multi_label)
     evaluation = metrics.get("evaluation") or {  # a run without an analysis: the figures training logged
         m["key"]: {"value": metrics[m["key"]]} for m in catalogue if m["key"] in metrics
     }
@@ -75,9 +84,24 @@ def score_facts(metrics: dict, names: list[str]) -> dict:
         "per_class": [  # (class, [(validation, test) score of precision, recall, F1])
             (name, [(evaluation[f"{m}_{name}"], test.get(f"{m}_{name}")) for m in ("precision", "recall", "f1")])
             for name in names
-            if f"f1_{name}" in evaluation
+            if f"f1_{name}" in evaluation and not multi_label
+        ],
+        "per_label": [  # multi-label: (label, validation and test support, as per_class)
+            (
+                name,
+                [_count(evaluation.get(f"support_{name}")), _count(test.get(f"support_{name}"))],
+                [(evaluation[f"{m}_{name}"], test.get(f"{m}_{name}")) for m in ("precision", "recall", "f1")],
+            )
+            for name in names
+            if f"f1_{name}" in evaluation and multi_label
         ],
     }
+
+
+def _count(score) -> str:
+    """A support figure, recorded as a number or as {value, ...}, as a whole number ("" when missing)."""
+    value = score.get("value") if isinstance(score, dict) else score
+    return "" if value is None else f"{float(value):,.0f}"
 
 
 def result_rows(catalogue: list[dict], evaluation: dict, test: dict) -> list[dict]:
@@ -131,15 +155,16 @@ def validation_name(config: dict) -> str:
     return config.get("validation_split") or "validation"
 
 
-def eval_rows(log_history: list[dict], best_step: int | None) -> list[dict]:
-    """One row per evaluation (training loss = last one logged before it); per epoch if the run never evaluated."""
+def eval_rows(log_history: list[dict], best_step: int | None, accuracy: str = "accuracy") -> list[dict]:
+    """One row per evaluation (training loss = last one logged before it); per epoch if the run never evaluated.
+    `accuracy`: the metric of the accuracy column (a multi-label run logs subset_accuracy)."""
     rows, last_loss = [], None
     for entry in log_history:
         if "loss" in entry:
             last_loss = entry["loss"]
-        if "eval_accuracy" in entry:
+        if f"eval_{accuracy}" in entry:
             rows.append({"epoch": entry.get("epoch"), "step": entry["step"], "train_loss": last_loss,
-                         "eval_loss": entry.get("eval_loss"), "accuracy": entry["eval_accuracy"],
+                         "eval_loss": entry.get("eval_loss"), "accuracy": entry[f"eval_{accuracy}"],
                          "f1_macro": entry.get("eval_f1_macro"), "best": entry["step"] == best_step})  # fmt: skip
     if rows:
         return rows
@@ -152,8 +177,9 @@ def eval_rows(log_history: list[dict], best_step: int | None) -> list[dict]:
             for epoch, logs in sorted(by_epoch.items())]  # fmt: skip
 
 
-def widget_examples(predictions: pd.DataFrame | None, names: list[str]) -> list[dict]:
-    """Confidently right validation sentences of 8-25 words, one per class, plus the least sure right negation.
+def widget_examples(predictions: pd.DataFrame | None, names: list[str], multi_label: bool = False) -> list[dict]:
+    """Confidently right validation sentences of 8-25 words, one per class (for a multi-label model, one that has the
+    label among its labels), plus the least sure right negation.
 
     Falls back to any length, then to wrong predictions, so a weak model still gets examples.
     """
@@ -167,8 +193,10 @@ def widget_examples(predictions: pd.DataFrame | None, names: list[str]) -> list[
             break
     pool = pool.sort_values(["confidence", "text"], ascending=[False, True])
     examples = []
+    labels = pool["label"].astype(str).str.split(";") if multi_label else None
     for name in names:
-        for text in pool.loc[pool["label"] == name, "text"].head(1):
+        has = labels.apply(lambda row, name=name: name in row) if multi_label else pool["label"] == name
+        for text in pool.loc[has, "text"].head(1):
             examples.append({"text": text.strip(), "example_title": f"{name} (validation)"})
     if "negation" in pool:
         hard = pool[pool["negation"]].sort_values(["confidence", "text"]).head(1)
@@ -181,7 +209,7 @@ def limitations(facts: dict) -> list[str]:
     """Plain sentences about where this model measurably fails, from the run's own analysis files."""
     out = []
     scores = facts["evaluation"]
-    overall = scores.get("accuracy", {}).get("value")
+    overall = scores.get("accuracy", scores.get("subset_accuracy", {})).get("value")  # slices.csv's accuracy
     for row in facts["slices"]:
         if overall is None or row["slice"].startswith(("likely_label_noise", "label ")) or row["n"] < 10:
             continue
@@ -252,10 +280,16 @@ def recall_gaps(scores: dict, names: list[str]) -> list[str]:
     return out
 
 
-def label_note(names: list[str], label_set: dict) -> str:
+def label_note(names: list[str], label_set: dict, multi_label: bool = False) -> str:
     """What the label set makes the model do with texts that fit no label cleanly (neutral, mixed, off-topic)."""
     polar = [*label_set["negative"], *label_set["positive"]]
     neutral = [name for name in names if polar and name not in polar]
+    if multi_label:
+        return (
+            f"It gives a text every one of its {len(names)} labels whose score reaches that label's threshold, so a "
+            "text can get several labels or none; labels rare in the training data are found least reliably (see the "
+            "per-label table)."
+        )
     if len(names) == 2:
         return f"It predicts only {join_words(names, 'or')}, so neutral or mixed texts get one of these labels."
     if not polar:
@@ -299,6 +333,7 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | Non
     names = [model_config["id2label"][str(i)] for i in range(len(model_config["id2label"]))]
     # runs from before k labels are binary, and the GLUE convention reads id 1 as positive
     label_set = metrics.get("label_set") or {"ordinal": False, "negative": names[:1], "positive": names[1:]}
+    multi_label = bool(metrics.get("multi_label"))  # absent in single-label runs and in runs from before it
     weighting = class_weighting(metrics, config)
     base_model = config.get("model_name_or_path")
     dataset = dataset_facts(config, metrics)
@@ -309,7 +344,8 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | Non
         "label_names": names,
         "label_set": label_set,
         "polar": bool(label_set["positive"] and label_set["negative"]),  # a sentiment model, not a topic classifier
-        "label_note": label_note(names, label_set),
+        "multi_label": multi_label,
+        "label_note": label_note(names, label_set, multi_label),
         "model_type": model_config.get("model_type", "bert"),
         "base_model": base_model,
         "base_model_on_hub": bool(metrics.get("base_model")),  # recorded by training: a Hub id, or null
@@ -324,19 +360,26 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | Non
         "seed": settings.get("seed"),
         "hyperparameters": [(label, settings.get(key, "not recorded")) for key, label in HYPERPARAMETERS]
         + [("class weights (loss)", f"{weighting['rule']} ({weighting['weights']})" if weighting else "none")],
-        "eval_rows": eval_rows(_read_json(run / LOG_HISTORY) or [], metrics.get("best_step")),
+        "eval_rows": eval_rows(
+            _read_json(run / LOG_HISTORY) or [],
+            metrics.get("best_step"),
+            "subset_accuracy" if multi_label else "accuracy",
+        ),
         "plots": sorted(p.name for p in (run / PLOTS).glob("*.png")) if (run / PLOTS).is_dir() else [],
         "out_of_domain": other_evaluations(run, skip=("test",) if metrics.get("test") else ()),  # test: shown above
         "environment": metrics.get("environment") or {},
         "citations": [c for c in (BASE_MODELS.get(base_model), dataset["citation"]) if c],
-        **analysis_facts(run, names),
+        **analysis_facts(run, names, multi_label),
+        **decision_facts(metrics, model_config, names, dataset, coverage_curves(run, metrics)),
     }
     facts["onnx"] = None if onnx is False else _read_json(run / ONNX_DIR / INT8_CHECK)
     facts["limitations"] = limitations(facts)
+    best = str(settings.get("metric_for_best_model") or "loss").removeprefix("eval_")  # what chose the checkpoint
+    facts["best_metric"] = next((m["name"] for m in facts["metric_catalogue"] if m["key"] == best), best)
     return facts
 
 
-def analysis_facts(run: Path, names: list[str]) -> dict:
+def analysis_facts(run: Path, names: list[str], multi_label: bool = False) -> dict:
     """What the run's analysis files say: mistakes and their types, slices, behavioural tests, widget examples."""
     wrong = _read_csv(run / INCORRECT, keep_default_na=False)  # a text may read "NA"
     slices = _read_csv(run / SLICES)
@@ -356,8 +399,18 @@ def analysis_facts(run: Path, names: list[str]) -> dict:
         "slices": [] if slices is None else slices.to_dict("records"),
         "behavioral": behavioral.get("tests", []),
         "behavioral_skipped": skipped_tests(behavioral.get("skipped")),
-        "widget": widget_examples(predictions, names),
+        "widget": widget_examples(predictions, names, multi_label),
     }
+
+
+def coverage_curves(run: Path, metrics: dict) -> dict | None:
+    """metrics.json's risk-coverage curves ({split: curve}); a run that records validation's curve alone gets its test
+    analysis's (evaluations/test/metrics.json) beside it."""
+    curves = metrics.get("risk_coverage")
+    if not curves or "points" not in curves:
+        return curves
+    test = (_read_json(run / EVALUATIONS / "test" / METRICS) or {}).get("risk_coverage")
+    return {"validation": curves, **({"test": test} if test else {})}
 
 
 def skipped_tests(skipped: list[dict] | str | None) -> list[tuple[str, list[str]]]:
@@ -394,6 +447,7 @@ def card_data(facts: dict) -> ModelCardData:
     indexed = [m for m in catalogue if m.get("hub")]  # the metrics the Hub's evaluation widget shows
     entries = [m for m in indexed if m["key"] in scores and (ordinal or not m.get("ordinal"))]
     task = "Sentiment analysis" if facts.get("polar", True) else "Text classification"
+    multi_label = ["multi-label-classification"] if facts.get("multi_label") else []
     results = [
         EvalResult(task_type="text-classification", task_name=task, dataset_type=dataset["id"],
                    dataset_name=dataset["name"], dataset_config=dataset["config"], dataset_split=split,
@@ -408,11 +462,12 @@ def card_data(facts: dict) -> ModelCardData:
         pipeline_tag="text-classification",
         base_model=facts["base_model"] if facts["base_model_on_hub"] else None,
         datasets=[dataset["id"]] if dataset["on_hub"] else None,
-        metrics=[m["hub"]["type"] for m in indexed if not m.get("ordinal")] or None,
+        metrics=list(dict.fromkeys(m["hub"]["type"] for m in indexed if not m.get("ordinal"))) or None,  # micro, macro
         tags=[
             "sentiment-analysis",
             facts["model_type"],
             "sentiment-trainer",
+            *multi_label,
             *(["onnx", "transformers.js"] if facts.get("onnx") else []),
         ],  # fmt: skip
         model_name=(facts["repo_id"] or facts["run_name"]).split("/")[-1],
