@@ -203,8 +203,9 @@ def test_thresholds_section_states_the_rule_and_compares_the_strategies(multi_ru
 def test_calibration_and_coverage_sections_read_the_run(multi_run):
     text = render_card(multi_run)
     calibrated = section(text, "## Calibrated scores")
-    assert "divided by the temperature T" in calibrated and "with no client code" in calibrated
-    assert "from 0.920 (relief) to 1.580 (anger), median 1.215" in calibrated and "3 of 4 labels above 1" in calibrated
+    assert "weights and bias divided by T" in calibrated and "with no client code" in calibrated
+    assert "from 0.920 (relief) to 1.580 (anger), median 1.215" in calibrated
+    assert "3 of 4 labels have T above 1" in calibrated
     assert "`dev` 0.041 -> 0.012, `test` 0.044 -> 0.017." in calibrated
     unsure = section(text, "## When the model is not sure")
     assert "on `dev`, **at 90% coverage it is 55.0% accurate** (42.0% at 100%)" in unsure
@@ -258,6 +259,20 @@ def test_the_onnx_snippet_chooses_the_labels_the_int8_classifier_chooses(multi_r
     exec(code, scope)  # noqa: S102
     int8 = Classifier(run, device="cpu", backend="onnx-int8").predict(TEXTS)
     assert [set(labels) for labels in scope["labels"]] == [set(answer["labels"]) for answer in int8]
+
+
+def test_a_trained_multi_label_runs_card_validates_and_its_snippets_agree_with_predict(tiny_multi_run):
+    text = render_card(tiny_multi_run, "alice/emotions")
+    assert validate_card(text) is None and "## Thresholds" in text and "## Calibrated scores" in text
+    thresholds = json.loads((tiny_multi_run / "config.json").read_text())["decision_thresholds"]
+    rows = table(text, "| label | threshold |")
+    assert {row[0]: float(row[1]) for row in rows} == {name: round(t, 3) for name, t in thresholds.items()}
+    pipeline_code, direct_code = python_snippets(render_card(tiny_multi_run))[:2]
+    expected = [set(answer["labels"]) for answer in Classifier(tiny_multi_run, device="cpu").predict(TEXTS)]
+    for code in (pipeline_code, direct_code):
+        scope = {}
+        exec(code, scope)  # noqa: S102
+        assert [set(labels) for labels in scope["labels"]] == expected
 
 
 def test_a_single_label_run_states_its_temperature_and_coverage(tiny_run, tmp_path):
