@@ -115,6 +115,17 @@ CASES = {
     "train: split not in mirror": Case("train", lambda c: c.train_args("--train_file", "", "--dataset_name", "stanfordnlp/sst2", "--test_split", "test"), "has no 'test' split (it has: train, validation)", mirror="sst2"),
     "train: steps disagree": Case("train", lambda c: c.train_args("--save_steps", "3", "--eval_steps", "2"), "pass --eval_steps 3, or --save_steps 2"),
     "train: bad validation share": Case("train", lambda c: c.train_args("--validation_split_percentage", "80"), "must be in (0, 50]"),
+    # train: multi-label data and calibration
+    "train: multi-label row without label": Case("train", lambda c: c.train_args("--label_names", "joy", "fear", train=c.write("m.csv", "sentence,label\ngood,joy;fear\nbad,\n")), "data row 2 has no label in 'label'"),
+    "train: multi-label unknown name": Case("train", lambda c: c.train_args("--label_names", "joy", "fear", train=c.write("m.csv", "sentence,label\ngood,joy;fear\nbad,anger\n")), "has label 'anger', not in the label set"),
+    "train: label column not 0/1": Case("train", lambda c: c.train_args("--label_columns", "joy", "fear", train=c.write("m.csv", "sentence,joy,fear\ngood,1,0\nbad,2,1\n")), "label column 'joy' holds 2 in data row 2"),
+    "train: label_map unknown label": Case("train", lambda c: c.train_args("--label_map", str(c.write("map.json", '{"good side": ["positive", "delight"]}'))), "'delight' (group 'good side') is not a label of the data"),
+    "train: label_map not JSON": Case("train", lambda c: c.train_args("--label_map", str(c.write("map.json", "{positive"))), "not valid JSON"),
+    "train: unknown calibration": Case("train", lambda c: c.train_args("--calibrate", "platt"), "calibrate='platt': use one of temperature, none"),
+    "predict: min_confidence out of range": Case("predict", lambda c: ["--model", str(c.run()), "--min_confidence", "1.5", "ok"], "--min_confidence 1.5: use a probability in [0, 1)"),
+    "predict: threshold out of range": Case("predict", lambda c: ["--model", str(c.run()), "--threshold", "0", "ok"], "--threshold 0.0: use a probability in (0, 1)"),
+    "predict: threshold on single-label": Case("predict", lambda c: ["--model", str(c.run()), "--threshold", "0.3", "ok"], "a decision threshold is for multi-label models"),
+    "evaluate: min_confidence out of range": Case("evaluate", lambda c: ["--model", str(c.run()), "--data", str(c.dev), "--output_dir", str(c.tmp / "e"), "--min_confidence", "-0.1"], "--min_confidence -0.1: use a probability in [0, 1)"),
     # evaluate, predict, card, bench, hpo
     "evaluate: missing data": Case("evaluate", lambda c: ["--model", str(c.run()), "--data", str(c.tmp / "no.tsv"), "--output_dir", str(c.tmp / "e")], "file not found"),
     "evaluate: no label column": Case("evaluate", lambda c: ["--model", str(c.run()), "--data", str(c.write("u.tsv", "sentence\ngood\n")), "--output_dir", str(c.tmp / "e")], "no label column 'label'"),

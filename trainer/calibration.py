@@ -9,15 +9,20 @@ softmax's argmax (or a sigmoid's side of 0.5) does not move. The model's config.
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_expit, log_softmax
 from sklearn.metrics import f1_score
 
 from trainer.evaluation.metrics import expected_calibration_error
+from trainer.files import write_text
 from trainer.inference import probabilities
+from trainer.run_folder import METRICS, PREDICTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -118,3 +123,22 @@ def threshold_results(probs: np.ndarray, targets: np.ndarray, per_label: np.ndar
                      for avg in ("macro", "micro")}  # fmt: skip
         out[rule] = {f"f1_{avg}": value for avg, value in out[rule].items()}
     return out
+
+
+def answered(analysis_dir: Path, min_confidence: float) -> dict:
+    """How many texts of an analysis are answered at `min_confidence` (the rest are 'uncertain'), and how many of
+    those are right (exact match for a multi-label model); recorded in its metrics.json as `min_confidence`."""
+    frame = pd.read_parquet(analysis_dir / PREDICTIONS, columns=["confidence", "correct"])
+    sure = frame["confidence"].to_numpy() >= min_confidence
+    found = {
+        "min_confidence": min_confidence,
+        "n": len(frame),
+        "answered": int(sure.sum()),
+        "coverage": float(sure.mean()),
+        "accuracy": float(frame["correct"][sure].mean()) if sure.any() else 0.0,
+    }
+    metrics_file = analysis_dir / METRICS
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        write_text(metrics_file, json.dumps({**metrics, "min_confidence": found}, indent=2) + "\n")
+    return found

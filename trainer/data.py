@@ -512,6 +512,24 @@ def multi_hot(rows, k: int) -> np.ndarray:
     return matrix
 
 
+def load_labelled(spec: str, cfg: DataConfig, names: list[str], multi: bool = False) -> pd.DataFrame:
+    """Labelled data to evaluate on: `spec` is a local file, or a Hub dataset `name[:split]` (default split:
+    validation; its config is --dataset_config_name); returns text/label ids (a list of ids per row when `multi`)."""
+    if Path(spec).suffix.lower() in READERS:
+        frame = read_table(spec)
+    else:
+        name, _, split = spec.partition(":")
+        frame = load_split(name, cfg.dataset_config_name, split or "validation")
+    missing = [c for c in cfg.label_columns or [cfg.label_column] if c not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns))
+        raise UserError(
+            f"{spec}: no label column '{missing[0]}' (columns: {found}): pass --label_column (or --label_columns), "
+            "or use `python -m trainer.predict --file` for unlabelled data"
+        )
+    return encode_labels(frame, cfg, spec, names, multi)
+
+
 def tokenize(dataset: Dataset, tokenizer, max_length: int, num_labels: int | None = None) -> Dataset:
     """Tokenise without padding (the collator pads per batch) and record lengths for length-grouped batches. With
     `num_labels` (multi-label data) the label lists become 0/1 float vectors, the targets of the BCE loss."""

@@ -233,6 +233,19 @@ class Classifier:
         """Class probabilities (each label's own, for a multi-label model), (n, labels)."""
         return self.score(texts, batch_size).probs
 
+    def use_thresholds(self, value: float | dict[str, float]) -> None:
+        """Decide a multi-label model's labels at these thresholds instead of its own: one for every label, or
+        {label: t} for some; each in (0, 1)."""
+        if not self.multi_label:
+            raise ValueError("a decision threshold is for multi-label models: this one picks its most probable label")
+        given = value if isinstance(value, dict) else dict.fromkeys(self.labels, value)
+        for name, t in given.items():
+            if name not in self.labels:
+                raise ValueError(f"threshold for '{name}': not a label of this model ({', '.join(self.labels)})")
+            if not 0 < float(t) < 1:
+                raise ValueError(f"threshold {t} for '{name}': use a probability in (0, 1), e.g. 0.5")
+        self.thresholds = np.array([float(given.get(n, t)) for n, t in zip(self.labels, self.thresholds)])
+
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """The labels chosen for each row, (n, labels) bools: every label at or over its threshold for a multi-label
         model, the most probable one otherwise."""

@@ -7,11 +7,20 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from trainer import UserError
 from trainer.config import PACKAGED_MODELS, ModelConfig
-from trainer.inference import BACKENDS, LONG_TEXT, MULTI_LABEL, SAFE_LOADING, Classifier, OptionError, int8_available
+from trainer.inference import (
+    BACKENDS,
+    LONG_TEXT,
+    MULTI_LABEL,
+    SAFE_LOADING,
+    Classifier,
+    OptionError,
+    int8_available,
+    label_names,
+)
 from trainer.run_folder import MODEL_CONFIG, TOKENIZER_CONFIG, NoModel, check_model_folder, locate_model
 
 logger = logging.getLogger(__name__)
@@ -79,6 +88,15 @@ def load_model(cfg: ModelConfig, label_names: list[str], multi_label: bool = Fal
     if cfg.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     return model
+
+
+def model_labels(name_or_path: str) -> tuple[list[str], bool]:
+    """A model's label names in id order and whether it is multi-label, from its config alone."""
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(name_or_path, download=True), trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise UserError(load_error(name_or_path, err)) from None
+    return label_names(config), getattr(config, "problem_type", None) == MULTI_LABEL
 
 
 def load_classifier(name_or_path: str, backend: str = "torch", device: str | None = None, long_text: str = "truncate",

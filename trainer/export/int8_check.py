@@ -2,7 +2,8 @@
 
 The check scores the run's own validation texts (`predictions.parquet`, written by the analysis with the fp32
 model) with the int8 file, one text at a time as a transformers.js or Space user sends them, and records label
-agreement and probability gaps, stamped like the export it checked, so it is made again only for a new export.
+agreement (for a multi-label model, of every label decision at its threshold) and probability gaps, stamped like
+the export it checked, so it is made again only for a new export.
 """
 
 from __future__ import annotations
@@ -47,16 +48,39 @@ def int8_check(run: Path, int8_file: Path) -> dict:
     with no_loading_bar():
         classifier = Classifier(run, device="cpu", backend="onnx-int8", int8_file=int8_file)
     int8 = classifier.predict_proba(frame["text"].tolist(), batch_size=1)
-    labels = frame["label"].map({name: i for i, name in enumerate(names)}).to_numpy()
     gap = np.abs(int8 - fp32).max(1)
-    return {
+    common = {
         "texts": len(frame),
         "scored": "one text at a time, as the validation set of the analysis",
-        "label_agreement": round(float((int8.argmax(1) == fp32.argmax(1)).mean()), 5),
-        "labels_changed": int((int8.argmax(1) != fp32.argmax(1)).sum()),
         "prob_gap_mean": round(float(gap.mean()), 5),
         "prob_gap_p95": round(float(np.percentile(gap, 95)), 5),
         "prob_gap_max": round(float(gap.max()), 5),
+    }
+    if classifier.multi_label:
+        return {**common, **decision_agreement(classifier, fp32, int8, frame["label"], names)}
+    labels = frame["label"].map({name: i for i, name in enumerate(names)}).to_numpy()
+    return {
+        **common,
+        "label_agreement": round(float((int8.argmax(1) == fp32.argmax(1)).mean()), 5),
+        "labels_changed": int((int8.argmax(1) != fp32.argmax(1)).sum()),
         "accuracy_fp32": round(float((fp32.argmax(1) == labels).mean()), 5),
         "accuracy_int8": round(float((int8.argmax(1) == labels).mean()), 5),
+    }
+
+
+def decision_agreement(classifier: Classifier, fp32: np.ndarray, int8: np.ndarray, true: pd.Series,
+                       names: list[str]) -> dict:  # fmt: skip
+    """A multi-label model's int8 file against fp32, decision by decision at the model's thresholds: the share of
+    (text, label) decisions that agree, per label, the texts whose label set changed, and both micro F1s."""
+    from sklearn.metrics import f1_score
+
+    a, b = classifier.decide(fp32), classifier.decide(int8)
+    truth = np.array([[name in set(row.split(";")) for name in names] for row in true.fillna("")])
+    return {
+        "decision_agreement": round(float((a == b).mean()), 5),
+        "decision_agreement_per_label": {n: round(float(v), 5) for n, v in zip(names, (a == b).mean(0))},
+        "label_agreement": round(float((a == b).all(1).mean()), 5),  # texts given the same label set
+        "labels_changed": int((a != b).any(1).sum()),
+        "f1_micro_fp32": round(float(f1_score(truth, a, average="micro", zero_division=0)), 5),
+        "f1_micro_int8": round(float(f1_score(truth, b, average="micro", zero_division=0)), 5),
     }
