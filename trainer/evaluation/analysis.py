@@ -41,7 +41,7 @@ def rule_features(texts: pd.Series, labels: np.ndarray, label_set: LabelSet) -> 
     long_cut = np.percentile(n_tokens, 90)
     pos_words = words.map(lambda ws: any(w in POSITIVE_WORDS for w in ws)).to_numpy(bool)
     neg_words = words.map(lambda ws: any(w in NEGATIVE_WORDS for w in ws)).to_numpy(bool)
-    side = np.asarray(label_set.sign or [0] * label_set.k)[labels]
+    side = text_sides(np.asarray(labels), label_set)
     opposite = ((side > 0) & neg_words) | ((side < 0) & pos_words)
     emphatic = texts.str.contains("!", regex=False) | texts.str.contains(QUOTES)
     return pd.DataFrame(
@@ -55,6 +55,16 @@ def rule_features(texts: pd.Series, labels: np.ndarray, label_set: LabelSet) -> 
         },
         index=texts.index,
     )
+
+
+def text_sides(labels: np.ndarray, label_set: LabelSet) -> np.ndarray:
+    """Each text's side (-1, 0, +1) from its label id, or from its row of 0/1 labels (a multi-label text): the side
+    its labels share, 0 when they hold both sides, only neutral ones, or none."""
+    sign = np.asarray(label_set.sign or [0] * label_set.k)
+    if labels.ndim == 1:
+        return sign[labels]
+    positive, negative = (labels[:, sign > 0] > 0).any(1), (labels[:, sign < 0] > 0).any(1)
+    return positive.astype(int) - negative.astype(int)
 
 
 def label_noise_mask(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -130,9 +140,71 @@ def mistake_types(labels: np.ndarray, preds: np.ndarray, label_set: LabelSet) ->
     return out
 
 
+def joined(rows: np.ndarray, names: list[str]) -> list[str]:
+    """Each row of 0/1 flags as the names it flags, joined by ';' in label order ("" for none)."""
+    return [";".join(name for name, on in zip(names, row) if on) for row in rows]
+
+
+def multilabel_frame(texts, labels, probs, chosen, confidence, names: list[str],
+                     label_set: LabelSet | None = None) -> pd.DataFrame:  # fmt: skip
+    """One row per text of a multi-label model: text, true and predicted labels (joined by ';'), probabilities, the
+    classifier's confidence, correct (every label right), the labels missed and extra (and how many), length, loss
+    (mean binary cross-entropy of the row, clipped as log_loss is), rule cues, the error tags, and top_label.
+
+    `chosen` and `confidence` are `Classifier.decide` and `Classifier.confidence` of `probs`."""
+    y, probs, chosen = np.asarray(labels).astype(bool), np.asarray(probs, dtype=float), np.asarray(chosen, bool)
+    label_set = label_set or LabelSet.of(names, "nominal")
+    texts = pd.Series(list(texts), dtype=str)
+    missed, extra = y & ~chosen, chosen & ~y
+    eps = np.finfo(float).eps
+    bce = -np.where(y, np.log(np.clip(probs, eps, 1 - eps)), np.log(np.clip(1 - probs, eps, 1 - eps)))
+    frame = pd.DataFrame(
+        {
+            "text": texts,
+            "label": joined(y, names),
+            "predicted": joined(chosen, names),
+            **{f"p_{name}": probs[:, i] for i, name in enumerate(names)},
+            "confidence": np.asarray(confidence, dtype=float),
+            "correct": ~(missed | extra).any(1),
+            "missed": joined(missed, names),
+            "extra": joined(extra, names),
+            "n_missed": missed.sum(1),
+            "n_extra": extra.sum(1),
+            "length": texts.str.split().str.len(),
+            "loss": bce.mean(1),
+        }
+    )
+    frame = frame.join(rule_features(texts, y.astype(int), label_set))
+    frame["high_confidence_error"] = ~frame["correct"] & (frame["confidence"] >= 0.9)
+    frame["missed_label"], frame["extra_label"] = frame["n_missed"] > 0, frame["n_extra"] > 0
+    if label_set.has_polarity:  # a label of one side missed while one of the other side was chosen instead
+        sign = np.asarray(label_set.sign)
+        frame["polarity_flip"] = ((missed[:, sign > 0].any(1) & extra[:, sign < 0].any(1))
+                                  | (missed[:, sign < 0].any(1) & extra[:, sign > 0].any(1)))  # fmt: skip
+    frame["likely_label_noise"] = multilabel_noise_mask(y, probs)
+    frame["top_label"] = np.asarray(names)[probs.argmax(1)]
+    return frame
+
+
+def label_mistakes(frame: pd.DataFrame) -> dict[str, int]:
+    """A multi-label frame's mistakes counted: texts with a label missed, and labels missed; the same for extra."""
+    return {"texts_missed": int((frame["n_missed"] > 0).sum()), "labels_missed": int(frame["n_missed"].sum()),
+            "texts_extra": int((frame["n_extra"] > 0).sum()), "labels_extra": int(frame["n_extra"].sum())}  # fmt: skip
+
+
+def multilabel_noise_mask(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Texts with a label the model is very sure is wrong: `label_noise_mask` on each label as a two-class problem
+    (given or not), so a label given where the model is surer it is absent than it is of the label's average
+    absence, or the reverse, and at least 0.5 sure."""
+    flagged = np.zeros(len(labels), dtype=bool)
+    for j in range(labels.shape[1]):
+        flagged |= label_noise_mask(labels[:, j].astype(int), np.stack([1 - probs[:, j], probs[:, j]], 1))
+    return flagged
+
+
 # Every error tag in the order the CSV and the reports list them; a frame carries those its label set has.
-ERROR_TAGS = [*RULES, "high_confidence_error", "false_positive", "false_negative", "off_by_one", "polarity_flip",
-              "off_by_more", "neutral_confusion", "likely_label_noise"]  # fmt: skip
+ERROR_TAGS = [*RULES, "high_confidence_error", "missed_label", "extra_label", "false_positive", "false_negative",
+              "off_by_one", "polarity_flip", "off_by_more", "neutral_confusion", "likely_label_noise"]  # fmt: skip
 
 
 def error_tags(frame: pd.DataFrame) -> list[str]:
@@ -142,10 +214,16 @@ def error_tags(frame: pd.DataFrame) -> list[str]:
 
 def incorrect_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     """Wrong predictions, most confident first, with their error-type tags joined by ';' (and, for ordered labels,
-    how many classes off each one is)."""
+    how many classes off each one is; for a multi-label model, the labels missed and extra)."""
     wrong = frame[~frame["correct"]].sort_values("confidence", ascending=False)
     tagged = error_tags(frame)
     tags = wrong[tagged].apply(lambda row: ";".join(t for t in tagged if row[t]), axis=1)
+    if "missed" in frame:
+        return pd.DataFrame(
+            {"text": wrong["text"], "true_labels": wrong["label"], "predicted_labels": wrong["predicted"],
+             "missed": wrong["missed"], "extra": wrong["extra"], "confidence": wrong["confidence"].round(4),
+             "error_types": tags if len(wrong) else pd.Series(dtype=str)}
+        ).reset_index(drop=True)  # fmt: skip
     return pd.DataFrame(
         {
             "text": wrong["text"],
@@ -159,7 +237,10 @@ def incorrect_predictions(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def confused_pairs(frame: pd.DataFrame, top: int = 10) -> pd.DataFrame:
-    """The (true, predicted) pairs the model mixes up most, with their count and share of all mistakes."""
+    """The (true, predicted) pairs the model mixes up most, with their count and share of all mistakes (for a
+    multi-label model, `cooccurring_confusions`)."""
+    if "missed" in frame:
+        return cooccurring_confusions(frame, top)
     wrong = frame[~frame["correct"]]
     pairs = wrong.groupby(["label", "predicted"], sort=False).size().rename("mistakes").reset_index()
     pairs = pairs.sort_values(["mistakes", "label", "predicted"], ascending=[False, True, True], kind="stable")
@@ -167,6 +248,18 @@ def confused_pairs(frame: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     return (
         pairs.head(top).rename(columns={"label": "true_label", "predicted": "predicted_label"}).reset_index(drop=True)
     )
+
+
+def cooccurring_confusions(frame: pd.DataFrame, top: int = 10) -> pd.DataFrame:
+    """A multi-label model's confusions: each label missed on a text paired with each label chosen instead on the
+    same text; the pairs on most texts, with that count and its share of the wrong texts."""
+    wrong = frame[~frame["correct"]]
+    pairs = [(m, e) for missed, extra in zip(wrong["missed"], wrong["extra"])
+             for m in filter(None, missed.split(";")) for e in filter(None, extra.split(";"))]  # fmt: skip
+    table = pd.DataFrame(pairs, columns=["missed", "extra"]).groupby(["missed", "extra"]).size().rename("texts")
+    table = table.reset_index().sort_values(["texts", "missed", "extra"], ascending=[False, True, True], kind="stable")
+    table["share_of_mistakes"] = table["texts"] / max(len(wrong), 1)
+    return table.head(top).reset_index(drop=True)
 
 
 def slice_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -180,8 +273,12 @@ def slice_table(frame: pd.DataFrame) -> pd.DataFrame:
         masks[f"{rule}: no"] = ~frame[rule]
     masks["likely_label_noise: yes"] = frame["likely_label_noise"]
     names = [column.removeprefix("p_") for column in frame.columns if column.startswith("p_")]  # id order
-    for label in [name for name in names if name in set(frame["label"])] or sorted(frame["label"].unique()):
-        masks[f"label {label}"] = frame["label"] == label
+    if "missed" in frame:  # multi-label: a text is in the slice of each label it holds; accuracy is exact match
+        held = frame["label"].str.split(";").map(set)
+        masks.update({f"label {label}": held.map(lambda given, label=label: label in given) for label in names})
+    else:
+        for label in [name for name in names if name in set(frame["label"])] or sorted(frame["label"].unique()):
+            masks[f"label {label}"] = frame["label"] == label
     rows = []
     for name, mask in masks.items():
         n, correct = int(mask.sum()), int(frame.loc[mask, "correct"].sum())

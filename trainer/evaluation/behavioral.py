@@ -3,7 +3,10 @@
 Any number of labels: the capability (MFT) and directional (DIR) tests run against polarity groups, so with SST-5's
 five labels a clear positive passes when it lands in `positive` or `very positive`, and P(positive) is the summed
 probability of the positive classes. Labels whose names carry no polarity skip those tests and say why; the
-invariance (INV) tests run for any label set.
+invariance (INV) tests run for any label set. A multi-label model is tested through the polarity of its labels
+(GoEmotions' emotions have one, `trainer.labels`): its answer for a text is the side of the labels it chooses
+(positive, negative, or neutral for neutral, mixed or no labels) and P(positive) its most probable positive label's
+probability; with labels without polarity every test is skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -111,7 +114,8 @@ NO_POLARITY = (
 )
 WORD = re.compile(r"[A-Za-z]{4,}")
 
-Preds = dict[str, tuple[int, float]]  # text -> (predicted class index, P(positive) summed over the positive classes)
+# text -> (predicted class index, P(positive) summed over the positive classes, the prediction as the report shows it)
+Preds = dict[str, tuple[int, float, str]]
 Spec = tuple[str, str, list[tuple[str, ...]], Callable[[tuple[str, ...], Preds, list[str]], "dict | None"]]
 
 
@@ -143,8 +147,8 @@ def _pair(original: str, perturbed: str, preds: Preds, names: list[str]) -> dict
     return {
         "original": original,
         "perturbed": perturbed,
-        "predicted_original": names[preds[original][0]],
-        "predicted_perturbed": names[preds[perturbed][0]],
+        "predicted_original": preds[original][2],
+        "predicted_perturbed": preds[perturbed][2],
         "p_positive_original": round(preds[original][1], 4),
         "p_positive_perturbed": round(preds[perturbed][1], 4),
     }
@@ -153,10 +157,10 @@ def _pair(original: str, perturbed: str, preds: Preds, names: list[str]) -> dict
 def _check_mft(case: tuple[str], preds: Preds, names: list[str], expected: list[int], wanted: str) -> dict | None:
     """Failing example when the predicted label is not one of the expected classes."""
     (text,) = case
-    label, p_pos = preds[text]
+    label, p_pos, shown = preds[text]
     if label in expected:
         return None
-    return {"text": text, "expected": wanted, "predicted": names[label], "p_positive": round(p_pos, 4)}
+    return {"text": text, "expected": wanted, "predicted": shown, "p_positive": round(p_pos, 4)}
 
 
 def _check_inv(case: tuple[str, ...], preds: Preds, names: list[str]) -> dict | None:
@@ -221,12 +225,22 @@ def _result(name: str, kind: str, cases: list, check, preds: Preds, label_names:
             "failure_rate": len(failing) / n if n else 0.0, "examples": failing[:MAX_EXAMPLES]}  # fmt: skip
 
 
+SIDES = LabelSet.of(["negative", "neutral", "positive"])  # a multi-label model's answers, read as sides
+MULTI_NO_POLARITY = (
+    "a multi-label model is tested through the polarity of its labels, and the label names ({names}) carry none: "
+    "use sentiment words or GoEmotions' emotion names, or group the labels with --label_map to run it"
+)
+ALL_TESTS = [*POLARITY_TESTS[:4], ("names", "INV"), ("locations", "INV"), ("typos", "INV"), ("punctuation", "INV"),
+             POLARITY_TESTS[4]]  # fmt: skip
+
+
 def run_behavioral_tests(
     probs_fn: Callable[[list[str]], np.ndarray],
     label_names: list[str],
     sentences: Sequence[str] | None = None,
     seed: int = 0,
     label_set: LabelSet | None = None,
+    decide: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict:
     """Run the behavioural suite against a sentiment model with any number of labels.
 
@@ -239,6 +253,8 @@ def run_behavioral_tests(
         seed: seeds the sentence sample and the typo positions.
         label_set: what the names mean (default: read from them); its polarity groups are what the MFT and DIR
             tests expect. Two labels without polarity words read id 1 as positive.
+        decide: a multi-label model's decisions (`Classifier.decide`: probabilities -> (n, k) bools); the tests
+            then read each answer as the side of the labels chosen.
 
     Returns:
         {"tests": [per-test dicts with name, type, description, n, failures, failure_rate, examples],
@@ -247,30 +263,49 @@ def run_behavioral_tests(
     """
     label_set = label_set or LabelSet.of(label_names)
     k = len(label_names)
+    positive = [label_set.positive_class] if k == 2 and decide is None else label_set.positive
+    negative = [1 - positive[0]] if k == 2 and decide is None else label_set.negative
+    sides = {"positive_labels": [label_names[i] for i in positive],
+             "negative_labels": [label_names[i] for i in negative]}  # fmt: skip
+    if decide is not None and not label_set.has_polarity:
+        reason = MULTI_NO_POLARITY.format(names=", ".join(label_names))
+        return {"tests": [], "skipped": _skipped(ALL_TESTS, reason), "overall_failure_rate": 0.0, **sides}
+    suite = SIDES if decide is not None else label_set
     rng = random.Random(seed)
     pool = [s for s in (sentences if sentences is not None else []) if isinstance(s, str) and s.strip()]
     pool = rng.sample(pool, min(len(pool), MAX_SENTENCES)) if pool else CLEAR_POSITIVE + CLEAR_NEGATIVE
-    specs = _specs(pool, rng, label_set)
-    positive = [label_set.positive_class] if k == 2 else label_set.positive
+    specs = _specs(pool, rng, suite)
 
     # One forward pass over the deduplicated texts of all tests: the model is the expensive part.
     texts = list(dict.fromkeys(t for *_, cases, _ in specs for case in cases for t in case))
     probs = np.asarray(probs_fn(texts), dtype=float)
     if probs.shape != (len(texts), k):
         raise ValueError(f"probs_fn returned shape {probs.shape}, expected {(len(texts), k)}")
-    preds = {t: (int(row.argmax()), float(row[positive].sum())) for t, row in zip(texts, probs)}
+    if decide is None:
+        preds = {t: (int(row.argmax()), float(row[positive].sum()), label_names[int(row.argmax())])
+                 for t, row in zip(texts, probs)}  # fmt: skip
+    else:
+        preds = _sides_of(texts, probs, decide(probs), label_set, label_names)
 
-    tests = [_result(name, kind, cases, check, preds, label_names) for name, kind, cases, check in specs]
+    names = list(suite.names)
+    tests = [_result(name, kind, cases, check, preds, names) for name, kind, cases, check in specs]
     ran = {t["name"] for t in tests}
-    reason = NO_POLARITY.format(names=", ".join(label_names))
-    skipped = [{"name": name, "type": kind, "description": DESCRIPTIONS[name], "reason": reason}
-               for name, kind in POLARITY_TESTS if name not in ran]  # fmt: skip
+    skipped = _skipped([t for t in POLARITY_TESTS if t[0] not in ran], NO_POLARITY.format(names=", ".join(label_names)))
     total = sum(t["n"] for t in tests)
     overall = sum(t["failures"] for t in tests) / total if total else 0.0
-    return {
-        "tests": tests,
-        "skipped": skipped,
-        "overall_failure_rate": overall,
-        "positive_labels": [label_names[i] for i in positive],
-        "negative_labels": [label_names[i] for i in ([1 - positive[0]] if k == 2 else label_set.negative)],
-    }
+    return {"tests": tests, "skipped": skipped, "overall_failure_rate": overall, **sides}
+
+
+def _skipped(tests: list[tuple[str, str]], reason: str) -> list[dict]:
+    """The record of tests that could not run, each with the reason."""
+    return [{"name": name, "type": kind, "description": DESCRIPTIONS[name], "reason": reason} for name, kind in tests]
+
+
+def _sides_of(texts: list[str], probs: np.ndarray, chosen: np.ndarray, label_set: LabelSet, names: list[str]) -> Preds:
+    """A multi-label model's answers as SIDES ids: positive when it chooses a positive label and no negative one,
+    negative the reverse, neutral otherwise; P(positive) is its most probable positive label's probability."""
+    sign = np.asarray(label_set.sign)
+    side = 1 + chosen[:, sign > 0].any(1).astype(int) - chosen[:, sign < 0].any(1).astype(int)
+    p_pos = probs[:, sign > 0].max(1)
+    shown = [";".join(n for n, on in zip(names, row) if on) or "(none)" for row in chosen]
+    return {t: (int(s), float(p), label) for t, s, p, label in zip(texts, side, p_pos, shown)}

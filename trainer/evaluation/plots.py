@@ -84,35 +84,53 @@ def plot_training_history(table, summary: dict, path: str | Path) -> Path:
 
 
 def plot_confusion_matrix(matrix, names: list[str], path: str | Path) -> Path:
-    """Counts and row-normalised rates side by side."""
+    """Counts and row-normalised rates, side by side up to four labels and one above the other from five, each panel
+    and its numbers growing with the labels so 5 to 28 stay readable at the image's own size."""
     import numpy as np
     from sklearn.metrics import ConfusionMatrixDisplay
 
     k = len(names)
-    side = max(4.2, 0.95 * k + 1.6)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1.6, side))
+    stacked = k > 4
+    side = max(4.2, 0.95 * k + 1.6) if not stacked else max(6.0, 0.55 * k + 3.0)
+    shape, size = ((2, 1), (side + 1.2, 2 * side)) if stacked else ((1, 2), (2 * side + 1.6, side))
+    fig, axes = plt.subplots(*shape, figsize=size)
     rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    rotation = 30 if k > 3 else "horizontal"
-    for ax, values, fmt in ((axes[0], matrix, "d"), (axes[1], rates, ".1%")):
+    rotation = 30 if 3 < k <= 8 else 90 if k > 8 else "horizontal"
+    font = None if k <= 4 else max(6.5, 12 - 0.2 * k)  # matplotlib's default below five labels, as before
+    for ax, values, fmt in ((axes[0], matrix, "d"), (axes[1], rates, ".1%" if k <= 12 else ".0%")):
         ConfusionMatrixDisplay(values, display_labels=names).plot(ax=ax, colorbar=False, values_format=fmt,
-                                                                  xticks_rotation=rotation)  # fmt: skip
+                                                                  xticks_rotation=rotation,
+                                                                  text_kw=font and {"fontsize": font})  # fmt: skip
+        if font:
+            ax.tick_params(labelsize=max(font, 8))
     axes[0].set_title("Counts")
     axes[1].set_title("Row-normalised (recall per true label)")
     return _save(fig, path)
 
 
-def plot_reliability(bins, ece: float, path: str | Path, n_bins: int = CALIBRATION_BINS, k: int = 2) -> Path:
+def plot_reliability(bins, ece: float, path: str | Path, n_bins: int = CALIBRATION_BINS, k: int | None = 2,
+                     before=None, before_ece: float | None = None) -> Path:  # fmt: skip
     """Accuracy against confidence per bin (`reliability_bins`) over the whole [0, 1] range (a k-class model's
-    confidence can be as low as 1/k, marked); the title's ECE is over the same `n_bins` bins."""
+    confidence can be as low as 1/k, marked); the title's ECE is over the same `n_bins` bins. `before`: the bins of
+    the uncalibrated scores, drawn as a second curve. `k=None`: a multi-label model's bins, of every label's
+    probability against how often the label is there."""
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    ax.axvspan(0, 1 / k, color="0.92", label=f"below 1/k = {1 / k:.2f} (impossible)")
+    if k:
+        ax.axvspan(0, 1 / k, color="0.92", label=f"below 1/k = {1 / k:.2f} (impossible)")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    ax.plot(bins["confidence"], bins["accuracy"], "o-", label="model")
+    if before is not None:
+        ax.plot(before["confidence"], before["accuracy"], "s:", color="tab:orange", alpha=0.8,
+                label=f"before calibration (ECE {before_ece:.3f})")  # fmt: skip
+    label = "model" if before is None else f"calibrated (ECE {ece:.3f})"
+    ax.plot(bins["confidence"], bins["accuracy"], "o-", label=label)
     for _, row in bins.iterrows():
         ax.annotate(f"{int(row['n'])}", (row["confidence"], row["accuracy"]), fontsize=7, xytext=(3, -10),
                     textcoords="offset points")  # fmt: skip
     title = f"Reliability diagram (ECE {ece:.3f}, {n_bins} bins)"
-    ax.set(xlabel="confidence (max probability)", ylabel="accuracy", title=title)
+    if before is not None:
+        title = f"Reliability diagram ({n_bins} bins)\nECE {before_ece:.3f} before calibration, {ece:.3f} after"
+    axis = ("confidence (max probability)", "accuracy") if k else ("probability of a label", "share of texts with it")
+    ax.set(xlabel=axis[0], ylabel=axis[1], title=title)
     ax.set_xlim(0, 1.01)
     ax.set_ylim(-0.02, 1.02)
     ax.legend(loc="upper left", fontsize=8)
@@ -120,11 +138,83 @@ def plot_reliability(bins, ece: float, path: str | Path, n_bins: int = CALIBRATI
     return _save(fig, path)
 
 
-def plot_confidence_histogram(frame, path: str | Path, k: int = 2) -> Path:
-    """Confidence of correct and incorrect predictions over [0, 1], in 40 bins; the floor 1/k is marked."""
+def plot_risk_coverage(confidence, correct, found: dict, path: str | Path) -> Path:
+    """Accuracy on the most confident texts against the share of texts answered (`metrics.risk_coverage`), every
+    cut-off drawn, the table's points marked and the 90% point named."""
+    import numpy as np
+
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    n = len(confidence)
+    accuracy = np.cumsum(correct[np.argsort(-confidence, kind="stable")]) / np.arange(1, n + 1)
+    measure = found["accuracy_measure"].replace("_", " ")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot(np.arange(1, n + 1) / n, accuracy, color="tab:blue", label=f"{measure} of the most confident")
+    points = found["points"]
+    ax.plot([p["coverage"] for p in points], [p["accuracy"] for p in points], "o", color="tab:blue", ms=4)
+    ax.axhline(accuracy[-1], ls=":", color="grey", label=f"answering every text: {accuracy[-1]:.1%}")
+    at_90 = next((p for p in points if p["coverage"] == 0.9), None)
+    if at_90:
+        label = f"90% coverage: {at_90['accuracy']:.1%} (confidence >= {at_90['min_confidence']:.3f})"
+        ax.plot(0.9, at_90["accuracy"], "*", ms=14, color="tab:red", mec="black", zorder=3, label=label)
+    ax.set(xlabel="coverage (share of texts answered, most confident first)", ylabel=measure, xlim=(0, 1.02),
+           title=f"Risk-coverage (AURC {found['aurc']:.4f}, lower is better)")  # fmt: skip
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_label_cooccurrence(labels, names: list[str], path: str | Path) -> Path:
+    """How often the true labels come together: row label's texts that also hold the column label (the diagonal,
+    always 100%, left blank; each row's text count in its name), large enough for 28 labels."""
+    import numpy as np
+
+    y = np.asarray(labels, dtype=float)
+    together = y.T @ y
+    held = np.diag(together).copy()
+    rates = together / np.maximum(held[:, None], 1)
+    np.fill_diagonal(rates, np.nan)
+    k = len(names)
+    side = max(5.0, 0.42 * k + 3.0)
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=max(float(np.nanmax(rates, initial=0)), 0.01))
+    font = max(6.0, 11 - 0.18 * k)
+    for i, j in zip(*np.nonzero(~np.isnan(rates) & (rates >= (0.005 if k <= 12 else 0.05)))):
+        ax.text(j, i, f"{rates[i, j]:.0%}", ha="center", va="center", fontsize=font,
+                color="white" if rates[i, j] > 0.6 * np.nanmax(rates) else "black")  # fmt: skip
+    ax.set_xticks(range(k), names, rotation=90 if k > 6 else 30, fontsize=max(font, 8))
+    ax.set_yticks(range(k), [f"{name} ({int(n)})" for name, n in zip(names, held)], fontsize=max(font, 8))
+    title = "Label co-occurrence (true labels):\nshare of the row's texts that also hold the column's label"
+    ax.set(xlabel="also labelled", ylabel="texts labelled (count)", title=title)
+    fig.colorbar(image, ax=ax, fraction=0.04, format=lambda v, _: f"{v:.0%}")
+    return _save(fig, path)
+
+
+def plot_per_label(scores: dict, names: list[str], path: str | Path) -> Path:
+    """A multi-label model's F1 per label with its bootstrap 95% interval, precision and recall marked, and each
+    label's support (it takes the confusion matrix's place: a text may hold several labels)."""
+    shown = [name for name in names if f"f1_{name}" in scores][::-1]
+    value = lambda metric: [scores[f"{metric}_{name}"]["value"] for name in shown]  # noqa: E731
+    f1 = value("f1")
+    errors = [[max(v - scores[f"f1_{n}"]["ci_low"], 0) for v, n in zip(f1, shown)],
+              [max(scores[f"f1_{n}"]["ci_high"] - v, 0) for v, n in zip(f1, shown)]]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(shown) + 1.6))
+    labels = [f"{name} (n={int(scores[f'support_{name}']['value'])})" for name in shown]
+    ax.barh(labels, f1, xerr=errors, alpha=0.75, color="tab:blue", label="F1 (95% CI)")
+    ax.plot(value("precision"), labels, "^", color="tab:orange", ms=5, label="precision")
+    ax.plot(value("recall"), labels, "o", color="tab:green", ms=5, mfc="none", label="recall")
+    ax.set(xlim=(0, 1), xlabel="at the model's decision thresholds", title="Per label: F1, precision and recall")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_confidence_histogram(frame, path: str | Path, k: int | None = 2) -> Path:
+    """Confidence of correct and incorrect predictions over [0, 1], in 40 bins; the floor 1/k is marked (none for a
+    multi-label model, `k=None`)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     bins = [i / 40 for i in range(41)]
-    ax.axvspan(0, 1 / k, color="0.92", label=f"below 1/k = {1 / k:.2f}")
+    if k:
+        ax.axvspan(0, 1 / k, color="0.92", label=f"below 1/k = {1 / k:.2f}")
     ax.hist(frame.loc[frame["correct"], "confidence"], bins=bins, alpha=0.7, label="correct")
     ax.hist(frame.loc[~frame["correct"], "confidence"], bins=bins, alpha=0.7, label="incorrect")
     ax.set_xlim(0, 1)
@@ -145,8 +235,10 @@ def plot_slices(slices, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_embeddings(xy, frame, names: list[str], path: str | Path, method: str = "PCA", ordinal: bool = False) -> Path:
-    """Every example coloured by its true class (`names` in legend order), mistakes drawn as crosses on top."""
+def plot_embeddings(xy, frame, names: list[str], path: str | Path, method: str = "PCA", ordinal: bool = False,
+                    colour_by: str = "true label") -> Path:  # fmt: skip
+    """Every example coloured by its `label` column, what `colour_by` names (`names` in legend order), mistakes
+    drawn as crosses on top."""
     fig, ax = plt.subplots(figsize=(7.5, 5.8))
     colours = class_colours(names, ordinal)
     correct = frame["correct"].to_numpy()
@@ -157,10 +249,13 @@ def plot_embeddings(xy, frame, names: list[str], path: str | Path, method: str =
                    label=f"{name}: {right.sum()} right")  # fmt: skip
         ax.scatter(xy[wrong, 0], xy[wrong, 1], s=28, marker="x", linewidths=1.3, c=colours[name],
                    label=f"{name}: {wrong.sum()} wrong (x)")  # fmt: skip
-    title = f"Sentence embeddings ({method}, mean-pooled last layer)\ncolour = true label; x = mistake"
+    title = f"Sentence embeddings ({method}, mean-pooled last layer)\ncolour = {colour_by}; x = mistake"
     ax.set(title=title, xlabel=f"{method} 1", ylabel=f"{method} 2")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=1.5)
     return _save(fig, path)
+
+
+SAMPLE_BARS = 8  # labels drawn per sample at most: with more, a row's true and chosen labels and its most probable
 
 
 def sample_rows(frame, n_each: int = 6):
@@ -183,7 +278,7 @@ def plot_sample_predictions(frame, path: str | Path, n_each: int = 6, colours: d
     chosen = sample_rows(frame, n_each)
     groups = [("Correct, most confident of each label first", chosen[chosen["correct"]]),
               ("Wrong, most confident of each true label first", chosen[~chosen["correct"]])]  # fmt: skip
-    fig = plt.figure(figsize=(13, n_each * (0.95 + 0.22 * len(names)) + 0.6), layout="constrained")
+    fig = plt.figure(figsize=(13, n_each * (0.95 + 0.22 * min(len(names), SAMPLE_BARS)) + 0.6), layout="constrained")
     fig.suptitle("Sample predictions: each label's probability in its colour; hatched = a wrong prediction")
     for subfig, (title, rows) in zip(fig.subfigures(1, 2, wspace=0.04), groups):
         subfig.suptitle(title, fontweight="bold")
@@ -198,15 +293,24 @@ def plot_sample_predictions(frame, path: str | Path, n_each: int = 6, colours: d
 
 
 def _prediction_bars(ax, row, names: list[str], colours: dict[str, str]) -> None:
-    """One example: its text (wrapped, at most 3 lines) over a horizontal bar per label."""
+    """One example: its text (wrapped, at most 3 lines) over a horizontal bar per label (a multi-label row: its true
+    and chosen labels and the most probable others, at most SAMPLE_BARS, each label chosen but not true hatched)."""
+    multi = "missed" in row
+    true = set(row["label"].split(";")) if multi else {row["label"]}
+    chosen = set(row["predicted"].split(";")) if multi else {row["predicted"]}
+    if len(names) > SAMPLE_BARS:
+        ranked = sorted(names, key=lambda n: (n not in true | chosen, -row[f"p_{n}"]))[:SAMPLE_BARS]
+        names = [n for n in names if n in ranked]
     probs = [row[f"p_{name}"] for name in names]
-    wrong = [n == row["predicted"] != row["label"] for n in names]
+    wrong = [n in chosen - true for n in names]
     ax.barh(range(len(names)), probs, color=[colours[n] for n in names], height=0.7,
             hatch=["///" if w else "" for w in wrong], edgecolor=["black" if w else "none" for w in wrong])  # fmt: skip
     for y, p in enumerate(probs):
         ax.text(min(p, 1) + 0.01, y, f"{p:.1%}", va="center", fontsize=7)
-    ax.set_yticks(range(len(names)), [f"{n} (true)" if n == row["label"] else n for n in names], fontsize=8)
-    ax.get_yticklabels()[names.index(row["label"])].set_fontweight("bold")
+    ax.set_yticks(range(len(names)), [f"{n} (true)" if n in true else n for n in names], fontsize=8)
+    for tick, name in zip(ax.get_yticklabels(), names):
+        if name in true:
+            tick.set_fontweight("bold")
     ax.invert_yaxis()
     ax.set_xlim(0, 1.12)
     ax.set_xticks([])

@@ -7,19 +7,28 @@ import pandas as pd
 from model_card.markdown import figure, pct, quote
 from trainer.metric_catalogue import record
 
+MULTI_LABEL_NOTE = (
+    "Every figure at the model's per-label decision thresholds; subset accuracy counts a text right when all its "
+    "labels are; log loss, Brier score and ECE are over every label's probability."
+)
+
 
 def render_report(metrics: dict, error_counts: dict, slices: pd.DataFrame, wrong: pd.DataFrame, behaviour: dict,
                   summary: dict | None, pairs: pd.DataFrame | None = None) -> str:  # fmt: skip
     """The report as Markdown (pure: all numbers come from the arguments; the metrics' names, order and formats from
     the catalogue `metrics` recorded)."""
-    catalogue = metrics.get("metric_catalogue") or record()
+    catalogue = metrics.get("metric_catalogue") or record(bool(metrics.get("multi_label")))
+    multi = bool(metrics.get("multi_label"))
     lines = [
         *_overview(metrics, len(wrong)),
-        *_metrics(metrics["metrics"], catalogue),
-        *_per_class(metrics["metrics"], metrics.get("labels") or []),
+        *_metrics(metrics["metrics"], catalogue, multi),
+        *(_per_label(metrics) if multi else _per_class(metrics["metrics"], metrics.get("labels") or [])),
         *_ordinal(metrics["metrics"], metrics.get("label_set") or {}, catalogue),
+        *(_several_labels(metrics, pairs) if multi else []),
+        *_calibration(metrics.get("calibration")),
+        *_not_sure(metrics.get("risk_coverage")),
         *_error_types(error_counts),
-        *_confused(pairs),
+        *([] if multi else _confused(pairs)),
         *_slices(slices),
         *_behaviour(behaviour),
         *_mistakes(wrong),
@@ -54,13 +63,17 @@ def _row(metric: dict, score: dict) -> str:
     return f"| {metric['key']} | {figure(score['value'], metric)} | {interval} |"
 
 
-def _metrics(scores: dict, catalogue: list[dict]) -> list[str]:
+def _metrics(scores: dict, catalogue: list[dict], multi: bool = False) -> list[str]:
     lines = ["", "## Metrics", "", "| metric | value | 95% CI |", "|---|---|---|"]
     lines += [_row(m, scores[m["key"]]) for m in catalogue if m.get("headline") and not m.get("ordinal")
               and m["key"] in scores]  # fmt: skip
+    if multi:
+        lines += ["", MULTI_LABEL_NOTE]
+    # each figure links to the full-size image: a 28-label confusion matrix is only readable at its own size
+    shown = ("per-label F1", "per_label_f1") if multi else ("confusion matrix", "confusion_matrix")
     return lines + [
         "",
-        "![confusion matrix](plots/confusion_matrix.png)",
+        f"[![{shown[0]}](plots/{shown[1]}.png)](plots/{shown[1]}.png)",
         "![reliability diagram](plots/reliability_diagram.png)",
         "![confidence histogram](plots/confidence_histogram.png)",
     ]
@@ -81,6 +94,77 @@ def _per_class(scores: dict, names: list[str]) -> list[str]:
         cells = [_interval(scores[f"{metric}_{name}"]) for metric in ("precision", "recall", "f1")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _per_label(metrics: dict) -> list[str]:
+    """A multi-label model's figures per label with their bootstrap intervals, its threshold and support."""
+    scores, names = metrics["metrics"], metrics.get("labels") or []
+    thresholds = (metrics.get("thresholds") or {}).get("per_label") or {}
+    lines = ["", "## Per label", "", "Value (bootstrap 95% CI) at the label's decision threshold; ROC-AUC and PR-AUC "
+             "(average precision) rank the texts by the label's probability. Also in `classification_report.txt`.",
+             "", "| label | threshold | support | precision | recall | F1 | ROC-AUC | PR-AUC |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in [n for n in names if f"f1_{n}" in scores]:
+        cells = [_interval(scores[f"{m}_{name}"]) if f"{m}_{name}" in scores else "n/a"
+                 for m in ("precision", "recall", "f1")]  # fmt: skip
+        cells += [f"{scores[f'{m}_{name}']['value']:.3f}" if f"{m}_{name}" in scores else "n/a"
+                  for m in ("roc_auc", "pr_auc")]  # fmt: skip
+        threshold = f"{thresholds[name]:.2f}" if name in thresholds else "n/a"
+        support = int(scores[f"support_{name}"]["value"])
+        lines.append(f"| {name} | {threshold} | {support} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _several_labels(metrics: dict, pairs: pd.DataFrame | None) -> list[str]:
+    """Labels per text, the labels missed and chosen in excess, and the confusions that come together."""
+    scores, counts = metrics["metrics"], metrics.get("label_mistakes") or {}
+    per_text = [f"{scores[k]['value']:.2f} ({scores[k]['ci_low']:.2f}–{scores[k]['ci_high']:.2f})"
+                for k in ("labels_per_text", "labels_per_text_true")]  # fmt: skip
+    lines = ["", "## Several labels per text", "", f"Labels per text: {per_text[0]} predicted against {per_text[1]} "
+             "true (bootstrap 95% CI).", ""]  # fmt: skip
+    if counts:
+        lines += ["| mistake | texts | labels |", "|---|---|---|",
+                  f"| missed (a true label not chosen) | {counts['texts_missed']} | {counts['labels_missed']} |",
+                  f"| extra (a label chosen that is not true) | {counts['texts_extra']} | {counts['labels_extra']} |",
+                  ""]  # fmt: skip
+    lines += ["![label co-occurrence](plots/label_cooccurrence.png)"]
+    if pairs is not None and not pairs.empty:
+        lines += ["", "Confusions that come together: a label missed on a text while another was chosen instead "
+                  "(`incorrect_predictions.csv` lists both for every text).", "",
+                  "| missed | chosen instead | texts | share of wrong texts |", "|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {r.missed} | {r.extra} | {r.texts} | {pct(r.share_of_mistakes, 1)} |" for r in pairs.itertuples()]
+    return lines
+
+
+def _calibration(calibration: dict | None) -> list[str]:
+    """ECE before and after the temperature folded into the model, on this data."""
+    if not calibration or calibration.get("method") != "temperature" or "ece" not in calibration:
+        return []
+    t = calibration.get("temperature")
+    shown = f"T = {t:.3f}" if isinstance(t, (int, float)) else f"one T per label, {min(t.values()):.2f} to " \
+        f"{max(t.values()):.2f}"  # fmt: skip
+    ece = calibration["ece"]
+    return ["", "## Calibration", "", "Temperature scaling fitted on validation and folded into the model's last "
+            f"layer ({shown}): ECE on this data {ece['before']:.4f} before, {ece['after']:.4f} after (the reliability "
+            "diagram draws both)."]  # fmt: skip
+
+
+def _not_sure(coverage: dict | None) -> list[str]:
+    """The risk-coverage table: how accurate the model is when it answers only the texts it is surest of."""
+    if not coverage or not coverage.get("points"):
+        return []
+    measure = coverage.get("accuracy_measure", "accuracy").replace("_", " ")
+    lines = ["", "## Not sure: accuracy on the texts the model is surest of", ""]
+    at_90 = next((p for p in coverage["points"] if p["coverage"] == 0.9), None)
+    if at_90:
+        lines += [f"At 90% coverage: {pct(at_90['accuracy'], 1)} accurate ({measure} on the 90% of texts with the "
+                  f"highest confidence; answering only those means `--min_confidence {at_90['min_confidence']:.3f}`).",
+                  ""]  # fmt: skip
+    lines += [f"| coverage | texts answered | {measure} | min confidence |", "|---|---|---|---|"]
+    lines += [f"| {pct(p['coverage'], 0)} | {p.get('n', '')} | {pct(p['accuracy'], 1)} | {p['min_confidence']:.3f} |"
+              for p in coverage["points"]]  # fmt: skip
+    return lines + ["", f"Area under the risk-coverage curve (AURC, lower is better): {coverage['aurc']:.4f}.", "",
+                    "![risk-coverage](plots/risk_coverage.png)"]  # fmt: skip
 
 
 def _ordinal(scores: dict, label_set: dict, catalogue: list[dict]) -> list[str]:
@@ -147,8 +231,15 @@ def _behaviour(behaviour: dict) -> list[str]:
 
 def _mistakes(wrong: pd.DataFrame) -> list[str]:
     lines = ["", "## Sample predictions", "", "![sample predictions](plots/sample_predictions.png)", "",
-             "## The ten most confident mistakes", "", "| text | true | predicted | confidence | error types |",
-             "|---|---|---|---|---|"]  # fmt: skip
+             "## The ten most confident mistakes", ""]  # fmt: skip
+    if "missed" in wrong:
+        lines += ["| text | true | predicted | missed | extra | confidence | error types |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in wrong.head(10).itertuples():
+            lines.append(f"| {quote(r.text, 200)} | {r.true_labels} | {r.predicted_labels} | {r.missed} | {r.extra} "
+                         f"| {r.confidence:.3f} | {r.error_types.replace(';', ', ')} |")  # fmt: skip
+        return lines
+    lines += ["| text | true | predicted | confidence | error types |", "|---|---|---|---|---|"]
     for row in wrong.head(10).itertuples():
         lines.append(
             f"| {quote(row.text, 220)} | {row.true_label} | {row.predicted_label} | {row.confidence:.3f} | "

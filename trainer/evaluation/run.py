@@ -12,35 +12,42 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.metrics import classification_report
-from transformers import AutoConfig
 
-from trainer import UserError, files
-from trainer.config import DataConfig
-from trainer.data import READERS, encode_labels, load_split, read_table
+from trainer import files
 from trainer.evaluation.analysis import (
     confused_pairs,
     error_tags,
     incorrect_predictions,
+    label_mistakes,
+    multilabel_frame,
     predictions_frame,
     slice_table,
     training_summary,
 )
 from trainer.evaluation.behavioral import run_behavioral_tests
-from trainer.evaluation.metrics import confusion, metrics_with_ci, reliability_bins
+from trainer.evaluation.metrics import (
+    confusion,
+    expected_calibration_error,
+    metrics_with_ci,
+    reliability_bins,
+    risk_coverage,
+)
 from trainer.evaluation.plots import (
     plot_confidence_histogram,
     plot_confusion_matrix,
     plot_embeddings,
+    plot_label_cooccurrence,
+    plot_per_label,
     plot_reliability,
+    plot_risk_coverage,
     plot_sample_predictions,
     plot_slices,
     plot_training_curves,
 )
 from trainer.evaluation.report import render_report
-from trainer.inference import POOLING, Classifier, label_names
+from trainer.inference import POOLING, Classifier, Scores, probabilities
 from trainer.labels import LabelSet
 from trainer.metric_catalogue import record as metric_catalogue
-from trainer.modeling import load_error, resolve_model_path
 from trainer.palette import class_colours
 from trainer.run_folder import (
     BEHAVIOURAL,
@@ -58,32 +65,6 @@ from trainer.run_folder import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def load_labelled(spec: str, text_column: str, label_column: str, label_names: list[str]) -> pd.DataFrame:
-    """`spec` is a local file, or a Hub dataset `name[:split]` (default split: validation); returns text/label ids."""
-    if Path(spec).suffix.lower() in READERS:
-        frame = read_table(spec)
-    else:
-        name, _, split = spec.partition(":")
-        frame = load_split(name, None, split or "validation")
-    if label_column not in frame.columns:
-        found = ", ".join(map(str, frame.columns))
-        raise UserError(
-            f"{spec}: no label column '{label_column}' (columns: {found}): pass --label_column, "
-            "or use `python -m trainer.predict --file` for unlabelled data"
-        )
-    cfg = DataConfig(text_column=text_column, label_column=label_column, label_names=label_names)
-    return encode_labels(frame, cfg, spec)
-
-
-def label_names_of(model: str) -> list[str]:
-    """The model's label names in id order, from its config alone."""
-    try:
-        config = AutoConfig.from_pretrained(resolve_model_path(model, download=True), trust_remote_code=False)
-    except (OSError, ValueError) as err:
-        raise UserError(load_error(model, err)) from None
-    return label_names(config)
 
 
 @dataclass(frozen=True)
@@ -132,10 +113,11 @@ def analyse(classifier: Classifier, texts: list[str], labels: np.ndarray, option
     """Predict, score and write every analysis artifact into `options.output_dir`; returns the evaluation metrics."""
     out, n_bootstrap, seed = Path(options.output_dir), options.n_bootstrap, options.seed
     started = time.perf_counter()
-    label_set = LabelSet.of(classifier.labels, options.label_order)
+    # several labels per text are never a scale, whatever their names
+    label_set = LabelSet.of(classifier.labels, "nominal" if classifier.multi_label else options.label_order)
     scores = classifier.score(list(texts), batch_size=options.batch_size, embeddings=True, progress=True)
     inference_seconds = time.perf_counter() - started
-    found = Analysis.of(classifier, label_set, texts, labels, scores.probs, scores.embeddings, n_bootstrap, seed)
+    found = Analysis.of(classifier, label_set, texts, labels, scores, n_bootstrap, seed)
     trained_on = options.trained_on
     metrics = {
         "model": options.model,
@@ -146,12 +128,19 @@ def analyse(classifier: Classifier, texts: list[str], labels: np.ndarray, option
         "long_text": long_text_record(classifier, texts, scores.windows),
         "n": len(texts),
         "labels": classifier.labels,
+        "multi_label": classifier.multi_label,
         "label_set": label_set_record(label_set),
-        "metric_catalogue": metric_catalogue(),  # how the card and the Space name, order and format each metric
+        # how the card and the Space name, order and format each metric (the entries of this kind of model)
+        "metric_catalogue": metric_catalogue(classifier.multi_label),
         "bootstrap": {"resamples": n_bootstrap, "seed": seed, "interval": "percentile 95%"},
         "metrics": found.scores,
+        "risk_coverage": found.coverage,
+        "calibration": calibration_record(classifier, found),
         "timing": {"inference_seconds": round(inference_seconds, 2)},
     }
+    if classifier.multi_label:  # the thresholds the decisions were taken at (the model's decision_thresholds)
+        metrics["thresholds"] = {"per_label": dict(zip(classifier.labels, map(float, classifier.thresholds)))}
+        metrics["label_mistakes"] = label_mistakes(found.frame)
     summary = write_analysis(found, out, options.model)
     error_counts = {tag: int(found.frame.loc[~found.frame["correct"], tag].sum()) for tag in error_tags(found.frame)}
     report = render_report(metrics, error_counts, found.slices, found.wrong, found.behaviour, summary,
@@ -187,10 +176,13 @@ class Analysis:
 
     names: list[str]
     label_set: LabelSet
-    labels: np.ndarray
+    labels: np.ndarray  # ids; a multi-label model's (n, k) 0/1 rows
     probs: np.ndarray
+    chosen: np.ndarray  # (n, k) bools: the labels the classifier decides on (`Classifier.decide`)
+    before: np.ndarray | None  # the probabilities before calibration, when the model's temperature is not 1
     pooled: np.ndarray
     scores: dict
+    coverage: dict
     frame: pd.DataFrame
     wrong: pd.DataFrame
     slices: pd.DataFrame
@@ -198,18 +190,57 @@ class Analysis:
     xy: np.ndarray
     umap_xy: np.ndarray | None
 
+    @property
+    def multi_label(self) -> bool:
+        return self.labels.ndim == 2
+
     @classmethod
-    def of(cls, classifier: Classifier, label_set: LabelSet, texts, labels, probs, pooled, n_bootstrap: int,
+    def of(cls, classifier: Classifier, label_set: LabelSet, texts, labels, scored: Scores, n_bootstrap: int,
            seed: int) -> Analysis:  # fmt: skip
-        names = classifier.labels
-        frame = predictions_frame(texts, labels, probs, names, label_set)
-        behaviour = run_behavioral_tests(classifier.predict_proba, names, list(texts), seed=seed, label_set=label_set)
-        scores = metrics_with_ci(labels, probs, names, n_boot=n_bootstrap, seed=seed, label_set=label_set)
+        names, multi, probs, labels = classifier.labels, classifier.multi_label, scored.probs, np.asarray(labels)
+        chosen = classifier.decide(probs)
+        if multi:
+            frame = multilabel_frame(texts, labels, probs, chosen, classifier.confidence(probs), names, label_set)
+        else:
+            frame = predictions_frame(texts, labels, probs, names, label_set)
+        behaviour = run_behavioral_tests(classifier.predict_proba, names, list(texts), seed=seed, label_set=label_set,
+                                         decide=classifier.decide if multi else None)  # fmt: skip
+        scores = metrics_with_ci(labels, probs, names, n_boot=n_bootstrap, seed=seed, label_set=label_set,
+                                 thresholds=classifier.thresholds)  # fmt: skip
+        coverage = risk_coverage(frame["confidence"], frame["correct"], "subset_accuracy" if multi else "accuracy")
+        # the model's own logits are calibrated (T folded into its last layer); times T they are what it gave before
+        uncalibrated = classifier.temperature if not np.allclose(classifier.temperature, 1) else None
+        before = None if uncalibrated is None else probabilities(scored.logits * uncalibrated, multi)
+        pooled = scored.embeddings
         return cls(
-            names, label_set, np.asarray(labels), probs, pooled, scores, frame, incorrect_predictions(frame),
-            slice_table(frame), behaviour,
+            names, label_set, labels, probs, chosen, before, pooled, scores, coverage, frame,
+            incorrect_predictions(frame), slice_table(frame), behaviour,
             PCA(n_components=2, random_state=seed).fit_transform(pooled), umap_projection(pooled, seed),
         )  # fmt: skip
+
+    def ece_before(self) -> float | None:
+        """The ECE of the probabilities before calibration (None when the model was not calibrated), on the bins and
+        outcomes of the calibrated `ece`."""
+        return None if self.before is None else expected_calibration_error(*calibration_points(self, self.before))
+
+
+def calibration_points(found: Analysis, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What calibration is measured on: each text's top probability and whether it is right; for a multi-label
+    model every label's probability and whether the text has the label."""
+    if found.multi_label:
+        return probs.ravel(), found.labels.ravel()
+    return probs.max(1), probs.argmax(1) == found.labels
+
+
+def calibration_record(classifier: Classifier, found: Analysis) -> dict:
+    """The model's calibration as its config.json records it (`{"method": "none"}` when it was not calibrated), and
+    the ECE of the analysed data before and after it."""
+    saved = getattr(classifier.model.config, "calibration", None) or {}
+    if found.before is None and saved.get("method") != "temperature":
+        return {"method": "none"}
+    after = found.scores["ece"]["value"]
+    before = found.ece_before()
+    return {**saved, "ece": {"before": after if before is None else before, "after": after}}
 
 
 def write_analysis(found: Analysis, out: Path, model: str) -> dict | None:
@@ -221,24 +252,13 @@ def write_analysis(found: Analysis, out: Path, model: str) -> dict | None:
     files.write_text(out / INCORRECT, found.wrong.to_csv(index=False))
     files.write_text(out / SLICES, found.slices.to_csv(index=False))
     files.write_text(out / BEHAVIOURAL, json.dumps(found.behaviour, indent=2) + "\n")
-    preds = found.probs.argmax(1)
+    # scikit-learn's report on label ids, or on the (n, k) indicator rows of a multi-label model
+    preds = found.chosen.astype(int) if found.multi_label else found.probs.argmax(1)
     report = classification_report(found.labels, preds, labels=range(len(found.names)), target_names=found.names,
                                    digits=4, zero_division=0)  # fmt: skip
     files.write_text(out / CLASSIFICATION_REPORT, report)
     write_embeddings(out / EMBEDDINGS, found.frame, found.pooled, found.xy, found.umap_xy)
-    plot_confusion_matrix(confusion(found.labels, preds, len(found.names)), found.names, plots / "confusion_matrix.png")
-    bins = reliability_bins(found.frame["confidence"].to_numpy(), found.frame["correct"].to_numpy())
-    k = len(found.names)
-    plot_reliability(bins, found.scores["ece"]["value"], plots / "reliability_diagram.png", k=k)
-    plot_confidence_histogram(found.frame, plots / "confidence_histogram.png", k=k)
-    plot_slices(found.slices, plots / "slice_accuracy.png")
-    order = found.label_set.ordered_names()
-    colours = class_colours(order, found.label_set.ordinal)
-    plot_sample_predictions(found.frame, plots / "sample_predictions.png", colours=colours)
-    plot_embeddings(found.xy, found.frame, order, plots / "embeddings_pca.png", ordinal=found.label_set.ordinal)
-    if found.umap_xy is not None:
-        plot_embeddings(found.umap_xy, found.frame, order, plots / "embeddings_umap.png", method="UMAP",
-                        ordinal=found.label_set.ordinal)  # fmt: skip
+    write_plots(found, plots)
     history_file = Path(model) / LOG_HISTORY
     if not history_file.is_file():
         return None
@@ -247,6 +267,48 @@ def write_analysis(found: Analysis, out: Path, model: str) -> dict | None:
     files.write_text(out / TRAINING_SUMMARY, json.dumps(summary, indent=2) + "\n")
     plot_training_curves(history, plots / "training_curves.png")
     return summary
+
+
+def write_plots(found: Analysis, plots: Path) -> None:
+    """The analysis' figures: the confusion matrix (a multi-label model: per-label F1 and label co-occurrence),
+    reliability (before and after calibration when the model was calibrated), risk-coverage, confidence, slices,
+    samples and embeddings."""
+    multi, k = found.multi_label, len(found.names)
+    if multi:
+        plot_per_label(found.scores, found.names, plots / "per_label_f1.png")
+        plot_label_cooccurrence(found.labels, found.names, plots / "label_cooccurrence.png")
+    else:
+        preds = found.probs.argmax(1)
+        plot_confusion_matrix(confusion(found.labels, preds, k), found.names, plots / "confusion_matrix.png")
+    bins = reliability_bins(*calibration_points(found, found.probs))
+    before = None if found.before is None else reliability_bins(*calibration_points(found, found.before))
+    plot_reliability(bins, found.scores["ece"]["value"], plots / "reliability_diagram.png", k=None if multi else k,
+                     before=before, before_ece=found.ece_before())  # fmt: skip
+    plot_risk_coverage(found.frame["confidence"], found.frame["correct"], found.coverage, plots / "risk_coverage.png")
+    plot_confidence_histogram(found.frame, plots / "confidence_histogram.png", k=None if multi else k)
+    plot_slices(found.slices, plots / "slice_accuracy.png")
+    order = found.label_set.ordered_names()
+    colours = class_colours(order, found.label_set.ordinal)
+    plot_sample_predictions(found.frame, plots / "sample_predictions.png", colours=colours)
+    coloured, groups, ordinal, colour_by = embedding_colours(found)
+    for xy, method in ((found.xy, "PCA"), (found.umap_xy, "UMAP")):
+        if xy is not None:
+            plot_embeddings(xy, coloured, groups, plots / f"embeddings_{method.lower()}.png", method=method,
+                            ordinal=ordinal, colour_by=colour_by)  # fmt: skip
+
+
+def embedding_colours(found: Analysis) -> tuple[pd.DataFrame, list[str], bool, str]:
+    """What the embedding plots colour each text by: its true label; for a multi-label model (a text has several)
+    the side of its most probable label where the labels carry polarity, else that label itself."""
+    if not found.multi_label:
+        return found.frame, found.label_set.ordered_names(), found.label_set.ordinal, "true label"
+    top = found.frame["top_label"]
+    if not found.label_set.has_polarity:
+        return found.frame.assign(label=top), found.names, False, "most probable label"
+    sides = dict(zip(found.names, found.label_set.sign))
+    side_names = {-1: "negative", 0: "neutral", 1: "positive"}
+    return (found.frame.assign(label=top.map(lambda name: side_names[sides[name]])), list(side_names.values()), True,
+            "side of the most probable label")  # fmt: skip
 
 
 def umap_projection(pooled: np.ndarray, seed: int) -> np.ndarray | None:
@@ -276,6 +338,8 @@ def write_embeddings(path: Path, frame, pooled: np.ndarray, xy: np.ndarray, umap
     )
     if umap_xy is not None:
         table["umap_x"], table["umap_y"] = umap_xy[:, 0], umap_xy[:, 1]
+    if "top_label" in frame:  # a multi-label text's most probable label: the explorer colours by it
+        table.insert(table.columns.get_loc("correct") + 1, "top_label", frame["top_label"])
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     meta = {
         b"pooling": POOLING.encode(),
