@@ -5,6 +5,7 @@ it), with usage snippets that run and give the labels `Classifier.predict` gives
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,13 @@ from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from model_card import render_card
-from tests.conftest import writable_copy
+from tests.conftest import ROOT, writable_copy
 from tests.hub_server import validate_card
 from trainer.inference import Classifier
 from trainer.metric_catalogue import record
 
 LABELS = ["joy", "relief", "anger", "neutral"]
+JS = ROOT / "tests" / "js"
 TEXTS = ["Thank you so much, this is such a relief!", "I can't believe they cancelled it again."]  # the card's
 SPLITS = ("evaluation", "test")
 CATALOGUE = record(multi_label=True)  # as metrics.json records it for a multi-label run
@@ -259,6 +261,25 @@ def test_the_onnx_snippet_chooses_the_labels_the_int8_classifier_chooses(multi_r
     exec(code, scope)  # noqa: S102
     int8 = Classifier(run, device="cpu", backend="onnx-int8").predict(TEXTS)
     assert [set(labels) for labels in scope["labels"]] == [set(answer["labels"]) for answer in int8]
+
+
+def test_the_transformers_js_snippet_chooses_the_labels_the_int8_classifier_chooses(multi_run, tmp_path):
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    assert (JS / "node_modules" / "@huggingface" / "transformers").is_dir(), "run: npm ci --prefix tests/js"
+    from trainer.export.onnx import ensure_onnx
+
+    run = writable_copy(multi_run, tmp_path / "models" / "emotions")
+    ensure_onnx(run)
+    code = re.findall(r"```js\n(.*?)```", render_card(run, "emotions", onnx=True), flags=re.S)[0]
+    models = tmp_path / "models"  # the snippet's repo id, "emotions", read from here instead of the Hub
+    local = f'import {{ env, pipeline }} from "@huggingface/transformers";\nenv.localModelPath = "{models}/";\n'
+    (tmp_path / "snippet.mjs").write_text(code.replace('import { pipeline } from "@huggingface/transformers";', local))
+    (tmp_path / "node_modules").symlink_to(JS / "node_modules")  # where Node looks for the package
+    proc = subprocess.run(["node", "snippet.mjs"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    labels = json.loads(proc.stdout.strip().splitlines()[-1].replace("'", '"'))  # console.log of a string array
+    assert labels == Classifier(run, device="cpu", backend="onnx-int8").predict(TEXTS[:1])[0]["labels"]
 
 
 def test_a_trained_multi_label_runs_card_validates_and_its_snippets_agree_with_predict(tiny_multi_run):
