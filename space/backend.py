@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from inference import Classifier
+from inference import UNCERTAIN, Classifier, check_min_confidence
 from palette import OUTCOME_COLOURS, YOU, class_colours, rgba
 from run_folder import (
     BEHAVIOURAL,
@@ -31,7 +31,7 @@ from run_folder import (
     is_hub_id,
     locate_model,
 )
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax
 
 READS = 8  # a text may be this many times what the model reads at once (it is scored in windows); longer only costs
 CHARS_PER_TOKEN = 4  # about; SST-2 averages 4.7 with MiniLM's tokenizer, so a text at the limit is under READS reads
@@ -39,7 +39,16 @@ MAX_ROWS = 5000  # per batch request
 MAX_FILE_BYTES = 2_000_000
 EXPLANATION_METHOD = "occlusion: how much the predicted class's log-odds fall when the word is left out"
 PER_CLASS = ("precision", "recall", "f1")
+PER_LABEL = ("precision", "recall", "f1", "support", "roc_auc", "pr_auc")  # a multi-label model's, per label
 BEHAVIOURAL_COLUMNS = ["name", "type", "status", "n", "failures", "failure_rate", "description"]
+# 32 colours that stay apart on a white page, for label sets larger than the shared palette's (Plotly's Dark24, then
+# eight brighter ones from its Alphabet and Light24); colours repeat only past 32 labels.
+MANY_COLOURS = ["#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B",
+                "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1",
+                "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#FEAF16", "#1CBE4F", "#2ED9FF",
+                "#86CE00", "#FF9616", "#6A76FC", "#C4451C", "#00B5F7"]  # fmt: skip
+AWAY = "#9e9e9e"  # a word pushing away from the label explained (multi-label)
+NO_LABEL = "(none)"  # a multi-label answer with no label over its threshold, where a name is needed
 
 
 def locate(model_id: str) -> Path:
@@ -50,8 +59,9 @@ def locate(model_id: str) -> Path:
 
 @dataclass
 class Explanation:
-    """One text explained: its words, each word's occlusion score for the predicted class (log-odds), the class each
-    word pushes toward, the text's probabilities, the ms scoring took and the windows it was read in."""
+    """One text explained: its words, each word's occlusion score for the explained class (log-odds), the class each
+    word pushes toward, the text's probabilities, the ms scoring took and the windows it was read in. A multi-label
+    model's explanation is for one label (`target`): a word pushes toward it (`supports` = target) or away (-1)."""
 
     words: list[str]
     scores: np.ndarray
@@ -59,30 +69,39 @@ class Explanation:
     probs: np.ndarray
     latency_ms: float
     windows: int
+    target: int | None = None  # the label explained, for a multi-label model
 
 
 class SentimentModel(Classifier):
     """The inference core's classifier, with word-level explanations. The app reads long texts whole (`chunk`)."""
 
-    def explain(self, text: str) -> Explanation:
-        """Occlusion: each word left out in turn, scored against the whole text.
+    def explain(self, text: str, target: int | None = None) -> Explanation:
+        """Occlusion: each word left out in turn, scored against the whole text. A multi-label model explains one
+        label, `target` (default: the most probable one); a single-label model, its predicted class.
 
-        Scores are log-odds, not probabilities: a confident model's probability hardly moves when one word goes. A
-        text read in several windows gets no words: occluding each of them would cost a scoring of the text per word.
+        Scores are log-odds, not probabilities: a confident model's probability hardly moves when one word goes (for
+        a label of a multi-label model, its logit is its log-odds). A text read in several windows gets no words:
+        occluding each of them would cost a scoring of the text per word.
         """
         words = text.split()
         started = time.perf_counter()
         scored = self.score([text])
         latency_ms = (time.perf_counter() - started) * 1000
         full, windows = scored.logits, int(scored.windows[0])
+        probs = scored.probs[0]
+        if self.multi_label:
+            target = int(probs.argmax()) if target is None else int(target)
         if windows > 1:
-            return Explanation([], np.zeros(0), np.zeros(0, int), softmax(full[0]), latency_ms, windows)
-        target = int(full[0].argmax())
+            return Explanation([], np.zeros(0), np.zeros(0, int), probs, latency_ms, windows, target)
         variants = [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))]
         without = self.score(variants).logits if len(words) > 1 else full
+        if self.multi_label:
+            scores = full[0, target].astype(np.float64) - without[:, target]
+            return Explanation(words, scores, np.where(scores >= 0, target, -1), probs, latency_ms, windows, target)
+        target = int(full[0].argmax())
         supports = (log_softmax(full, axis=1) - log_softmax(without, axis=1)).argmax(1)
         scores = log_odds(full, target)[0] - log_odds(without, target)
-        return Explanation(words, scores, supports, softmax(full[0]), latency_ms, windows)
+        return Explanation(words, scores, supports, probs, latency_ms, windows)
 
 
 # --- pure helpers (unit-tested) ---
@@ -129,6 +148,43 @@ def label_value(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
     return {label: float(p) for label, p in zip(labels, probs)}
 
 
+def label_bars_html(answer: dict, colours: dict[str, str]) -> str:
+    """A multi-label answer as one bar per label, most probable first: the label's own probability, its threshold
+    marked on the bar, the labels chosen (at or over it) in bold with a tick. `data-label`, `data-score`,
+    `data-threshold` and `data-chosen` on each row carry the same for programs and tests."""
+    chosen = set(answer["labels"])  # an uncertain answer keeps them, as its best guess
+    rows = []
+    for name, p in sorted(answer["probabilities"].items(), key=lambda item: -item[1]):
+        t = answer["thresholds"][name]
+        picked = name in chosen
+        rows.append(
+            f'<div class="bar-row{" chosen" if picked else ""}" data-label="{escape(name)}" data-score="{p:.4f}" '
+            f'data-threshold="{t:.4f}" data-chosen="{str(picked).lower()}">'
+            f'<span class="bar-name">{"✓ " if picked else ""}{escape(name)}</span>'
+            f'<span class="bar-track"><span class="bar-fill" style="width:{p:.1%};background:{colours[name]}"></span>'
+            f'<span class="bar-threshold" style="left:{t:.1%}" title="threshold {t:.1%}"></span></span>'
+            f'<span class="bar-value">{p:.1%}<span class="bar-t"> · threshold {t:.1%}</span></span></div>'
+        )
+    key = ('<div class="bars-key">bar: the label\'s probability · line: its threshold (chosen at or over it) · '
+           "a label is decided on its own, so the bars need not add up to 100%</div>")  # fmt: skip
+    return f'<div class="bars">{"".join(rows)}</div>{key}'
+
+
+def answer_markdown(answer: dict, min_confidence: float | None = None) -> str:
+    """The answer to a text as a heading: the label (a multi-label model's labels over their thresholds, or that none
+    is), or "uncertain" with the best guess when its confidence is below `min_confidence`."""
+    multi = "labels" in answer
+    decided = (", ".join(answer["labels"]) or "no label over its threshold") if multi else answer["label"]
+    sure = (f"confidence {answer['score']:.1%} (the least sure of its label decisions)" if multi
+            else f"probability {answer['score']:.1%}")  # fmt: skip
+    if answer["label"] != UNCERTAIN:
+        return f"### {decided}\n{sure}"
+    guess = answer["best_guess"]
+    guess = (", ".join(guess) or "no label") if multi else guess
+    return (f"### {UNCERTAIN}\n{sure}, below the minimum confidence {min_confidence:.0%}; "
+            f"best guess: **{guess}**")  # fmt: skip
+
+
 def highlights(words: list[str], scores: np.ndarray) -> list[tuple[str, float]]:
     """Each word with its score scaled to [-1, 1] (the colour's strength)."""
     scale = float(np.abs(scores).max()) if len(scores) else 0.0
@@ -138,16 +194,22 @@ def highlights(words: list[str], scores: np.ndarray) -> list[tuple[str, float]]:
 
 def words_html(found: Explanation, labels: list[str], colours: dict[str, str]) -> str:
     """The words of an explanation on a background in the colour of the class each pushes toward, stronger for a
-    larger effect, with a legend; `data-class` and `data-weight` carry the same for programs and tests."""
+    larger effect, with a legend; `data-class` and `data-weight` carry the same for programs and tests. For one label
+    of a multi-label model: its colour toward it, grey away from it (`data-class` "not <label>")."""
     if not found.words:
         return ""
     spans = []
     for (word, weight), cls in zip(highlights(found.words, found.scores), found.supports):
-        name = labels[int(cls)]
+        name = labels[int(cls)] if cls >= 0 else f"not {labels[found.target]}"
+        colour = colours.get(name, AWAY)
         alpha = 0.1 + 0.75 * abs(weight) if abs(weight) >= 0.05 else 0.0
         spans.append(f'<span class="word" data-class="{escape(name)}" data-weight="{weight}" title="{escape(name)}" '
-                     f'style="background:{rgba(colours[name], alpha)}">{escape(word)}</span>')  # fmt: skip
-    return f'<div class="words">{" ".join(spans)}</div>' + legend_html(labels, colours, "pushes toward")
+                     f'style="background:{rgba(colour, alpha)}">{escape(word)}</span>')  # fmt: skip
+    if found.target is None:
+        return f'<div class="words">{" ".join(spans)}</div>' + legend_html(labels, colours, "pushes toward")
+    name = labels[found.target]
+    keys = {name: colours[name], f"not {name}": AWAY}
+    return f'<div class="words">{" ".join(spans)}</div>' + legend_html(list(keys), keys, "pushes toward")
 
 
 def legend_html(labels: list[str], colours: dict[str, str], verb: str = "") -> str:
@@ -203,10 +265,14 @@ def _check_rows(texts: list[str], source: str, limit: int | None) -> list[str]:
     return [t[:limit] for t in texts]
 
 
-def batch_table(texts: list[str], probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
-    best = probs.argmax(1)
-    return pd.DataFrame({"text": texts, "label": [labels[i] for i in best], "confidence": probs.max(1).round(4),
-                         **{f"p_{name}": probs[:, j].round(4) for j, name in enumerate(labels)}})  # fmt: skip
+def batch_table(texts: list[str], answers: list[dict]) -> pd.DataFrame:
+    """One row per text: its answer (`label`, or a multi-label model's `labels` joined by ";"; "uncertain" below the
+    minimum confidence), its confidence, and every class's probability."""
+    column = "labels" if answers and "labels" in answers[0] else "label"
+    names = list(answers[0]["probabilities"]) if answers else []
+    probabilities = {f"p_{name}": [round(a["probabilities"][name], 4) for a in answers] for name in names}
+    return pd.DataFrame({"text": texts, column: [a["label"] for a in answers],
+                         "confidence": [round(a["score"], 4) for a in answers], **probabilities})  # fmt: skip
 
 
 def nearest(query: np.ndarray, matrix: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -240,16 +306,29 @@ class Projection:
         return (np.atleast_2d(embeddings) - self.mean) @ self.components.T
 
 
-def filter_errors(frame: pd.DataFrame, error_type: str | None, min_confidence: float) -> pd.DataFrame:
+MISSED_OR_ADDED = {"was missed": ["missed"], "was added": ["extra"], "was missed or added": ["missed", "extra"]}
+ANY_LABEL = "any label"
+
+
+def filter_errors(frame: pd.DataFrame, error_type: str | None, min_confidence: float, label: str | None = None,
+                  how: str = "was missed") -> pd.DataFrame:  # fmt: skip
+    """The mistakes of one error type (whole tags) at or over a confidence; for a multi-label model, also only the
+    texts where `label` was missed or added (`how`, a key of MISSED_OR_ADDED)."""
     keep = frame["confidence"] >= min_confidence
     if error_type and error_type != "all":
         keep &= frame["error_types"].fillna("").str.split(";").apply(lambda tags: error_type in tags)
+    if label and label != ANY_LABEL:
+        found = [frame[column].fillna("").str.split(";").apply(lambda names: label in names)
+                 for column in MISSED_OR_ADDED[how]]  # fmt: skip
+        keep &= np.logical_or.reduce(found)
     return frame[keep].reset_index(drop=True)
 
 
-ERROR_COLUMNS = {"true_label": "true label", "predicted_label": "predicted", "confidence": "confidence",
+ERROR_COLUMNS = {"true_label": "true label", "predicted_label": "predicted", "true_labels": "true labels",
+                 "predicted_labels": "predicted", "missed": "missed", "extra": "added", "confidence": "confidence",
                  "error_types": "error types", "class_distance": "distance", "text": "text"}  # fmt: skip
-ERROR_WIDTHS = {"true_label": 11, "predicted_label": 11, "confidence": 9, "error_types": 18, "class_distance": 7}
+ERROR_WIDTHS = {"true_label": 11, "predicted_label": 11, "true_labels": 12, "predicted_labels": 12, "missed": 9,
+                "extra": 9, "confidence": 9, "error_types": 18, "class_distance": 7}  # fmt: skip
 
 
 def error_widths(columns) -> list[str]:
@@ -260,12 +339,16 @@ def error_widths(columns) -> list[str]:
 
 
 def error_view(frame: pd.DataFrame, colours: dict[str, str]):
-    """The mistakes as the Errors tab shows them: true label, prediction, confidence and error types first, the text
-    last (it wraps), label cells tinted in their class's colour."""
+    """The mistakes as the Errors tab shows them: true label, prediction, confidence and error types first (a
+    multi-label model's true and predicted labels, those missed and those added), the text last (it wraps), label
+    cells tinted in their class's colour (single-label)."""
     shown = frame[[c for c in ERROR_COLUMNS if c in frame.columns]].copy()
     shown["confidence"] = shown["confidence"].round(3)
-    shown["error_types"] = shown["error_types"].fillna("").str.replace(";", ", ")
-    return tinted(shown.rename(columns=ERROR_COLUMNS), ["true label", "predicted"], colours)
+    for column in ("error_types", "true_labels", "predicted_labels", "missed", "extra"):
+        if column in shown:
+            shown[column] = shown[column].fillna("").astype(str).str.replace(";", ", ")
+    single = "true_label" in shown  # a multi-label cell holds several names: no one colour to tint it with
+    return tinted(shown.rename(columns=ERROR_COLUMNS), ["true label", "predicted"] if single else [], colours)
 
 
 def tinted(frame: pd.DataFrame, columns: list[str], colours: dict[str, str]):
@@ -275,7 +358,7 @@ def tinted(frame: pd.DataFrame, columns: list[str], colours: dict[str, str]):
     def tint(value):
         return f"background-color: {rgba(colours[value], 0.3)}" if value in colours else ""
 
-    return frame.style.map(tint, subset=columns).format(precision=3)
+    return frame.style.map(tint, subset=[c for c in columns if c in frame.columns]).format(precision=3)
 
 
 class ApiError(ValueError):
@@ -286,12 +369,16 @@ class ApiError(ValueError):
         self.status = status
 
 
-def api_texts(payload, limit: int) -> tuple[list[str], int | None]:
-    """The texts and top_k of an /api/classify body ({"inputs": "text" or ["text", ...], "parameters": {"top_k":
-    k}}), or ApiError: 400 for a malformed body, 422 for an empty or over-long text, 413 for too many texts."""
+def api_texts(payload, limit: int) -> tuple[list[str], int | None, float | None]:
+    """The texts, top_k and min_confidence of an /api/classify body ({"inputs": "text" or ["text", ...],
+    "parameters": {"top_k": k, "min_confidence": p}}), or ApiError: 400 for a malformed body, 422 for an empty or
+    over-long text or a min_confidence outside [0, 1), 413 for too many texts."""
     usage = 'send JSON like {"inputs": "a text"} or {"inputs": ["a text", "another"]}'
     if not isinstance(payload, dict) or "inputs" not in payload:
         raise ApiError(400, f"no inputs: {usage}")
+    if "min_confidence" in payload:  # silently ignored, it would answer every text: say where it goes
+        raise ApiError(400, 'min_confidence goes in parameters: send {"inputs": ..., "parameters": '
+                            '{"min_confidence": 0.8}}')  # fmt: skip
     inputs = payload["inputs"]
     texts = [inputs] if isinstance(inputs, str) else inputs
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
@@ -306,42 +393,90 @@ def api_texts(payload, limit: int) -> tuple[list[str], int | None]:
             raise ApiError(422, f"{where} is empty: send text to classify")
         if len(text) > limit:
             raise ApiError(422, f"{where} has {len(text):,} characters; the limit is {limit:,}: shorten or split it")
-    top_k = (payload.get("parameters") or {}).get("top_k")
+    parameters = payload.get("parameters")
+    parameters = {} if parameters is None else parameters
+    if not isinstance(parameters, dict):
+        raise ApiError(400, 'parameters must be an object, e.g. {"top_k": 1, "min_confidence": 0.8}')
+    top_k, min_confidence = parameters.get("top_k"), parameters.get("min_confidence")
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise ApiError(400, f"parameters.top_k must be a whole number of at least 1, not {top_k!r}")
-    return [t.strip() for t in texts], top_k
+    if min_confidence is not None:
+        if not isinstance(min_confidence, (int, float)) or isinstance(min_confidence, bool):
+            raise ApiError(422, f"parameters.min_confidence must be a number in [0, 1), not {min_confidence!r}")
+        try:
+            check_min_confidence(min_confidence)
+        except ValueError as err:
+            raise ApiError(422, f"parameters.{err}") from None
+    return [t.strip() for t in texts], top_k, min_confidence
 
 
-def api_answer(probs: np.ndarray, labels: list[str], top_k: int | None = None) -> list[list[dict]]:
-    """Each text's classes as Hugging Face inference servers give them: label and score, most likely first."""
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
-    return [[{"label": labels[j], "score": float(row[j])} for j in ranks] for row, ranks in zip(probs, order)]
+def api_answer(answers: list[dict], top_k: int | None = None) -> list:
+    """Each text's answer (`Classifier.answers`) as the JSON API gives it. Single-label: its classes as Hugging Face
+    inference servers give them, label and score, most likely first, led by {"label": "uncertain", "score": its
+    confidence} when it is below the minimum confidence. Multi-label: the answer itself (the labels over their
+    thresholds, `label` joining them, `score` its confidence, `probabilities` most likely first, `thresholds`)."""
+    out = []
+    for answer in answers:
+        ranked = sorted(answer["probabilities"].items(), key=lambda item: -item[1])[:top_k]
+        if "labels" in answer:
+            kept = {name: answer["thresholds"][name] for name, _ in ranked}
+            out.append({**answer, "probabilities": dict(ranked), "thresholds": kept})
+            continue
+        row = [{"label": name, "score": p} for name, p in ranked]
+        if answer["label"] == UNCERTAIN:
+            row.insert(0, {"label": UNCERTAIN, "score": answer["score"]})
+        out.append(row)
+    return out
 
 
 def report_headline(metrics: dict | None, model_id: str) -> str:
-    """What a visitor wants first: accuracy with its 95% interval, on which data and how many examples (and the test
-    split's, when reported), then the model and its labels."""
+    """What a visitor wants first: accuracy (a multi-label model's macro F1) with its 95% interval, on which data and
+    how many examples (and the test split's, when reported), then the model and its labels."""
     if not metrics:
         return f"No `{METRICS}` next to this model: evaluate it with `make evaluate` and push the run folder."
     scores = metrics.get("evaluation") or metrics.get("metrics") or {}
     link = model_link(model_id)
     n, data = metrics.get("eval_samples") or metrics.get("n"), metrics.get("data")
-    accuracy = scores.get("accuracy") or {}
+    multi = bool(metrics.get("multi_label"))
+    key, title, show = ("f1_macro", "Macro F1", _decimal) if multi else ("accuracy", "Accuracy", _percent)
     lines = []
-    if "value" in accuracy:
-        lines.append(f"## Accuracy {_percent(accuracy)}")
+    if "value" in (scores.get(key) or {}):
+        lines.append(f"## {title} {show(scores[key])}")
         where = f"the validation split of `{data}`" if metrics.get("test") is not None else f"`{data}`"
-        extra = f" · macro F1 {scores['f1_macro']['value']:.3f}" if "f1_macro" in scores else ""
+        extra = _headline_extra(scores, multi)
         lines.append(f"on the **{n:,}** examples of {where}{extra}" if n else f"on {where}{extra}")
     test = metrics.get("test") or {}
-    if "value" in (test.get("accuracy") or {}):
-        lines.append(f"\n**Test split:** accuracy {_percent(test['accuracy'])} on {metrics.get('test_samples'):,} "
-                     "examples (scored once, with the checkpoint validation chose)")  # fmt: skip
+    if "value" in (test.get(key) or {}):
+        extra = _headline_extra(test, multi) if multi else ""
+        lines.append(f"\n**Test split:** {title if multi else title.lower()} {show(test[key])}{extra} on "
+                     f"{metrics.get('test_samples'):,} examples (scored once, with the checkpoint validation "
+                     "chose)")  # fmt: skip
     names = class_names(metrics, scores)
     scale = (metrics.get("label_set") or {}).get("scale")
     labels = "**labels (ordered):** " + " < ".join(scale) if scale else "**labels:** " + ", ".join(names)
-    lines.append(f"\n**Model:** {link} · {labels}")
+    kind = " · several labels per text (each decided at its own threshold)" if multi else ""
+    lines.append(f"\n**Model:** {link} · {labels}{kind}")
     return "\n".join(lines)
+
+
+def _headline_extra(scores: dict, multi: bool) -> str:
+    """What follows the headline figure: macro F1 for a single-label model; micro F1 and exact-match accuracy for a
+    multi-label one."""
+    shown = [("micro F1", "f1_micro", "{:.3f}"), ("exact match", "subset_accuracy", "{:.1%}")] if multi else [
+        ("macro F1", "f1_macro", "{:.3f}")]  # fmt: skip
+    return "".join(f" · {name} {fmt.format(scores[key]['value'])}" for name, key, fmt in shown
+                   if "value" in (scores.get(key) or {}))  # fmt: skip
+
+
+def report_plot_rows(plots: dict[str, Path]) -> list[list[str]]:
+    """The report's pictures, row by row, among those pushed: the confusion matrix (a multi-label model's per-label
+    charts) alone at the page's width, where its numbers can be read; the label co-occurrence picture; the
+    reliability diagram beside the risk-coverage curve; then the training curves and sample predictions."""
+    wide = ["confusion_matrix", *sorted(name for name in plots if name.startswith("per_label")), "label_cooccurrence"]
+    rows = [[name] for name in wide if name in plots]
+    pair = [name for name in ("reliability_diagram", "risk_coverage") if name in plots]
+    return rows + ([pair] if pair else []) + [[name] for name in ("training_curves", "sample_predictions")
+                                              if name in plots]  # fmt: skip
 
 
 def model_link(model_id: str) -> str:
@@ -352,24 +487,31 @@ def model_link(model_id: str) -> str:
 
 
 def metric_catalogue(metrics: dict, scores: dict, names: list[str]) -> list[dict]:
-    """How the run's metrics are named, ordered and shown: the catalogue metrics.json recorded. A run recorded before
-    the catalogue gets every metric it scored but the per-class ones, as numbers, in the order it recorded them."""
+    """How the run's metrics are named, ordered and shown: the catalogue metrics.json recorded, its entries for this
+    model's task (single- or multi-label; an entry without a task is for both). A run recorded before the catalogue
+    gets every metric it scored but the per-class ones, as numbers, in the order it recorded them."""
     if metrics.get("metric_catalogue"):
-        return metrics["metric_catalogue"]
-    per_class = {f"{metric}_{name}" for metric in PER_CLASS for name in names}
+        task = "multi" if metrics.get("multi_label") else "single"
+        return [m for m in metrics["metric_catalogue"] if m.get("task", "both") in (task, "both")]
+    per_class = {f"{metric}_{name}" for metric in _per_class_metrics(metrics) for name in names}
     return [{"key": key, "headline": True} for key in scores if key not in per_class]
+
+
+def _per_class_metrics(metrics: dict) -> tuple[str, ...]:
+    return PER_LABEL if metrics.get("multi_label") else PER_CLASS
 
 
 def metrics_markdown(metrics: dict | None, model_id: str) -> str:
     """The Model report's full table: the headline metrics with their intervals (then any other averages), and
     precision, recall and F1 per class; validation and, when reported, test side by side; formatted as the run's
-    metric catalogue says, numbers at three decimals at most."""
+    metric catalogue says, numbers at three decimals at most. A multi-label model's per-label table adds each label's
+    threshold, support, ROC AUC and PR AUC."""
     if not metrics:
         return ""
     scores = metrics.get("evaluation") or metrics.get("metrics") or {}
     test = metrics.get("test") or {}  # the held-out test split, scored once with the checkpoint validation chose
     names = class_names(metrics, scores)
-    per_class = {f"{metric}_{name}" for metric in PER_CLASS for name in names}
+    per_class = {f"{metric}_{name}" for metric in _per_class_metrics(metrics) for name in names}
     catalogue = {m["key"]: m for m in metric_catalogue(metrics, scores, names)}
     headline = [key for key, m in catalogue.items() if m.get("headline")]
     keys = [key for key in headline if key in scores] + [key for key in scores if key not in {*headline, *per_class}]
@@ -380,15 +522,124 @@ def metrics_markdown(metrics: dict | None, model_id: str) -> str:
             cells = [scores[key]] + ([test.get(key) or {}] if test else [])
             shown = (_value_and_interval(cell, catalogue.get(key)) for cell in cells)
             lines.append(f"| {key} | " + " | ".join(shown) + " |")
+    per_label = _per_label_lines if metrics.get("multi_label") else _per_class_lines
+    return "\n".join(lines + per_label(metrics, names, scores, test))
+
+
+def _per_class_lines(metrics: dict, names: list[str], scores: dict, test: dict) -> list[str]:
     rows = [name for name in names if any(f"{metric}_{name}" in scores for metric in PER_CLASS)]
-    if rows:
-        splits, prefixes = ([scores, test], ["", "test "]) if test else ([scores], [""])
-        columns = ["class", *(prefix + metric for prefix in prefixes for metric in PER_CLASS)]
-        lines += ["", "**Per class**" + (" (validation, then test)" if test else ""), "", *_table_head(columns)]
-        for name in rows:
-            cells = [_value(split.get(f"{metric}_{name}")) for split in splits for metric in PER_CLASS]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    if not rows:
+        return []
+    splits, prefixes = ([scores, test], ["", "test "]) if test else ([scores], [""])
+    columns = ["class", *(prefix + metric for prefix in prefixes for metric in PER_CLASS)]
+    lines = ["", "**Per class**" + (" (validation, then test)" if test else ""), "", *_table_head(columns)]
+    for name in rows:
+        cells = [_value(split.get(f"{metric}_{name}")) for split in splits for metric in PER_CLASS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _per_label_lines(metrics: dict, names: list[str], scores: dict, test: dict) -> list[str]:
+    """A multi-label model's table: one row per label, its threshold and its scores at it (and test F1)."""
+    rows = [name for name in names if any(f"{metric}_{name}" in scores for metric in PER_LABEL)]
+    if not rows:
+        return []
+    thresholds = (metrics.get("thresholds") or {}).get("per_label") or {}
+    columns = ["label", "threshold", *PER_LABEL, *(["test f1"] if test else [])]
+    lines = ["", "**Per label** (validation, at each label's threshold)", "", *_table_head(columns)]
+    for name in rows:
+        cells = [f"{thresholds[name]:.2f}" if name in thresholds else ""]
+        cells += [_value(scores.get(f"{metric}_{name}"), {"format": "count"} if metric == "support" else None)
+                  for metric in PER_LABEL]  # fmt: skip
+        cells += [_value(test.get(f"f1_{name}"))] if test else []
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def decisions_markdown(metrics: dict | None) -> str:
+    """How the model's scores turn into answers, as far as metrics.json records it (older runs record none): a
+    multi-label model's thresholds against one global threshold and 0.5, calibration (ECE before and after), and
+    the risk-coverage figures (how accurate the model is on the texts it is most sure of)."""
+    metrics = metrics or {}
+    parts = [_thresholds_lines(metrics.get("thresholds")), _calibration_lines(metrics.get("calibration")),
+             _coverage_lines(metrics.get("risk_coverage"))]  # fmt: skip
+    return "\n".join(line for part in parts for line in part)
+
+
+def _number(value) -> float | None:
+    """A recorded figure, bare or as {"value": x}."""
+    value = value.get("value") if isinstance(value, dict) else value
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _thresholds_lines(thresholds: dict | None) -> list[str]:
+    if not thresholds:
+        return []
+    tuned, objective = thresholds.get("tuned_on", "validation"), thresholds.get("objective")
+    how = f"tuned on {tuned}" + (f" ({objective})" if objective else "")
+    lines = ["### Decision thresholds", "", f"Each label has its own threshold, {how}: a label is chosen when its "
+             "probability is at or over it (the per-label table lists them)."]  # fmt: skip
+    rules = {"per_label": "per-label thresholds", "global": "one global threshold", "0.5": "0.5 for every label"}
+    if _number(thresholds.get("global")) is not None:
+        rules["global"] += f" ({_number(thresholds['global']):.2f})"
+    results = thresholds.get("results") or {}
+    if results:
+        lines += ["", *_table_head(["rule", *(f"{split} {m}" for split in results for m in ("F1 macro", "F1 micro"))])]
+        for rule, name in rules.items():
+            cells = [_number((results[split].get(rule) or {}).get(metric)) for split in results
+                     for metric in ("f1_macro", "f1_micro")]  # fmt: skip
+            lines.append(f"| {name} | " + " | ".join("" if c is None else f"{c:.3f}" for c in cells) + " |")
+    return [*lines, ""]
+
+
+def _calibration_lines(calibration: dict | None) -> list[str]:
+    if not calibration:
+        return []
+    if calibration.get("method", "none") == "none":
+        return ["### Calibration", "", "Not calibrated: the scores are the model's own (trained with "
+                "`--calibrate none`).", ""]  # fmt: skip
+    value = calibration.get("temperature")
+    if isinstance(value, dict) and value:
+        shown = f"one per label, {min(value.values()):.2f} to {max(value.values()):.2f}"
+    else:
+        shown = f"T = {_number(value):.2f}" if _number(value) is not None else "T"
+    lines = ["### Calibration", "", f"Temperature scaling ({shown}), fitted on validation and folded into the model's "
+             "last layer: the probabilities every client gets are the calibrated ones."]  # fmt: skip
+    ece = calibration.get("ece") or {}
+    if ece:
+        lines += ["", *_table_head(["split", "ECE before", "ECE after"])]
+        for split, pair in ece.items():
+            before, after = _number(pair.get("before")), _number(pair.get("after"))
+            lines.append(f"| {split} | " + " | ".join("" if v is None else f"{v:.3f}" for v in (before, after)) + " |")
+    return [*lines, ""]
+
+
+def _coverage_lines(coverage: dict | None) -> list[str]:
+    """The risk-coverage table: recorded for one split ({"points": ...}) or per split ({split: {"points": ...}})."""
+    if not coverage:
+        return []
+    by_split = {"": coverage} if "points" in coverage else {k: v for k, v in coverage.items() if isinstance(v, dict)}
+    lines = ["### Answering only when sure", "", "Texts sorted by the model's confidence: its accuracy on the share it "
+             "is most sure of (coverage), and the `min_confidence` that answers that share."]  # fmt: skip
+    for split, found in by_split.items():
+        points = {round(float(p["coverage"]), 2): p for p in found.get("points") or []}
+        if not points:
+            continue
+        measure = "exact-match accuracy" if found.get("accuracy_measure") == "subset_accuracy" else "accuracy"
+        head = f"**{split}**: " if split else ""
+        if 0.9 in points:
+            head += f"at 90% coverage: **{points[0.9]['accuracy']:.1%} {measure}**"
+        if _number(found.get("aurc")) is not None:
+            head += f" · area under the risk-coverage curve {_number(found['aurc']):.3f} (lower is better)"
+        lines += ["", head, "", *_table_head(["coverage", measure, "min_confidence"])]
+        for c, point in sorted(points.items()):
+            lines.append(f"| {c:.0%} | {point['accuracy']:.1%} | {float(point['min_confidence']):.3f} |")
+    return [*lines, ""]
+
+
+def _decimal(score: dict) -> str:
+    interval = f" (95% CI {score['ci_low']:.3f}–{score['ci_high']:.3f})" if "ci_low" in score else ""
+    return f"{score['value']:.3f}{interval}"
 
 
 def _percent(score: dict) -> str:
@@ -430,14 +681,19 @@ def _value_and_interval(score: dict, metric: dict | None = None) -> str:
 
 def colour_map(metrics: dict | None, labels: list[str]) -> dict[str, str]:
     """One colour per class for every tab: as in the run's plots (`label_set.colours`), else from the shared palette
-    (ordered labels along the red-to-blue scale, two labels red and blue, others Okabe-Ito)."""
+    (ordered labels along the red-to-blue scale, two labels red and blue, others Okabe-Ito). More labels than those
+    have distinct colours (GoEmotions' 28) take MANY_COLOURS, so no two labels share one."""
     label_set = (metrics or {}).get("label_set") or {}
     given = label_set.get("colours") or {}
     if all(name in given for name in labels):
-        return {name: given[name] for name in labels}
-    scale = label_set.get("scale")
-    fallback = class_colours(scale, True) if scale else class_colours(labels, bool(label_set.get("ordinal")))
-    return {name: given.get(name) or fallback[name] for name in labels}
+        colours = {name: given[name] for name in labels}
+    else:
+        scale = label_set.get("scale")
+        fallback = class_colours(scale, True) if scale else class_colours(labels, bool(label_set.get("ordinal")))
+        colours = {name: given.get(name) or fallback[name] for name in labels}
+    if len(set(colours.values())) < len(labels):
+        return {name: MANY_COLOURS[i % len(MANY_COLOURS)] for i, name in enumerate(labels)}
+    return colours
 
 
 def explorer_figure(points: pd.DataFrame, colour_by: str, colours: dict[str, str], axis_titles: list[str],
@@ -450,7 +706,7 @@ def explorer_figure(points: pd.DataFrame, colour_by: str, colours: dict[str, str
     fig = go.Figure()
     hover = ("%{customdata[0]}<br>true: <b>%{customdata[1]}</b> · predicted: <b>%{customdata[2]}</b> "
              "(%{customdata[3]:.1%})<extra></extra>")  # fmt: skip
-    groups = {**colours} if colour_by in ("label", "predicted") else {**OUTCOME_COLOURS}
+    groups = {**OUTCOME_COLOURS} if colour_by == "outcome" else {**colours}
     for name, colour in groups.items():
         part = points[points[colour_by] == name]
         if part.empty:
@@ -480,10 +736,15 @@ def explorer_figure(points: pd.DataFrame, colour_by: str, colours: dict[str, str
             hovertemplate="<b>your sentence</b><br>%{customdata[0]}<br>predicted: <b>%{customdata[2]}</b> "
             "(%{customdata[3]:.1%})<extra></extra>",
         ))  # fmt: skip
+    # A few groups read best in one row above the plot; many (28 labels) in a column beside it, one per line.
+    legend = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1, "title": None}
+    if len(fig.data) > 8:
+        legend = {"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.02, "font": {"size": 11},
+                  "title": {"text": "double-click one to show it alone"}}  # fmt: skip
     fig.update_layout(
-        template="plotly_white", height=560, margin={"l": 60, "r": 20, "t": 80, "b": 60}, hovermode="closest",
+        template="plotly_white", height=640 if len(fig.data) > 8 else 560, hovermode="closest", legend=legend,
+        margin={"l": 60, "r": 20, "t": 40 if len(fig.data) > 8 else 80, "b": 60},
         xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1, "title": None},
     )  # fmt: skip
     return fig
 

@@ -144,12 +144,21 @@ def test_filter_errors_by_type_and_confidence():
     assert backend.filter_errors(frame, "neg", 0.5).empty  # whole tags only
 
 
+def answers(probs, min_confidence=None):
+    """Classifier.answers for a single-label model over `probs`, without a model."""
+    model = backend.SentimentModel.__new__(backend.SentimentModel)
+    model.labels, model.multi_label, model.thresholds = ["negative", "positive"], False, None
+    return model.answers(np.array(probs), min_confidence)
+
+
 def test_batch_table_and_report_text():
-    table = backend.batch_table(["x", "y"], np.array([[0.9, 0.1], [0.2, 0.8]]), ["negative", "positive"])
+    table = backend.batch_table(["x", "y"], answers([[0.9, 0.1], [0.2, 0.8]]))
     assert table[["label", "confidence", "p_positive"]].values.tolist() == [
         ["negative", 0.9, 0.1],
         ["positive", 0.8, 0.8],
     ]
+    table = backend.batch_table(["x", "y"], answers([[0.9, 0.1], [0.2, 0.8]], min_confidence=0.85))
+    assert table["label"].tolist() == ["negative", "uncertain"]  # 0.8 < 0.85: not sure enough to answer
     assert "No `metrics.json`" in backend.report_headline(None, "alice/m")
     accuracy = {"value": 0.9, "ci_low": 0.8812, "ci_high": 0.9204}
     scores = {"accuracy": accuracy, "f1_macro": {"value": 0.8987}, "log_loss": {"value": 0.31234}}
@@ -431,6 +440,25 @@ def test_the_json_api_answers_as_hugging_face_inference_servers_do(app_client):
     assert ui["label"] == one[0][0]["label"]
 
 
+def test_the_json_api_answers_uncertain_below_min_confidence_and_only_there(app_client):
+    client, _, app = app_client
+    texts = ["good film , really good", "worst film", "the plot", "fun , but dull", "best acting", "a movie"]
+    probs = app.MODEL.predict_proba(texts)
+    cut = float(np.median(probs.max(1)))
+    assert (probs.max(1) < cut).any() and (probs.max(1) >= cut).any()
+    status, answer = post(client.src, {"inputs": texts, "parameters": {"min_confidence": cut}})
+    assert status == 200
+    for row, p in zip(answer, probs):
+        classes = [app.MODEL.labels[j] for j in np.argsort(-p, kind="stable")]
+        if p.max() < cut:  # led by the answer, then the classes as always
+            assert row[0] == {"label": "uncertain", "score": pytest.approx(p.max(), abs=1e-6)}
+            assert [r["label"] for r in row[1:]] == classes
+        else:
+            assert [r["label"] for r in row] == classes
+    status, answer = post(client.src, {"inputs": texts})  # no minimum: today's answer, never uncertain
+    assert status == 200 and all(r["label"] != "uncertain" for row in answer for r in row)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
@@ -443,6 +471,8 @@ def test_the_json_api_answers_as_hugging_face_inference_servers_do(app_client):
         ({"inputs": "good " * 500}, 422, "the text has 2,500 characters; the limit is 2,000"),
         ({"inputs": ["good"] * 5001}, 413, "5,001 texts in one request; the limit is 5,000"),
         ({"inputs": "good", "parameters": {"top_k": 0}}, 400, "parameters.top_k must be a whole number"),
+        ({"inputs": "good", "parameters": {"min_confidence": 1.5}}, 422, "min_confidence 1.5: use a probability in"),
+        ({"inputs": "good", "parameters": []}, 400, "parameters must be an object"),
     ],
 )
 def test_the_json_api_rejects_bad_input_with_a_4xx_and_one_line(app_client, body, status, message):

@@ -199,7 +199,7 @@ def test_the_app_serves_a_five_label_model_on_every_endpoint(tiny_five_run, tmp_
         spans = re.findall(r'data-class="([\w ]+)"[^>]*>([^<]*)</span>', words)
         assert [word for _, word in spans] == ["good", "film", ",", "really", "good"]
         assert {name for name, _ in spans} <= set(FIVE_LABELS)
-        assert f"**{result['label']}**" in note and "occlusion" in note
+        assert note.startswith(f"### {result['label']}\nprobability ") and "occlusion" in note
 
         table, csv_path = client.predict("good film\nworst film\nplot film", None, api_name="/batch")
         assert table["headers"] == ["text", "label", "confidence", *(f"p_{name}" for name in FIVE_LABELS)]
