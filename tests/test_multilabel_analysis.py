@@ -249,3 +249,11 @@ def test_the_confusion_matrix_grows_with_the_labels(tmp_path, k):
     width, height = Image.open(plot_confusion_matrix(matrix, names, tmp_path / "cm.png")).size
     assert height > width  # from five labels the two panels stack, each at the page's width
     assert width >= (600 if k == 5 else 1800)  # about 60 px a cell for 28 labels at its own size
+
+
+def test_a_multi_label_training_summary_finds_the_best_micro_f1():
+    from trainer.evaluation.analysis import training_summary
+
+    history = [{"step": 1, "loss": 0.7}, {"step": 2, "eval_f1_micro": 0.4}, {"step": 4, "eval_f1_micro": 0.6},
+               {"step": 6, "eval_f1_micro": 0.5}]  # fmt: skip
+    assert training_summary(history)["best_eval"] == {"step": 4, "f1_micro": 0.6, "epoch": None}

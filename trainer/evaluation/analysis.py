@@ -288,9 +288,11 @@ def slice_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def training_summary(log_history: list[dict]) -> dict:
-    """Lowest training loss, grad-norm spikes (above median + 3 MAD), learning-rate schedule and best eval step."""
+    """Lowest training loss, grad-norm spikes (above median + 3 MAD), learning-rate schedule and best eval step (by
+    accuracy; a multi-label model's by micro F1)."""
     train = [r for r in log_history if "loss" in r and "step" in r]
-    evals = [r for r in log_history if "eval_accuracy" in r]
+    measure = "accuracy" if any("eval_accuracy" in r for r in log_history) else "f1_micro"
+    evals = [r for r in log_history if f"eval_{measure}" in r]
     out: dict = {"logged_steps": len(train)}
     if train:
         low = min(train, key=lambda r: r["loss"])
@@ -304,6 +306,6 @@ def training_summary(log_history: list[dict]) -> dict:
         spikes = [{"step": r["step"], "grad_norm": r["grad_norm"]} for r in train if r.get("grad_norm", 0) > cut]
         out["grad_norm"] = {"median": median, "mad": mad, "spike_threshold": cut, "spikes": spikes}
     if evals:
-        best = max(evals, key=lambda r: r["eval_accuracy"])
-        out["best_eval"] = {"step": best["step"], "accuracy": best["eval_accuracy"], "epoch": best.get("epoch")}
+        best = max(evals, key=lambda r: r[f"eval_{measure}"])
+        out["best_eval"] = {"step": best["step"], measure: best[f"eval_{measure}"], "epoch": best.get("epoch")}
     return out

@@ -158,7 +158,7 @@ def plot_risk_coverage(confidence, correct, found: dict, path: str | Path) -> Pa
         ax.plot(0.9, at_90["accuracy"], "*", ms=14, color="tab:red", mec="black", zorder=3, label=label)
     ax.set(xlabel="coverage (share of texts answered, most confident first)", ylabel=measure, xlim=(0, 1.02),
            title=f"Risk-coverage (AURC {found['aurc']:.4f}, lower is better)")  # fmt: skip
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)  # the curve falls from top left to bottom right: most often upper right
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

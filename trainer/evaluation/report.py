@@ -257,7 +257,10 @@ def _training(summary: dict | None) -> list[str]:
         lines.append(f"- lowest training loss {low['loss']:.4f} at step {low['step']} (epoch {low['epoch']})")
     if "best_eval" in summary:
         best = summary["best_eval"]
-        lines.append(f"- best validation accuracy {best['accuracy']:.2%} at step {best['step']}")
+        if "accuracy" in best:
+            lines.append(f"- best validation accuracy {best['accuracy']:.2%} at step {best['step']}")
+        else:
+            lines.append(f"- best validation micro F1 {best['f1_micro']:.4f} at step {best['step']}")
     if "grad_norm" in summary:
         g = summary["grad_norm"]
         steps = ", ".join(str(s["step"]) for s in g["spikes"][:10]) or "none"
