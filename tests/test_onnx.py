@@ -154,3 +154,38 @@ def test_transformers_js_loads_the_pushed_repo_by_id_and_agrees_with_python(run,
             assert all(abs(got["scores"][label] - score) < tolerance for label, score in want.items())
     cached = {path.relative_to(tmp_path / "js-cache").as_posix() for path in (tmp_path / "js-cache").rglob("*.onnx")}
     assert cached == {"alice/tiny-js/onnx/model.onnx", "alice/tiny-js/onnx/model_quantized.onnx"}  # both downloaded
+
+
+def test_a_multi_label_models_onnx_files_and_transformers_js_give_its_labels(tiny_multi_run, hub, tmp_path):
+    """The documented rule, in every client: sigmoid scores (pipeline, ONNX Runtime, transformers.js), each label
+    chosen when its score reaches config.json's decision_thresholds; the labels equal the inference core's."""
+    from scipy.special import expit
+
+    from trainer.inference import Classifier
+
+    run = writable_copy(tiny_multi_run, tmp_path / "multi", "checkpoints", "onnx")
+    push_run(run, "alice/tiny-multi", token=TOKEN, retry_wait=0)
+    local = download("alice/tiny-multi", tmp_path)
+    thresholds = json.loads((local / "config.json").read_text())["decision_thresholds"]
+    core = Classifier(run, device="cpu")
+    want = core.predict(TEXTS)
+    tokenizer = AutoTokenizer.from_pretrained(local)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(local / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    for text, answer in zip(TEXTS, want):
+        enc = tokenizer([text], return_tensors="np")
+        logits = session.run(["logits"], {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")})[0][0]
+        scores = dict(zip(core.labels, expit(logits.astype(np.float64))))
+        np.testing.assert_allclose([scores[n] for n in core.labels], list(answer["probabilities"].values()), atol=1e-5)
+        assert {n for n, s in scores.items() if s >= thresholds[n]} == set(answer["labels"])
+    if shutil.which("node") is None or not (JS / "node_modules" / "@huggingface" / "transformers").is_dir():
+        pytest.skip("node or tests/js/node_modules missing: npm ci --prefix tests/js")
+    env = {**os.environ, "TRANSFORMERS_JS_CACHE": str(tmp_path / "js-cache")}
+    proc = subprocess.run(["node", str(JS / "classify.mjs"), hub.url, "alice/tiny-multi", "fp32", *TEXTS],
+                          capture_output=True, text=True, cwd=JS, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for got, answer in zip(json.loads(proc.stdout.strip().splitlines()[-1]), want):
+        np.testing.assert_allclose([got["scores"][n] for n in core.labels], list(answer["probabilities"].values()),
+                                   atol=1e-4)  # a sigmoid per label, as config.json's problem_type says  # fmt: skip
+        assert {n for n, s in got["scores"].items() if s >= thresholds[n]} == set(answer["labels"])

@@ -11,7 +11,7 @@ from tests.conftest import DATA_MIRROR, ROOT, read_sst2
 from trainer.config import derive, load_config
 from trainer.training.loop import train
 
-pytestmark = [pytest.mark.data_mirror("sst2", "rotten_tomatoes", "sst5"), pytest.mark.slow]  # 2-5 s a preset
+pytestmark = [pytest.mark.data_mirror("sst2", "rotten_tomatoes", "sst5", "go_emotions"), pytest.mark.slow]  # 2-5 s
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
@@ -30,7 +30,7 @@ def long_reviews(n: int, seed: int = 0) -> pd.DataFrame:
 def mirror(tmp_path_factory):
     """The offline data mirror plus an `imdb/` stand-in with IMDb's layout: train and test, no validation."""
     folder = tmp_path_factory.mktemp("mirror")
-    for name in ("sst2", "rotten_tomatoes", "sst5"):
+    for name in ("sst2", "rotten_tomatoes", "sst5", "go_emotions"):
         (folder / name).symlink_to(DATA_MIRROR / name)
     (folder / "imdb").mkdir()
     long_reviews(200).to_parquet(folder / "imdb" / "train-00000-of-00001.parquet")
@@ -49,6 +49,16 @@ def test_every_preset_trains_on_its_data(preset, mirror, tiny_model_dir, tmp_pat
     run_dir, metrics = train(cfg)
     assert metrics["global_step"] == 2 and (run_dir / "model.safetensors").is_file()
     counts = metrics["label_counts"]  # seeded stratified subsets: every class, in the data's proportions
+    if preset.stem.startswith("go-emotions"):  # multi-label: a seeded random subset, one or more labels a text
+        config = json.loads((run_dir / "config.json").read_text())
+        assert metrics["multi_label"] and config["problem_type"] == "multi_label_classification"
+        grouped = "sentiment" in preset.stem
+        assert list(counts["train"]) == (["positive", "negative", "ambiguous", "neutral"] if grouped else
+                                         list(config["id2label"].values()))  # fmt: skip
+        assert len(counts["train"]) == (4 if grouped else 28) and sum(counts["train"].values()) >= 64
+        assert sorted(config["decision_thresholds"]) == sorted(counts["train"])
+        assert {"f1_micro", "f1_macro", "hamming_loss"} <= set(metrics["test"])
+        return
     k = len(counts["train"])
     assert sum(counts["train"].values()) == 64 and min(counts["train"].values()) >= (28 if k == 2 else 7)
     assert sum(counts["eval"].values()) == 16 and min(counts["eval"].values()) >= (7 if k == 2 else 1)

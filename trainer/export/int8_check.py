@@ -81,6 +81,8 @@ def decision_agreement(classifier: Classifier, fp32: np.ndarray, int8: np.ndarra
         "decision_agreement_per_label": {n: round(float(v), 5) for n, v in zip(names, (a == b).mean(0))},
         "label_agreement": round(float((a == b).all(1).mean()), 5),  # texts given the same label set
         "labels_changed": int((a != b).any(1).sum()),
+        "accuracy_fp32": round(float((a == truth).all(1).mean()), 5),  # exact match: every label decision right
+        "accuracy_int8": round(float((b == truth).all(1).mean()), 5),
         "f1_micro_fp32": round(float(f1_score(truth, a, average="micro", zero_division=0)), 5),
         "f1_micro_int8": round(float(f1_score(truth, b, average="micro", zero_division=0)), 5),
     }
