@@ -195,7 +195,11 @@ def widget_examples(predictions: pd.DataFrame | None, names: list[str], multi_la
     examples = []
     labels = pool["label"].astype(str).str.split(";") if multi_label else None
     for name in names:
-        has = labels.apply(lambda row, name=name: name in row) if multi_label else pool["label"] == name
+        has = pool["label"] == name
+        if multi_label:  # a text with several labels: its first one keeps it
+            has = labels.apply(lambda row, name=name: name in row) & ~pool["text"].str.strip().isin(
+                [e["text"] for e in examples]
+            )
         for text in pool.loc[has, "text"].head(1):
             examples.append({"text": text.strip(), "example_title": f"{name} (validation)"})
     if "negation" in pool:
@@ -218,7 +222,7 @@ def limitations(facts: dict) -> list[str]:
                 f"Accuracy drops to {pct(row['accuracy'])} (95% CI {pct(row['ci_low'])}-{pct(row['ci_high'])}, "
                 f"n={row['n']}) on the slice *{row['slice']}*, against {pct(overall)} overall."
             )
-    out += recall_gaps(scores, facts["label_names"])
+    out += recall_gaps(scores, facts["label_names"], "label" if facts.get("multi_label") else "class")
     if "off_by_one" in scores:  # ordered labels: a near miss is milder than a jump across neutral
         flips = scores.get("polarity_flips")
         across = f" and {pct(flips['value'])} across neutral (a negative label for a positive text or the reverse)"
@@ -257,8 +261,9 @@ def limitations(facts: dict) -> list[str]:
     return out
 
 
-def recall_gaps(scores: dict, names: list[str]) -> list[str]:
-    """A sentence on the classes the model finds least and most often, when the gap is more than noise."""
+def recall_gaps(scores: dict, names: list[str], kind: str = "class") -> list[str]:
+    """A sentence on the classes (`kind`: or labels) the model finds least and most often, when the gap is more than
+    noise."""
     out = []
     recalls = {name: scores[f"recall_{name}"]["value"] for name in names if f"recall_{name}" in scores}
     if len(recalls) == 2:
@@ -274,7 +279,7 @@ def recall_gaps(scores: dict, names: list[str]) -> list[str]:
             worst = join_words(f"*{name}*" for name, r in recalls.items() if r == low)
             best = join_words(f"*{name}*" for name, r in recalls.items() if r == high)
             out.append(
-                f"Recall differs by class: it finds {worst} texts least often (recall {pct(low)}) and {best} texts "
+                f"Recall differs by {kind}: it finds {worst} texts least often (recall {pct(low)}) and {best} texts "
                 f"most often ({pct(high)})."
             )
     return out

@@ -16,6 +16,7 @@ from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from model_card import render_card
+from model_card.render import widget_examples
 from tests.conftest import ROOT, writable_copy
 from tests.hub_server import validate_card
 from trainer.inference import Classifier
@@ -167,6 +168,7 @@ def test_multi_label_card_validates_with_micro_and_macro_f1_in_the_model_index(m
     assert results[("f1", "micro")].metric_value == 0.61 and results[("f1", "macro")].dataset_split == "test"
     assert data.metrics == ["f1", "precision", "recall", "exact_match"]  # micro and macro F1: one Hub metric
     assert "A BERT multi-label text classifier (joy / relief / anger / neutral)" in text
+    assert '"parameters": {"min_confidence": 0.5}' in text and '"thresholds": {...}' in text  # the Space's answer
     assert "**macro F1 0.470** (95% CI 0.420-0.520) and micro F1 0.610 (0.560-0.660)" in text
 
 
@@ -228,6 +230,19 @@ def test_errors_are_missed_and_extra_labels_and_skipped_tests_say_why(multi_run)
     assert "Not run: clear_positive (MFT), because the labels carry no polarity (no --label_map grouping)." in errors
     limits = " ".join(section(text, "## Limitations and bias").split())
     assert "every one of its 4 labels whose score reaches that label's threshold, so a text can get several" in limits
+
+
+def test_widget_takes_one_text_per_label_and_each_text_once():
+    frame = pd.DataFrame({
+        "text": ["so glad and so relieved it is over now", "relieved that the long wait is over now",
+                 "angry about the wait and the price too"],
+        "label": ["joy;relief", "relief", "anger"], "correct": [True, True, True], "confidence": [0.99, 0.9, 0.8],
+    })  # fmt: skip
+    assert [(w["text"], w["example_title"]) for w in widget_examples(frame, LABELS, multi_label=True)] == [
+        ("so glad and so relieved it is over now", "joy (validation)"),
+        ("relieved that the long wait is over now", "relief (validation)"),  # the first is joy's already
+        ("angry about the wait and the price too", "anger (validation)"),
+    ]  # fmt: skip
 
 
 def python_snippets(text: str) -> list[str]:
