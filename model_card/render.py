@@ -61,17 +61,11 @@ def metric_catalogue(metrics: dict, names: list[str]) -> list[dict]:
             for key in metrics.get("evaluation") or ["accuracy"] if key not in per_class]  # fmt: skip
 
 
-def for_task(catalogue: list[dict], multi_label: bool) -> list[dict]:
-    """The catalogue entries for this kind of model (an entry recorded without a task is for both kinds)."""
-    task = "multi" if multi_label else "single"
-    return [metric for metric in catalogue if metric.get("task", "both") in (task, "both")]
-
-
 def score_facts(metrics: dict, names: list[str]) -> dict:
     """The card's scores: the catalogue they are shown by, validation and test scores, the results table, per class
     (per label, with its support, for a multi-label model)."""
     multi_label = bool(metrics.get("multi_label"))
-    catalogue = for_task(metric_catalogue(metrics, names), multi_label)
+    catalogue = metric_catalogue(metrics, names)  # a run records the entries of its own kind (single or multi)
     evaluation = metrics.get("evaluation") or {  # a run without an analysis: the figures training logged
         m["key"]: {"value": metrics[m["key"]]} for m in catalogue if m["key"] in metrics
     }
