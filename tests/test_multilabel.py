@@ -227,6 +227,7 @@ def test_a_single_label_run_is_calibrated_and_pipeline_returns_the_calibrated_sc
         np.testing.assert_allclose([by_name["negative"], by_name["positive"]], row, rtol=1e-5)
 
 
+@pytest.mark.slow  # a training run of its own
 def test_calibrate_none_leaves_the_model_as_trained(tiny_model_dir, tmp_path):
     from tests.conftest import make_tiny_data, tiny_args
     from trainer.config import load_config

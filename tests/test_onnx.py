@@ -156,6 +156,7 @@ def test_transformers_js_loads_the_pushed_repo_by_id_and_agrees_with_python(run,
     assert cached == {"alice/tiny-js/onnx/model.onnx", "alice/tiny-js/onnx/model_quantized.onnx"}  # both downloaded
 
 
+@pytest.mark.slow  # ~90 s: an export, a push, a download and Node
 def test_a_multi_label_models_onnx_files_and_transformers_js_give_its_labels(tiny_multi_run, hub, tmp_path):
     """The documented rule, in every client: sigmoid scores (pipeline, ONNX Runtime, transformers.js), each label
     chosen when its score reaches config.json's decision_thresholds; the labels equal the inference core's."""
