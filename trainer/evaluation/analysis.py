@@ -31,6 +31,7 @@ NEGATIVE_WORDS = set(
     "annoying ugly painful disaster fails failed bland mediocre unfunny".split()
 )
 RULES = ["negation", "contrast", "intensifier_hedge", "sarcasm_cue", "very_short", "long"]
+NOISE_SURE = 0.9  # how sure a multi-label model must be that a given label is wrong (or a missing one right)
 
 
 def rule_features(texts: pd.Series, labels: np.ndarray, label_set: LabelSet) -> pd.DataFrame:
@@ -67,14 +68,14 @@ def text_sides(labels: np.ndarray, label_set: LabelSet) -> np.ndarray:
     return positive.astype(int) - negative.astype(int)
 
 
-def label_noise_mask(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+def label_noise_mask(labels: np.ndarray, probs: np.ndarray, least: float = 0.5) -> np.ndarray:
     """Confident learning: the given label's probability is below its class's average self-confidence, and another
-    class's probability reaches that class's own threshold and at least 0.5 (so plain low-confidence mistakes, and
-    with k classes the many unsure near misses between neighbours, are not flagged)."""
+    class's probability reaches that class's own threshold and at least `least` (so plain low-confidence mistakes,
+    and with k classes the many unsure near misses between neighbours, are not flagged)."""
     k = probs.shape[1]
     given = probs[np.arange(len(labels)), labels]
     thresholds = np.array([probs[labels == c, c].mean() if (labels == c).any() else 1.0 for c in range(k)])
-    other = probs >= np.maximum(thresholds, 0.5)
+    other = probs >= np.maximum(thresholds, least)
     other[np.arange(len(labels)), labels] = False
     return (given < thresholds[labels]) & other.any(1)
 
@@ -194,11 +195,11 @@ def label_mistakes(frame: pd.DataFrame) -> dict[str, int]:
 
 def multilabel_noise_mask(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Texts with a label the model is very sure is wrong: `label_noise_mask` on each label as a two-class problem
-    (given or not), so a label given where the model is surer it is absent than it is of the label's average
-    absence, or the reverse, and at least 0.5 sure."""
+    (given or not), so a label given where the model is surer it is absent than the label's average absent text is,
+    or the reverse, and at least NOISE_SURE sure (a text has k chances to be flagged, so the bar is higher)."""
     flagged = np.zeros(len(labels), dtype=bool)
     for j in range(labels.shape[1]):
-        flagged |= label_noise_mask(labels[:, j].astype(int), np.stack([1 - probs[:, j], probs[:, j]], 1))
+        flagged |= label_noise_mask(labels[:, j].astype(int), np.stack([1 - probs[:, j], probs[:, j]], 1), NOISE_SURE)
     return flagged
 
 

@@ -45,7 +45,8 @@ def _overview(metrics: dict, n_wrong: int) -> list[str]:
     lines = [
         f"# Error analysis: {metrics['model']} on {metrics['data']}",
         "",
-        f"{n} labelled examples; {n_wrong} wrong ({n_wrong / n:.2%}). Intervals are bootstrap 95% "
+        f"{n} labelled examples; {n_wrong} wrong ({n_wrong / n:.2%}"
+        f"{': a label missed or extra' if metrics.get('multi_label') else ''}). Intervals are bootstrap 95% "
         f"({boot['resamples']} resamples, seed {boot['seed']}).",
     ]
     if metrics.get("out_of_domain"):
@@ -236,8 +237,9 @@ def _mistakes(wrong: pd.DataFrame) -> list[str]:
         lines += ["| text | true | predicted | missed | extra | confidence | error types |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in wrong.head(10).itertuples():
-            lines.append(f"| {quote(r.text, 200)} | {r.true_labels} | {r.predicted_labels} | {r.missed} | {r.extra} "
-                         f"| {r.confidence:.3f} | {r.error_types.replace(';', ', ')} |")  # fmt: skip
+            true, predicted = r.true_labels or "(none)", r.predicted_labels or "(none)"
+            lines.append(f"| {quote(r.text, 200)} | {true} | {predicted} | {r.missed} | {r.extra} | "
+                         f"{r.confidence:.3f} | {r.error_types.replace(';', ', ')} |")  # fmt: skip
         return lines
     lines += ["| text | true | predicted | confidence | error types |", "|---|---|---|---|---|"]
     for row in wrong.head(10).itertuples():
