@@ -257,3 +257,15 @@ def test_a_multi_label_training_summary_finds_the_best_micro_f1():
     history = [{"step": 1, "loss": 0.7}, {"step": 2, "eval_f1_micro": 0.4}, {"step": 4, "eval_f1_micro": 0.6},
                {"step": 6, "eval_f1_micro": 0.5}]  # fmt: skip
     assert training_summary(history)["best_eval"] == {"step": 4, "f1_micro": 0.6, "epoch": None}
+
+
+def test_the_not_sure_section_rounds_the_cut_off_down_so_it_still_covers_its_share():
+    from trainer.evaluation.metrics import risk_coverage
+    from trainer.evaluation.report import _not_sure
+
+    confidence = np.array([0.99, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.43, 0.42, 0.4]) + 0.0009  # 0.4209 at 90%
+    found = risk_coverage(confidence, np.array([1, 1, 1, 1, 0, 1, 0, 1, 0, 0]))
+    text = "\n".join(_not_sure(found))
+    assert "At 90% coverage: 66.7% accurate" in text and "`--min_confidence 0.420`" in text  # 0.421 would miss one
+    assert "| 90% | 9 | 66.7% | 0.420 |" in text and "![risk-coverage](plots/risk_coverage.png)" in text
+    assert _not_sure(None) == [] and _not_sure({"points": []}) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from model_card.markdown import figure, pct, quote
@@ -150,6 +152,11 @@ def _calibration(calibration: dict | None) -> list[str]:
             "diagram draws both)."]  # fmt: skip
 
 
+def _floor(confidence: float) -> str:
+    """A confidence cut-off to three decimals, rounded down: answering at or above it still covers its share."""
+    return f"{math.floor(confidence * 1000) / 1000:.3f}"
+
+
 def _not_sure(coverage: dict | None) -> list[str]:
     """The risk-coverage table: how accurate the model is when it answers only the texts it is surest of."""
     if not coverage or not coverage.get("points"):
@@ -158,12 +165,12 @@ def _not_sure(coverage: dict | None) -> list[str]:
     lines = ["", "## Not sure: accuracy on the texts the model is surest of", ""]
     at_90 = next((p for p in coverage["points"] if p["coverage"] == 0.9), None)
     if at_90:
+        cut = _floor(at_90["min_confidence"])
         lines += [f"At 90% coverage: {pct(at_90['accuracy'], 1)} accurate ({measure} on the 90% of texts with the "
-                  f"highest confidence; answering only those means `--min_confidence {at_90['min_confidence']:.3f}`).",
-                  ""]  # fmt: skip
+                  f"highest confidence; answering only those means `--min_confidence {cut}`).", ""]  # fmt: skip
     lines += [f"| coverage | texts answered | {measure} | min confidence |", "|---|---|---|---|"]
-    lines += [f"| {pct(p['coverage'], 0)} | {p.get('n', '')} | {pct(p['accuracy'], 1)} | {p['min_confidence']:.3f} |"
-              for p in coverage["points"]]  # fmt: skip
+    lines += [f"| {pct(p['coverage'], 0)} | {p.get('n', '')} | {pct(p['accuracy'], 1)} | "
+              f"{_floor(p['min_confidence'])} |" for p in coverage["points"]]  # fmt: skip
     return lines + ["", f"Area under the risk-coverage curve (AURC, lower is better): {coverage['aurc']:.4f}.", "",
                     "![risk-coverage](plots/risk_coverage.png)"]  # fmt: skip
 
