@@ -270,21 +270,24 @@ def sample_rows(frame, n_each: int = 6):
     return pd.concat([ranked[ranked["correct"]].head(n_each), ranked[~ranked["correct"]].head(n_each)])
 
 
-def plot_sample_predictions(frame, path: str | Path, n_each: int = 6, colours: dict[str, str] | None = None) -> Path:
+def plot_sample_predictions(frame, path: str | Path, n_each: int = 6, colours: dict[str, str] | None = None,
+                            thresholds: dict[str, float] | None = None) -> Path:  # fmt: skip
     """Confident correct examples beside the most confident mistakes, each text with a probability bar per label in
-    the label's colour (`colours`, else the shared palette), a wrong prediction's bar hatched; any number of labels."""
+    the label's colour (`colours`, else the shared palette), a wrong prediction's bar hatched; any number of labels.
+    A multi-label model's `thresholds` are marked on its bars."""
     names = [column.removeprefix("p_") for column in frame.columns if column.startswith("p_")]
     colours = colours or class_colours(names)
     chosen = sample_rows(frame, n_each)
     groups = [("Correct, most confident of each label first", chosen[chosen["correct"]]),
               ("Wrong, most confident of each true label first", chosen[~chosen["correct"]])]  # fmt: skip
     fig = plt.figure(figsize=(13, n_each * (0.95 + 0.22 * min(len(names), SAMPLE_BARS)) + 0.6), layout="constrained")
-    fig.suptitle("Sample predictions: each label's probability in its colour; hatched = a wrong prediction")
+    fig.suptitle("Sample predictions: each label's probability in its colour; hatched = a wrong prediction"
+                 + ("; | = the label's threshold" if thresholds else ""))  # fmt: skip
     for subfig, (title, rows) in zip(fig.subfigures(1, 2, wspace=0.04), groups):
         subfig.suptitle(title, fontweight="bold")
         axes = subfig.subplots(n_each, 1, squeeze=False)[:, 0]
         for ax, (_, row) in zip(axes, rows.iterrows()):
-            _prediction_bars(ax, row, names, colours)
+            _prediction_bars(ax, row, names, colours, thresholds)
         for ax in axes[len(rows) :]:
             ax.axis("off")
         if rows.empty:
@@ -292,7 +295,7 @@ def plot_sample_predictions(frame, path: str | Path, n_each: int = 6, colours: d
     return _save(fig, path)
 
 
-def _prediction_bars(ax, row, names: list[str], colours: dict[str, str]) -> None:
+def _prediction_bars(ax, row, names: list[str], colours: dict[str, str], thresholds: dict | None = None) -> None:
     """One example: its text (wrapped, at most 3 lines) over a horizontal bar per label (a multi-label row: its true
     and chosen labels and the most probable others, at most SAMPLE_BARS, each label chosen but not true hatched)."""
     multi = "missed" in row
@@ -307,6 +310,8 @@ def _prediction_bars(ax, row, names: list[str], colours: dict[str, str]) -> None
             hatch=["///" if w else "" for w in wrong], edgecolor=["black" if w else "none" for w in wrong])  # fmt: skip
     for y, p in enumerate(probs):
         ax.text(min(p, 1) + 0.01, y, f"{p:.1%}", va="center", fontsize=7)
+    for y, name in enumerate(names if thresholds else []):
+        ax.plot([thresholds[name]] * 2, [y - 0.45, y + 0.45], color="black", lw=1.5)
     ax.set_yticks(range(len(names)), [f"{n} (true)" if n in true else n for n in names], fontsize=8)
     for tick, name in zip(ax.get_yticklabels(), names):
         if name in true:

@@ -179,6 +179,7 @@ class Analysis:
     labels: np.ndarray  # ids; a multi-label model's (n, k) 0/1 rows
     probs: np.ndarray
     chosen: np.ndarray  # (n, k) bools: the labels the classifier decides on (`Classifier.decide`)
+    thresholds: np.ndarray | None  # a multi-label model's decision thresholds
     before: np.ndarray | None  # the probabilities before calibration, when the model's temperature is not 1
     pooled: np.ndarray
     scores: dict
@@ -213,7 +214,7 @@ class Analysis:
         before = None if uncalibrated is None else probabilities(scored.logits * uncalibrated, multi)
         pooled = scored.embeddings
         return cls(
-            names, label_set, labels, probs, chosen, before, pooled, scores, coverage, frame,
+            names, label_set, labels, probs, chosen, classifier.thresholds, before, pooled, scores, coverage, frame,
             incorrect_predictions(frame), slice_table(frame), behaviour,
             PCA(n_components=2, random_state=seed).fit_transform(pooled), umap_projection(pooled, seed),
         )  # fmt: skip
@@ -289,7 +290,8 @@ def write_plots(found: Analysis, plots: Path) -> None:
     plot_slices(found.slices, plots / "slice_accuracy.png")
     order = found.label_set.ordered_names()
     colours = class_colours(order, found.label_set.ordinal)
-    plot_sample_predictions(found.frame, plots / "sample_predictions.png", colours=colours)
+    thresholds = dict(zip(found.names, found.thresholds)) if found.thresholds is not None else None
+    plot_sample_predictions(found.frame, plots / "sample_predictions.png", colours=colours, thresholds=thresholds)
     coloured, groups, ordinal, colour_by = embedding_colours(found)
     for xy, method in ((found.xy, "PCA"), (found.umap_xy, "UMAP")):
         if xy is not None:
