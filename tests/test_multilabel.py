@@ -238,3 +238,20 @@ def test_calibrate_none_leaves_the_model_as_trained(tiny_model_dir, tmp_path):
     assert metrics["calibration"] == {"method": "none"}
     assert "calibration" not in json.loads((run / "config.json").read_text())  # the weights as trained
     assert Classifier(run, device="cpu").temperature.tolist() == [1.0, 1.0]
+
+
+def test_evaluate_scores_multi_label_data_and_reports_coverage(tiny_multi_run, tmp_path, capsys):
+    from tests.conftest import make_multi_label_data
+    from trainer.evaluate import main as evaluate_main
+
+    _, dev = make_multi_label_data(tmp_path)
+    out = tmp_path / "eval"
+    argv = ["--model", str(tiny_multi_run), "--data", str(dev), "--output_dir", str(out), "--n_bootstrap", "10"]
+    assert evaluate_main([*argv, "--min_confidence", "0.6"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    frame = pd.read_parquet(out / "predictions.parquet")
+    sure = frame["confidence"] >= 0.6
+    assert metrics["multi_label"] and metrics["min_confidence"]["answered"] == int(sure.sum())
+    assert metrics["min_confidence"]["accuracy"] == pytest.approx(frame["correct"][sure].mean() if sure.any() else 0)
+    assert f"{int(sure.sum())} of {len(frame)} texts answered" in printed and printed.startswith("f1 micro ")
