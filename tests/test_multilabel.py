@@ -255,3 +255,17 @@ def test_evaluate_scores_multi_label_data_and_reports_coverage(tiny_multi_run, t
     assert metrics["multi_label"] and metrics["min_confidence"]["answered"] == int(sure.sum())
     assert metrics["min_confidence"]["accuracy"] == pytest.approx(frame["correct"][sure].mean() if sure.any() else 0)
     assert f"{int(sure.sum())} of {len(frame)} texts answered" in printed and printed.startswith("f1 micro ")
+
+
+def test_evaluate_groups_the_data_with_the_models_label_map(tmp_path):
+    from trainer.data import load_labelled
+
+    (tmp_path / "map.json").write_text(json.dumps({"negative": ["anger", "fear"], "positive": ["joy"]}))
+    data = pd.DataFrame({"sentence": ["a", "b", "c"], "label": ["anger;fear", "joy", "neutral;joy"]})
+    data.to_csv(tmp_path / "d.csv", index=False)
+    cfg = DataConfig(label_map=str(tmp_path / "map.json"))
+    model_names = ["positive", "negative", "neutral"]  # the model's order need not be the map's
+    frame = load_labelled(str(tmp_path / "d.csv"), cfg, model_names, multi=True)
+    assert frame["label"].tolist() == [[1], [0], [0, 2]]
+    with pytest.raises(UserError, match=r"makes the labels \['negative', 'positive', 'neutral'\], the model's are"):
+        load_labelled(str(tmp_path / "d.csv"), cfg, ["positive", "negative", "ambiguous", "neutral"], multi=True)

@@ -527,7 +527,17 @@ def load_labelled(spec: str, cfg: DataConfig, names: list[str], multi: bool = Fa
             f"{spec}: no label column '{missing[0]}' (columns: {found}): pass --label_column (or --label_columns), "
             "or use `python -m trainer.predict --file` for unlabelled data"
         )
-    return encode_labels(frame, cfg, spec, names, multi)
+    if not cfg.label_map:
+        return encode_labels(frame, cfg, spec, names, multi)
+    own = label_names_from_data([(frame, spec)], cfg, multi)
+    grouped, frames = group_labels({"data": encode_labels(frame, cfg, spec, own, multi)}, own, cfg.label_map, multi)
+    if sorted(grouped) != sorted(names):
+        raise UserError(f"--label_map {cfg.label_map} makes the labels {grouped}, the model's are {names}: "
+                        "give the map the model was trained with")  # fmt: skip
+    to_model = np.array([names.index(name) for name in grouped])
+    labels = frames["data"]["label"]
+    return frames["data"].assign(label=list(labels.map(lambda ids: sorted(to_model[ids].tolist()))) if multi
+                                 else to_model[labels.to_numpy()])  # fmt: skip
 
 
 def tokenize(dataset: Dataset, tokenizer, max_length: int, num_labels: int | None = None) -> Dataset:

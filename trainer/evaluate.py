@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label_columns", nargs="+", help="multi-label data as one 0/1 column per label")
     parser.add_argument("--label_separator", default=";", help="between the label names of a multi-label text")
     parser.add_argument("--dataset_config_name", help="configuration of a Hub dataset --data (e.g. simplified)")
+    parser.add_argument("--label_map", help="group the data's labels as the model was trained (a JSON file "
+                        "{group: [label, ...]}), for a model trained with --label_map")  # fmt: skip
     parser.add_argument("--min_confidence", type=float,
                         help="also report how many texts are answered at this confidence, and how accurately (the "
                         "rest would be 'uncertain')")  # fmt: skip
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--{err}") from None
         cfg = DataConfig(text_column=args.text_column, label_column=args.label_column, label_names=names,
                          label_columns=args.label_columns, label_separator=args.label_separator,
-                         dataset_config_name=args.dataset_config_name)  # fmt: skip
+                         dataset_config_name=args.dataset_config_name, label_map=args.label_map)  # fmt: skip
         data = load_labelled(args.data, cfg, names, multi)  # check the data first: cheap
         data = stratified_sample(data, args.max_samples, args.seed)
         texts = data["text"].tolist()
