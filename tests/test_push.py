@@ -21,7 +21,7 @@ EXPECTED = {
     "slices.csv", "behavioral_tests.json", "error_analysis.md", "training_summary.json", "predictions.parquet",
     "embeddings.parquet", "plots/training_curves.png", "plots/confusion_matrix.png", "plots/reliability_diagram.png",
     "plots/sample_predictions.png",
-    "plots/confidence_histogram.png", "plots/slice_accuracy.png", "plots/embeddings_pca.png",
+    "plots/confidence_histogram.png", "plots/slice_accuracy.png", "plots/embeddings_pca.png", "plots/risk_coverage.png",
     "onnx/model.onnx", "onnx/model_quantized.onnx", "onnx/int8_check.json",
 }  # fmt: skip
 
@@ -73,7 +73,7 @@ def test_push_uploads_the_allow_list_in_one_commit_and_pipeline_loads_it(hub, ru
     env = hub_env(hub.url, tmp_path)
     done = push(env, run, "--hub_model_id", "alice/tiny-sentiment")
     assert done.returncode == 0, done.stderr
-    assert "pushed 27 files to alice/tiny-sentiment" in done.stdout
+    assert "pushed 28 files to alice/tiny-sentiment" in done.stdout
 
     repo = hub.repo("alice/tiny-sentiment")
     files = repo.files("main")
@@ -136,7 +136,7 @@ def test_dry_run_lists_files_with_sizes_and_touches_nothing(hub, run, tmp_path):
     assert done.returncode == 0, done.stderr
     listed = [line.split()[-1] for line in done.stdout.splitlines()[1:-1]]
     assert set(listed) == EXPECTED - {".gitattributes"}
-    assert "MB  model.safetensors" in done.stdout and "total, 27 files" in done.stdout
+    assert "MB  model.safetensors" in done.stdout and "total, 28 files" in done.stdout
     assert "at push  onnx/model_quantized.onnx" in done.stdout  # exported when pushed, not by a dry run
     assert hub.requests == [] and not (run / "README.md").exists()
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
