@@ -24,6 +24,11 @@ def figure(value, metric: dict | None = None) -> str:
     return f"{float(value):,.0f}" if kind == "count" else f"{float(value):.{digits}f}"
 
 
+def cutoff(confidence: float, digits: int = 3) -> str:
+    """A min_confidence cut-off rounded down, so that answering at or above it still covers its share of texts."""
+    return f"{math.floor(float(confidence) * 10**digits) / 10**digits:.{digits}f}"
+
+
 def quote(text: str, limit: int = 200) -> str:
     """One line of `text` safe inside a Markdown table cell, cut to `limit` characters."""
     text = " ".join(str(text).split()).replace("|", "\\|")

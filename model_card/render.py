@@ -12,7 +12,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from model_card.citations import BASE_MODELS, DATASETS
 from model_card.decisions import decision_facts
-from model_card.markdown import figure, join_words, pct, quote
+from model_card.markdown import cutoff, figure, join_words, pct, quote
 from trainer.run_folder import (
     BEHAVIOURAL,
     EVALUATIONS,
@@ -478,5 +478,7 @@ def card_data(facts: dict) -> ModelCardData:
 def render_card(run_dir: str | Path, repo_id: str | None = None, onnx: bool | None = None) -> str:
     """The model card (YAML front matter + Markdown) for a run folder, naming `repo_id` in its usage snippets."""
     facts = card_facts(run_dir, repo_id, onnx)
-    card = ModelCard.from_template(card_data(facts), template_path=str(TEMPLATE), f=facts, pct=pct, quote=quote)
+    card = ModelCard.from_template(
+        card_data(facts), template_path=str(TEMPLATE), f=facts, pct=pct, quote=quote, cutoff=cutoff
+    )
     return str(card).rstrip() + "\n"
