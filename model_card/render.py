@@ -242,8 +242,10 @@ def limitations(facts: dict) -> list[str]:
             )
     ece = scores.get("ece", {}).get("value")
     if ece is not None and ece >= 0.02:
+        scaled = (facts.get("calibration") or {}).get("method") == "temperature"  # the card says it is calibrated
         out.append(
-            f"Confidence is not a calibrated probability: expected calibration error {ece:.3f}, and "
+            f"{'Even after temperature scaling, confidence' if scaled else 'Confidence'} is not a calibrated "
+            f"probability: expected calibration error {ece:.3f}, and "
             f"{facts['confident_mistakes']} of the {facts['n_mistakes']} validation mistakes were made with "
             "confidence of 0.9 or more."
         )

@@ -318,6 +318,7 @@ def test_a_single_label_run_states_its_temperature_and_coverage(tiny_run, tmp_pa
     metrics["calibration"] = {"method": "temperature", "temperature": 1.42,
                               "ece": {"validation": {"before": 0.059, "after": 0.021}}}  # fmt: skip
     metrics["risk_coverage"] = curve(0.95, 0.9, "accuracy")
+    metrics["evaluation"]["ece"]["value"] = 0.05  # still over the 0.02 a limitation takes
     (run / "metrics.json").write_text(json.dumps(metrics))
     model_config = json.loads((run / "config.json").read_text())  # where training folds the temperature in
     model_config["calibration"] = {"method": "temperature", "temperature": 1.42, "fitted_on": "validation"}
@@ -327,6 +328,11 @@ def test_a_single_label_run_states_its_temperature_and_coverage(tiny_run, tmp_pa
     calibrated = section(text, "## Calibrated scores")
     assert "T = 1.420: the model as trained was over-confident" in calibrated and "the most probable" in calibrated
     assert "`dev` 0.059 -> 0.021." in calibrated
+    limits = " ".join(section(text, "## Limitations and bias").split())
+    assert (
+        "Even after temperature scaling, confidence is not a calibrated probability: expected calibration error 0.050"
+        in limits
+    )
     unsure = section(text, "## When the model is not sure")
     assert "its top probability" in unsure and "**at 90% coverage it is 95.0% accurate** (90.0% at 100%)" in unsure
     assert table(unsure, "| coverage | dev accuracy | dev min_confidence |")[-1] == ["100%", "90.0%", "0.500"]
