@@ -54,6 +54,7 @@ from backend import (
     nearest,
     parse_lines,
     parse_upload,
+    polarity_sides,
     report_headline,
     report_plot_rows,
     tinted,
@@ -76,8 +77,11 @@ COLOURS = colour_map(ART.metrics, MODEL.labels)  # one colour per class in every
 EXPORTS = Path(tempfile.mkdtemp(prefix="sentiment-space-"))
 MULTI = MODEL.multi_label  # several labels per text, each decided at its own threshold
 TOP = "the most probable label"  # what a multi-label explanation explains unless another label is chosen
-COLOR_BY = ({"top label": "top_label", "exact match or not": "outcome"} if MULTI else
-            {"true label": "label", "predicted label": "predicted", "correct / incorrect": "outcome"})  # fmt: skip
+SIDES = polarity_sides(ART.metrics, MODEL.labels) if MULTI else None  # each label's side, where names carry one
+COLOR_BY = {"true label": "label", "predicted label": "predicted", "correct / incorrect": "outcome"}
+if MULTI:  # a text has several labels: coloured by its most probable one (or that label's side), which stays readable
+    COLOR_BY = {**({"side of the top label": "side"} if SIDES else {}), "top label": "top_label",
+                "exact match or not": "outcome"}  # fmt: skip
 NEIGHBOUR_COLUMNS = ["rank", "text", "label", "predicted", "similarity"]
 NEIGHBOUR_WIDTHS = ["6%", "56%", "14%", "14%", "10%"]  # the text wraps within the page (1,280 px and narrower)
 _explorer: dict = {}  # the projection, computed once (on first use when only texts were pushed)
@@ -137,12 +141,13 @@ def predict_tab() -> None:
     with gr.Tab("Predict"):
         text = gr.Textbox(label="Text", placeholder="Type a sentence", max_length=LIMIT, lines=2)
         min_conf = gr.Slider(0.0, 0.99, value=0.0, step=0.01, label="Minimum confidence to answer",
-                             info="below it the answer is \"uncertain\" (0: always answer)")  # fmt: skip
+                             info="below it the answer is \"uncertain\" (0: always answer)",
+                             elem_id="min-confidence")  # fmt: skip
         button = gr.Button("Predict", variant="primary")
         note = gr.Markdown(elem_id="answer")
         if MULTI:
             probs = gr.HTML(label="Each label's probability and threshold", elem_id="label-bars")
-            label = gr.Dropdown([TOP, *MODEL.labels], value=TOP, label="Explain the label")
+            label = gr.Dropdown([TOP, *MODEL.labels], value=TOP, label="Explain the label", elem_id="explain-label")
             inputs = [text, min_conf, label]
         else:
             probs = gr.Label(label="Probabilities", num_top_classes=len(MODEL.labels), show_heading=False)
@@ -206,6 +211,7 @@ def _explorer_state() -> dict | None:
         if MULTI:  # ";"-joined names; a text with none gets a name a reader sees
             for column in ("label", "predicted"):
                 points[column] = points[column].fillna("").astype(str).replace("", NO_LABEL)
+            points["side"] = points["top_label"].map(SIDES or {})
         _explorer.update(points=points, embeddings=embeddings, projection=projection)
     return _explorer or None
 
@@ -340,8 +346,10 @@ def errors_tab() -> None:
         filters = [error_type, min_conf]
         if MULTI:
             with gr.Row():
-                label = gr.Dropdown([ANY_LABEL, *MODEL.labels], value=ANY_LABEL, label="Texts where the label")
-                how = gr.Radio(list(MISSED_OR_ADDED), value="was missed", label="Missed or added", show_label=False)
+                label = gr.Dropdown([ANY_LABEL, *MODEL.labels], value=ANY_LABEL, label="Texts where the label",
+                                    elem_id="error-label")  # fmt: skip
+                how = gr.Radio(list(MISSED_OR_ADDED), value="was missed", label="Missed or added", show_label=False,
+                               elem_id="missed-or-added")  # fmt: skip
             filters += [label, how]
         errors = gr.Dataframe(
             value=None if ART.errors is None else error_view(ART.errors, COLOURS),
@@ -372,7 +380,7 @@ def report_tab() -> None:
                     gr.Image(str(ART.plots[name]), label=name.replace("_", " "), show_label=True,
                              elem_classes=["report-plot"])  # fmt: skip
         gr.Markdown(metrics_markdown(ART.metrics, MODEL_ID))
-        gr.Markdown(decisions_markdown(ART.metrics), elem_id="decisions")
+        gr.Markdown(decisions_markdown(ART.metrics, ART.coverage), elem_id="decisions")
         if ART.slices is not None:
             gr.Dataframe(ART.slices.round(3), label="Accuracy by slice (Wilson 95% CI)", interactive=False)
         if ART.behavioral is not None:

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from inference import UNCERTAIN, Classifier, check_min_confidence
-from palette import OUTCOME_COLOURS, YOU, class_colours, rgba
+from palette import DIVERGING, OUTCOME_COLOURS, YOU, class_colours, rgba
 from run_folder import (
     BEHAVIOURAL,
     CARD,
     EMBEDDINGS,
+    EVALUATIONS,
     INCORRECT,
     METRICS,
     PLOTS,
@@ -47,6 +48,7 @@ MANY_COLOURS = ["#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A"
                 "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1",
                 "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#FEAF16", "#1CBE4F", "#2ED9FF",
                 "#86CE00", "#FF9616", "#6A76FC", "#C4451C", "#00B5F7"]  # fmt: skip
+SIDE_COLOURS = {"negative": DIVERGING[0], "neutral": DIVERGING[3], "positive": DIVERGING[-1]}  # as the scale's ends
 AWAY = "#9e9e9e"  # a word pushing away from the label explained (multi-label)
 NO_LABEL = "(none)"  # a multi-label answer with no label over its threshold, where a name is needed
 
@@ -556,13 +558,14 @@ def _per_label_lines(metrics: dict, names: list[str], scores: dict, test: dict) 
     return lines
 
 
-def decisions_markdown(metrics: dict | None) -> str:
+def decisions_markdown(metrics: dict | None, coverage: dict | None = None) -> str:
     """How the model's scores turn into answers, as far as metrics.json records it (older runs record none): a
     multi-label model's thresholds against one global threshold and 0.5, calibration (ECE before and after), and
-    the risk-coverage figures (how accurate the model is on the texts it is most sure of)."""
+    the risk-coverage figures (how accurate the model is on the texts it is most sure of; `coverage`, by split,
+    when given, else metrics.json's)."""
     metrics = metrics or {}
     parts = [_thresholds_lines(metrics.get("thresholds")), _calibration_lines(metrics.get("calibration")),
-             _coverage_lines(metrics.get("risk_coverage"))]  # fmt: skip
+             _coverage_lines(coverage or metrics.get("risk_coverage"))]  # fmt: skip
     return "\n".join(line for part in parts for line in part)
 
 
@@ -696,6 +699,16 @@ def colour_map(metrics: dict | None, labels: list[str]) -> dict[str, str]:
     return colours
 
 
+def polarity_sides(metrics: dict | None, labels: list[str]) -> dict[str, str] | None:
+    """Each label's side (negative, neutral or positive) where metrics.json's label set records polarity on both
+    sides (the analysis reads it from the names); None where the names carry none (GoEmotions' 28 emotions)."""
+    label_set = (metrics or {}).get("label_set") or {}
+    positive, negative = set(label_set.get("positive") or []), set(label_set.get("negative") or [])
+    if not positive or not negative:
+        return None
+    return {name: "positive" if name in positive else "negative" if name in negative else "neutral" for name in labels}
+
+
 def explorer_figure(points: pd.DataFrame, colour_by: str, colours: dict[str, str], axis_titles: list[str],
                     you: dict | None = None, neighbours: pd.DataFrame | None = None):  # fmt: skip
     """The validation set in 2-D as a plotly figure: one trace per class (or correct / incorrect), mistakes drawn as
@@ -706,7 +719,7 @@ def explorer_figure(points: pd.DataFrame, colour_by: str, colours: dict[str, str
     fig = go.Figure()
     hover = ("%{customdata[0]}<br>true: <b>%{customdata[1]}</b> · predicted: <b>%{customdata[2]}</b> "
              "(%{customdata[3]:.1%})<extra></extra>")  # fmt: skip
-    groups = {**OUTCOME_COLOURS} if colour_by == "outcome" else {**colours}
+    groups = {"outcome": OUTCOME_COLOURS, "side": SIDE_COLOURS}.get(colour_by, colours)
     for name, colour in groups.items():
         part = points[points[colour_by] == name]
         if part.empty:
@@ -790,6 +803,7 @@ class Artifacts:
     behavioral: pd.DataFrame | None = None
     plots: dict[str, Path] = field(default_factory=dict)
     widget: list[str] = field(default_factory=list)
+    coverage: dict | None = None  # risk-coverage curves by split (`coverage_curves`)
 
     @classmethod
     def read(cls, folder: Path) -> Artifacts:
@@ -814,7 +828,19 @@ class Artifacts:
             found.behavioral = behavioural_table(json.loads((folder / BEHAVIOURAL).read_text()))
         found.plots = {p.stem: p for p in sorted((folder / PLOTS).glob("*.png"))} if (folder / PLOTS).is_dir() else {}
         found.widget = widget_texts(folder / CARD, found.points)
+        found.coverage = coverage_curves(folder, found.metrics)
         return found
+
+
+def coverage_curves(folder: Path, metrics: dict | None) -> dict | None:
+    """metrics.json's risk-coverage curve (validation's), with the test analysis's (evaluations/test/metrics.json)
+    beside it when pushed: {split: curve}; a record already by split as it is; None for older runs."""
+    curves = (metrics or {}).get("risk_coverage")
+    if not curves or "points" not in curves:
+        return curves
+    test_file = folder / EVALUATIONS / "test" / METRICS
+    test = json.loads(test_file.read_text()).get("risk_coverage") if test_file.is_file() else None
+    return {"validation": curves, **({"test": test} if test else {})}
 
 
 def widget_texts(readme: Path, points: pd.DataFrame | None, n: int = 4) -> list[str]:

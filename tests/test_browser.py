@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -37,15 +38,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(params=["tiny_run", "tiny_five_run"], ids=["two-labels", "five-labels"])
-def served(request, tmp_path):
-    """The app in its own process (as a Space runs it) on a copy of the run: (url, run folder); its log must hold
-    no traceback when the test ends."""
-    from model_card import render_card
-
-    run = writable_copy(request.getfixturevalue(request.param), tmp_path / "run", "checkpoints")
-    (run / "README.md").write_text(render_card(run, "alice/tiny"))
-    port, log = free_port(), tmp_path / "app.log"
+@contextmanager
+def serving(run, log):
+    """The app in its own process (as a Space runs it) on the model folder `run`: its URL; its log must hold no
+    traceback when the block ends."""
+    port = free_port()
     env = {**os.environ, "MODEL_ID": str(run), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
     with open(log, "w") as sink:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT / "space", env=env, stdout=sink, stderr=sink)
@@ -62,11 +59,30 @@ def served(request, tmp_path):
                 if time.monotonic() > deadline:
                     pytest.fail("the app did not answer within 120 s")
                 time.sleep(0.2)
-        yield url, run
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     assert "Traceback" not in log.read_text(), log.read_text()
+
+
+@pytest.fixture(params=["tiny_run", "tiny_five_run"], ids=["two-labels", "five-labels"])
+def served(request, tmp_path):
+    """The app serving a copy of the run, with its card: (url, run folder)."""
+    from model_card import render_card
+
+    run = writable_copy(request.getfixturevalue(request.param), tmp_path / "run", "checkpoints")
+    (run / "README.md").write_text(render_card(run, "alice/tiny"))
+    with serving(run, tmp_path / "app.log") as url:
+        yield url, run
+
+
+def within_the_page(page, selector: str) -> None:
+    """Every column header of the table at `selector` ends inside the 1,280 px window."""
+    headers = page.locator(f"{selector} [role=columnheader]")
+    for i in range(headers.count()):
+        box = headers.nth(i).bounding_box()
+        assert box and box["x"] + box["width"] <= browser.WIDTH, f"{selector}: column {i} is off to the right"
 
 
 def colours_of(run) -> dict[str, str]:
@@ -98,7 +114,7 @@ def test_every_tab_as_a_visitor_uses_it(served, tmp_path):
         text = "good film , really good"
         browser.predict(page, text)
         expected = pipeline("text-classification", model=str(run))([text])[0]["label"]
-        assert expected in page.get_by_test_id("label-output-value").inner_text()
+        assert page.locator("#answer h3").inner_text() == expected
         words = page.locator("#words .word")
         assert words.all_inner_texts() == text.split()
         word_classes = words.evaluate_all("spans => spans.map(s => s.dataset.class)")
@@ -155,6 +171,9 @@ def test_every_tab_as_a_visitor_uses_it(served, tmp_path):
             "rank", "text", "label", "predicted", "similarity"
         ]  # fmt: skip
         assert neighbours.locator(".virtual-row").count() == min(8, len(stored))  # the slider's default
+        within_the_page(page, "#neighbours")
+        similarities = [row.split()[-1] for row in neighbours.locator(".virtual-row").all_inner_texts()]
+        assert all(re.fullmatch(r"-?\d\.\d{1,3}", s) for s in similarities), similarities  # not 15 digits
         # Hovering a point shows its text, true label, prediction and confidence.
         star = plot.locator(".scatterlayer .trace").last.locator(".point").first
         star.hover(force=True)
@@ -201,6 +220,85 @@ def test_every_tab_as_a_visitor_uses_it(served, tmp_path):
         assert headline.startswith(f"Accuracy {accuracy['value']:.1%} (95% CI {accuracy['ci_low']:.1%}")
         assert f"{metrics['eval_samples']:,}" in page.locator("#headline").inner_text()
         assert page.locator("img").count() >= 2
+        # the confusion matrix alone in its row, where its numbers can be read: at the page's width, or at its own
+        # size when narrower (five labels and more are drawn one panel above the other); never shrunk to a half
+        confusion = page.locator(".report-plot", has_text="confusion matrix").locator("img")
+        natural = confusion.evaluate("img => img.decode().then(() => img.naturalWidth)")
+        shown = confusion.bounding_box()["width"]
+        assert shown > 0.8 * browser.WIDTH or shown >= natural - 1, (shown, natural)
         assert page.get_by_text("All metrics (95% bootstrap intervals)").is_visible()
 
+        assert problems == []
+
+
+def test_a_multi_label_model_as_a_visitor_uses_it(tmp_path):
+    """Bars per label with thresholds, the labels over them named, an explanation for a chosen label, "uncertain"
+    below the minimum confidence, the batch's label columns, the explorer by top label, the missed / added filter
+    and the report's thresholds, on a tiny four-emotion model (tests/test_space_multilabel.py builds it)."""
+    from scipy.special import expit
+
+    from tests.test_space_multilabel import EMOTIONS, expected, logits_of, make_multi_folder
+
+    run = tmp_path / "multi"
+    run.mkdir()
+    thresholds = make_multi_folder(run)
+    text = "good film , really boring"
+    probs = expit(logits_of(run, [text]))
+    (names,), (confidence,) = expected(probs, thresholds)
+    with serving(run, tmp_path / "app.log") as url, browser.browser_page() as (page, problems):
+        browser.open_app(page, url)
+        assert [k.strip() for k in page.locator(".legend").first.locator(".key").all_inner_texts()] == EMOTIONS
+        browser.predict(page, text)
+        rows = page.locator("#label-bars .bar-row")
+        assert rows.count() == 4
+        chosen = rows.evaluate_all("rs => rs.filter(r => r.dataset.chosen === 'true').map(r => r.dataset.label)")
+        assert chosen == names
+        assert page.locator("#answer h3").inner_text() == (", ".join(names) or "no label over its threshold")
+        marks = page.locator("#label-bars .bar-threshold").evaluate_all("ms => ms.map(m => m.style.left)")
+        shown = rows.evaluate_all("rs => rs.map(r => r.dataset.label)")
+        assert marks == [f"{thresholds[EMOTIONS.index(n)]:.1%}" for n in shown]  # each threshold marked on its bar
+        # explain another label: the words push toward it or away from it
+        other = next(n for n in EMOTIONS if n != shown[0])
+        page.get_by_label("Explain the label").click()
+        page.get_by_role("option", name=other, exact=True).click()
+        page.get_by_text(f"push {other}").first.wait_for(timeout=15_000)
+        classes = set(page.locator("#words .word").evaluate_all("ws => ws.map(w => w.dataset.class)"))
+        assert classes <= {other, f"not {other}"}
+        # a minimum confidence over this text's: the answer is "uncertain"
+        box = page.locator("#min-confidence input[type=number]")
+        box.fill(f"{min(confidence + 0.05, 0.99):.2f}")
+        box.press("Enter")
+        page.get_by_role("button", name="Predict", exact=True).click()
+        page.locator("#answer h3", has_text="uncertain").wait_for(timeout=15_000)
+
+        browser.show_tab(page, "Batch")
+        page.get_by_label("One text per line").fill("good film\nworst film")
+        page.get_by_role("button", name="Score", exact=True).click()
+        page.locator("#predictions .virtual-row").filter(has_text="worst film").wait_for(timeout=30_000)
+        assert table_headers(page, "#predictions") == ["text", "labels", "confidence", *(f"p_{n}" for n in EMOTIONS)]
+
+        browser.place_sentence(page, text)
+        legend = [t.split(" (")[0] for t in page.locator("#explorer-plot .legendtext").all_text_contents()]
+        stored = pd.read_parquet(run / "embeddings.parquet")
+        assert set(legend[:-2]) == set(stored["top_label"])
+        within_the_page(page, "#neighbours")
+
+        browser.show_tab(page, "Errors")
+        wrong = pd.read_csv(run / "incorrect_predictions.csv", keep_default_na=False)
+        added = int(wrong["extra"].str.split(";").apply(lambda n: "joy" in n).sum())
+        assert 0 < added < len(wrong)
+        page.get_by_label("Texts where the label").click()
+        page.get_by_role("option", name="joy", exact=True).click()
+        page.locator("#missed-or-added").get_by_text("was added").click()
+        page.wait_for_function(
+            "() => { const rows = [...document.querySelectorAll('#errors .virtual-row')];"
+            f" return rows.length > 0 && rows.length <= {added} && ({added} > 10 || rows.length === {added})"
+            " && rows.every(r => r.innerText.includes('joy')); }",
+            timeout=30_000,
+        )
+        within_the_page(page, "#errors")
+
+        browser.show_tab(page, "Model report")
+        assert page.locator("#headline h2").inner_text().startswith("Macro F1 0.520")
+        assert page.get_by_text("Decision thresholds").is_visible()
         assert problems == []

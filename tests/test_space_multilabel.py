@@ -125,20 +125,21 @@ def write_analysis(folder, thresholds: np.ndarray) -> None:
     (folder / "metrics.json").write_text(json.dumps(multi_metrics(thresholds)))
 
 
+def make_multi_folder(folder) -> np.ndarray:
+    """A tiny multi-label model folder with its analysis files in `folder`; returns its thresholds."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS))]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab=str(folder / "vocab.txt")).save_pretrained(folder)
+    thresholds = write_model(folder)
+    write_analysis(folder, thresholds)
+    return thresholds
+
+
 @pytest.fixture(scope="module")
 def multi_folder(tmp_path_factory):
     """A tiny multi-label model folder with its analysis files: (folder, thresholds)."""
     folder = tmp_path_factory.mktemp("tiny-multi")
-    BertTokenizerFast(vocab=str(_vocab(folder))).save_pretrained(folder)
-    thresholds = write_model(folder)
-    write_analysis(folder, thresholds)
-    return folder, thresholds
-
-
-def _vocab(folder):
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS))]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    return folder / "vocab.txt"
+    return folder, make_multi_folder(folder)
 
 
 @pytest.fixture(scope="module")
@@ -354,3 +355,41 @@ def test_the_json_api_rejects_a_min_confidence_outside_0_1_with_422_and_one_line
     assert message in answer["error"] and "\n" not in answer["error"]
     got, answer = post(url, {"inputs": "good film", "min_confidence": 0.5})  # not where it goes: said, not ignored
     assert got == 400 and "min_confidence goes in parameters" in answer["error"]
+
+
+def test_the_report_reads_the_test_splits_coverage_beside_validations(multi_folder, tmp_path):
+    folder, _ = multi_folder
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert backend.coverage_curves(tmp_path, metrics) == {"validation": metrics["risk_coverage"]}
+    (tmp_path / "evaluations" / "test").mkdir(parents=True)
+    test_curve = {**metrics["risk_coverage"], "aurc": 0.2}
+    (tmp_path / "evaluations" / "test" / "metrics.json").write_text(json.dumps({"risk_coverage": test_curve}))
+    curves = backend.coverage_curves(tmp_path, metrics)
+    assert curves == {"validation": metrics["risk_coverage"], "test": test_curve}
+    shown = backend.decisions_markdown(metrics, curves)
+    assert "**validation**: at 90% coverage" in shown and "**test**: at 90% coverage" in shown
+    assert backend.coverage_curves(tmp_path, {}) is None
+
+
+def test_the_report_puts_the_confusion_matrix_alone_in_its_row():
+    plots = dict.fromkeys(["training_curves", "reliability_diagram", "confusion_matrix", "risk_coverage",
+                           "label_cooccurrence", "per_label_f1", "embeddings_pca"])  # fmt: skip
+    rows = [["confusion_matrix"], ["per_label_f1"], ["label_cooccurrence"], ["reliability_diagram", "risk_coverage"],
+            ["training_curves"]]  # fmt: skip
+    assert backend.report_plot_rows(plots) == rows
+    assert backend.report_plot_rows({"reliability_diagram": None}) == [["reliability_diagram"]]
+
+
+def test_labels_that_carry_polarity_colour_the_explorer_by_the_top_labels_side():
+    label_set = {"names": EMOTIONS, "positive": ["joy", "relief"], "negative": ["anger", "sadness"]}
+    sides = backend.polarity_sides({"label_set": label_set}, EMOTIONS)
+    assert sides == {"joy": "positive", "anger": "negative", "sadness": "negative", "relief": "positive"}
+    assert backend.polarity_sides({"label_set": {"names": EMOTIONS, "positive": [], "negative": []}}, EMOTIONS) is None
+    top = ["joy", "anger", "relief", "sadness", "joy"]
+    points = pd.DataFrame({"x": range(5), "y": range(5), "text": list("abcde"), "label": top, "predicted": top,
+                           "confidence": 0.9, "correct": [True, False, True, True, True],
+                           "side": [sides[name] for name in top]})  # fmt: skip
+    figure = backend.explorer_figure(points, "side", {}, ["PC1", "PC2"])
+    traces = {t.name.split(" (")[0]: t for t in figure.data}
+    assert {n: len(t.x) for n, t in traces.items()} == {"negative": 2, "positive": 3}
+    assert {n: t.marker.color for n, t in traces.items()} == {n: backend.SIDE_COLOURS[n] for n in traces}
