@@ -38,6 +38,7 @@ from backend import (
     api_texts,
     batch_table,
     char_limit,
+    check_min_confidence,
     check_text,
     colour_map,
     decisions_markdown,
@@ -120,7 +121,17 @@ def explain(text: str, min_confidence: float = 0.0, label: str = TOP) -> tuple[s
 def _explanation(text: str, min_confidence: float | None, label: str | None):
     target = MODEL.labels.index(label) if MULTI and label in MODEL.labels else None
     found = MODEL.explain(text, target)
-    return found, MODEL.answers(found.probs[None], min_confidence or None)[0]
+    return found, MODEL.answers(found.probs[None], _minimum(min_confidence))[0]
+
+
+def _minimum(min_confidence: float | None) -> float | None:
+    """The minimum confidence to answer (None for 0: every text answered); one line for a value outside [0, 1),
+    which only a program calling the endpoint can send (the slider stops at 0.99)."""
+    try:
+        check_min_confidence(min_confidence)
+    except ValueError as err:
+        raise _fail(err) from None
+    return min_confidence or None
 
 
 def _details(found) -> str:
@@ -175,7 +186,7 @@ def score_batch(lines: str, upload, min_confidence: float = 0.0):
         texts = parse_upload(upload, LIMIT) if upload else parse_lines(lines, LIMIT)
     except ValueError as err:
         raise _fail(err) from None
-    table = batch_table(texts, MODEL.answers(MODEL.predict_proba(texts), min_confidence or None))
+    table = batch_table(texts, MODEL.answers(MODEL.predict_proba(texts), _minimum(min_confidence)))
     path = EXPORTS / f"predictions-{time.time_ns()}.csv"
     table.to_csv(path, index=False)
     return tinted(table, ["label"], COLOURS), str(path)

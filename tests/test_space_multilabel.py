@@ -393,3 +393,12 @@ def test_labels_that_carry_polarity_colour_the_explorer_by_the_top_labels_side()
     traces = {t.name.split(" (")[0]: t for t in figure.data}
     assert {n: len(t.x) for n, t in traces.items()} == {"negative": 2, "positive": 3}
     assert {n: t.marker.color for n, t in traces.items()} == {n: backend.SIDE_COLOURS[n] for n in traces}
+
+
+def test_a_program_sending_a_min_confidence_outside_0_1_gets_one_line(multi_app):
+    import gradio as gr
+
+    app, _ = multi_app
+    for call in (lambda: app.score_batch("good film", None, 1.5), lambda: app.explain("good film", -0.2)):
+        with pytest.raises(gr.Error, match=r"min_confidence .*: use a probability in \[0, 1\)"):
+            call()
