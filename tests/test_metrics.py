@@ -285,3 +285,15 @@ def test_risk_coverage_by_hand_on_ten_rows():
     assert found["aurc"] == pytest.approx(np.mean(1 - np.array(accuracy)))
     assert found["accuracy_measure"] == "accuracy"
     assert risk_coverage(confidence[:3], correct[:3], "subset_accuracy")["points"][0]["n"] == 1  # at least one text
+
+
+def test_multilabel_intervals_do_not_depend_on_how_many_resamples_are_scored_at_once(monkeypatch):
+    import trainer.evaluation.metrics as metrics_module
+
+    rng = np.random.default_rng(4)
+    labels, probs = (rng.random((50, 3)) < 0.4).astype(int), rng.random((50, 3))
+    whole = metrics_with_ci(labels, probs, ML_NAMES, n_boot=60, seed=1)
+    monkeypatch.setattr(metrics_module, "RESAMPLE_CELLS", 50 * 7)  # 7 resamples a product: 9 products
+    parts = metrics_with_ci(labels, probs, ML_NAMES, n_boot=60, seed=1)
+    flat = lambda found: {(key, end): value for key, s in found.items() for end, value in s.items()}  # noqa: E731
+    assert flat(parts) == pytest.approx(flat(whole), abs=1e-12, nan_ok=True)

@@ -271,7 +271,7 @@ def metrics_with_ci(labels, probs, names: list[str], n_boot: int = 1000, seed: i
     return out
 
 
-RESAMPLES_AT_ONCE = 250  # resamples scored per matrix product: bounds memory at 250 x n weights
+RESAMPLE_CELLS = 2_000_000  # resamples x rows of weights scored per matrix product: 16 MB, at most 250 resamples
 
 
 def multilabel_resamples(labels, probs, names: list[str], thresholds, draws) -> dict[str, np.ndarray]:
@@ -290,7 +290,7 @@ def multilabel_resamples(labels, probs, names: list[str], thresholds, draws) -> 
     stacked, splits = np.hstack(blocks), np.cumsum([block.shape[1] for block in blocks])[:-1]  # one product for all
     curves = [_curve_groups(y[:, j], probs[:, j]) for j in range(k)]
     chunks = []
-    while batch := list(islice(draws, RESAMPLES_AT_ONCE)):
+    while batch := list(islice(draws, max(1, min(250, RESAMPLE_CELLS // n)))):
         weights = np.array([np.bincount(idx, minlength=n) for idx in batch], dtype=float)  # each row's draws
         parts = np.split(weights @ stacked, splits, axis=1)
         sums = {key: part if tallies[key].ndim == 2 else part[:, 0] for key, part in zip(tallies, parts)}
