@@ -269,3 +269,26 @@ def test_the_not_sure_section_rounds_the_cut_off_down_so_it_still_covers_its_sha
     assert "At 90% coverage: 66.7% accurate" in text and "`--min_confidence 0.420`" in text  # 0.421 would miss one
     assert "| 90% | 9 | 66.7% | 0.420 |" in text and "![risk-coverage](plots/risk_coverage.png)" in text
     assert _not_sure(None) == [] and _not_sure({"points": []}) == []
+
+
+def test_a_calibrated_single_label_model_records_ece_before_and_after(tiny_model_dir, tmp_path):
+    from scipy.special import softmax
+
+    from tests.conftest import writable_copy
+
+    model = writable_copy(tiny_model_dir, tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    config["calibration"] = {"method": "temperature", "temperature": 3.0, "fitted_on": "validation"}
+    (model / "config.json").write_text(json.dumps(config))
+    classifier = Classifier(model, device="cpu")
+    texts, _ = texts_and_labels(24, seed=1)
+    labels = np.arange(24) % 2
+    options = AnalysisOptions(output_dir=tmp_path / "out", data_id="x.csv", model=str(model), n_bootstrap=20)
+    metrics = analyse(classifier, texts, labels, options)
+    before = softmax(classifier.score(texts).logits.astype(float) * 3.0, axis=1)
+    assert metrics["multi_label"] is False and metrics["calibration"]["temperature"] == 3.0
+    assert metrics["calibration"]["ece"] == {
+        "before": pytest.approx(expected_calibration_error(before.max(1), before.argmax(1) == labels)),
+        "after": metrics["metrics"]["ece"]["value"]}  # fmt: skip
+    assert metrics["risk_coverage"]["accuracy_measure"] == "accuracy"
+    assert metrics["risk_coverage"]["points"][-1]["accuracy"] == pytest.approx(metrics["metrics"]["accuracy"]["value"])
