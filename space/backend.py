@@ -349,6 +349,9 @@ def error_view(frame: pd.DataFrame, colours: dict[str, str]):
     for column in ("error_types", "true_labels", "predicted_labels", "missed", "extra"):
         if column in shown:
             shown[column] = shown[column].fillna("").astype(str).str.replace(";", ", ")
+    for column in ("true_labels", "predicted_labels"):  # a text with no label at all says so
+        if column in shown:
+            shown[column] = shown[column].replace("", NO_LABEL)
     single = "true_label" in shown  # a multi-label cell holds several names: no one colour to tint it with
     return tinted(shown.rename(columns=ERROR_COLUMNS), ["true label", "predicted"] if single else [], colours)
 
@@ -724,6 +727,7 @@ def explorer_figure(points: pd.DataFrame, colour_by: str, colours: dict[str, str
         part = points[points[colour_by] == name]
         if part.empty:
             continue
+        part = part.sort_values("correct", ascending=False, kind="stable")  # the legend shows the first point's symbol
         symbols = np.where(part["correct"], "circle", "x-thin-open").tolist()
         marker = {
             "color": colour,
@@ -755,7 +759,8 @@ def explorer_figure(points: pd.DataFrame, colour_by: str, colours: dict[str, str
         legend = {"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.02, "font": {"size": 11},
                   "title": {"text": "double-click one to show it alone"}}  # fmt: skip
     fig.update_layout(
-        template="plotly_white", height=640 if len(fig.data) > 8 else 560, hovermode="closest", legend=legend,
+        template="plotly_white", height=max(640, 20 * len(fig.data) + 120) if len(fig.data) > 8 else 560,
+        hovermode="closest", legend=legend,
         margin={"l": 60, "r": 20, "t": 40 if len(fig.data) > 8 else 80, "b": 60},
         xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
     )  # fmt: skip

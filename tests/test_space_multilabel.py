@@ -272,6 +272,8 @@ def test_the_error_browser_filters_texts_where_a_label_was_missed_or_added(multi
     everything = app.browse_errors("all", 0.0, backend.ANY_LABEL, "was missed").data
     assert list(everything.columns[:5]) == ["true labels", "predicted", "missed", "added", "confidence"]
     assert len(everything) == len(wrong) and everything.columns[-1] == "text"
+    none = wrong["predicted_labels"] == ""  # a text given no label says so, not an empty cell
+    assert none.any() and (everything.loc[none.to_numpy(), "predicted"] == "(none)").all()
 
 
 def test_the_report_shows_multi_label_metrics_thresholds_calibration_and_coverage(multi_folder):
