@@ -307,12 +307,35 @@ def test_the_weighted_loss_is_the_class_weighted_mean_of_cross_entropy(tiny_mode
     batch = AutoTokenizer.from_pretrained(tiny_model_dir)(["good film", "bad film", "dull plot"], padding=True,
                                                          return_tensors="pt")  # fmt: skip
     labels = torch.tensor([1, 0, 0])
-    owner = SimpleNamespace(class_weights=torch.tensor([1.0, 3.0]))
+    owner = SimpleNamespace(class_weights=torch.tensor([1.0, 3.0]), multi_label=False)
     with torch.no_grad():
         loss = SentimentTrainer.compute_loss(owner, model, {**batch, "labels": labels})
         per_example = torch.nn.functional.cross_entropy(model(**batch).logits, labels, reduction="none")
     weights = torch.tensor([3.0, 1.0, 1.0])  # the weight of each example's true class
     assert torch.allclose(loss, (per_example * weights).sum() / weights.sum())
+
+
+def test_multi_label_class_weights_weigh_each_labels_positives(tiny_model_dir):
+    """--class_weights on multi-label data: the BCE per label with its positives weighted (negatives / positives)."""
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from trainer.training.loop import SentimentTrainer, positive_weights
+
+    targets = np.array([[1, 0], [0, 0], [1, 1], [0, 0]])
+    assert positive_weights(["balanced"], targets, ["joy", "fear"]) == [1.0, 3.0]
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).eval()
+    batch = AutoTokenizer.from_pretrained(tiny_model_dir)(["good film", "bad film", "dull plot", "fun"], padding=True,
+                                                         return_tensors="pt")  # fmt: skip
+    labels = torch.tensor(targets, dtype=torch.float32)
+    owner = SimpleNamespace(class_weights=torch.tensor([1.0, 3.0]), multi_label=True)
+    with torch.no_grad():
+        loss = SentimentTrainer.compute_loss(owner, model, {**batch, "labels": labels})
+        logits = model(**batch).logits
+    by_hand = -(torch.tensor([1.0, 3.0]) * labels * torch.nn.functional.logsigmoid(logits)
+                + (1 - labels) * torch.nn.functional.logsigmoid(-logits)).mean()  # fmt: skip
+    assert torch.allclose(loss, by_hand)
 
 
 def test_class_weights_train_and_are_recorded(tiny_model_dir, tiny_data, tmp_path):

@@ -19,7 +19,7 @@ from trainer.modeling import load_classifier, model_labels, resolve_model_path, 
 from trainer.run_folder import ERROR_ANALYSIS
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", default="runs/latest", help="run folder, model folder or Hub id")
     parser.add_argument("--data", default="stanfordnlp/sst2:validation", help="labelled file, or Hub dataset[:split]")
@@ -45,23 +45,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long_text", choices=LONG_TEXT, default="truncate",
                         help="texts over max_length: cut there, or read whole in overlapping windows")  # fmt: skip
     parser.add_argument("--stride", type=int, help="tokens a chunk window shares with the previous one")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def read_data(args: argparse.Namespace, model: str):
+    """The labelled texts, checked against the model's labels first (cheap): (frame, label names, multi-label)."""
+    own_names, multi = model_labels(model)
+    names = args.label_names or own_names
+    if len(names) != len(own_names):
+        raise UserError(f"--label_names has {len(names)} names but the model has {len(own_names)} labels")
+    try:
+        check_min_confidence(args.min_confidence)
+    except ValueError as err:
+        raise UserError(f"--{err}") from None
+    cfg = DataConfig(text_column=args.text_column, label_column=args.label_column, label_names=names,
+                     label_columns=args.label_columns, label_separator=args.label_separator,
+                     dataset_config_name=args.dataset_config_name, label_map=args.label_map)  # fmt: skip
+    data = stratified_sample(load_labelled(args.data, cfg, names, multi), args.max_samples, args.seed)
+    return data, names, multi
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         model = resolve_model_path(args.model, download=True)  # which model: checked (or downloaded) once, first
-        own_names, multi = model_labels(model)
-        names = args.label_names or own_names
-        if len(names) != len(own_names):
-            raise UserError(f"--label_names has {len(names)} names but the model has {len(own_names)} labels")
-        try:
-            check_min_confidence(args.min_confidence)
-        except ValueError as err:
-            raise UserError(f"--{err}") from None
-        cfg = DataConfig(text_column=args.text_column, label_column=args.label_column, label_names=names,
-                         label_columns=args.label_columns, label_separator=args.label_separator,
-                         dataset_config_name=args.dataset_config_name, label_map=args.label_map)  # fmt: skip
-        data = load_labelled(args.data, cfg, names, multi)  # check the data first: cheap
-        data = stratified_sample(data, args.max_samples, args.seed)
+        data, names, multi = read_data(args, model)
         texts = data["text"].tolist()
         classifier = load_classifier(model, long_text=args.long_text, stride=args.stride)
         options = AnalysisOptions.of_run(

@@ -450,7 +450,7 @@ def run_metrics(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTrainer, tra
         "multi_label": inputs.multi_label,
         "label_map": cfg.data.label_map,
         "label_set": label_set_record(LabelSet.of(names, cfg.data.label_order)),  # order, polarity, plot colours
-        "metric_catalogue": metric_catalogue(),  # each metric's name, direction and format, for the card and Space
+        "metric_catalogue": metric_catalogue(inputs.multi_label),  # each metric's name, direction, format: card, Space
         "class_weights": inputs.class_weights and dict(zip(names, inputs.class_weights)),
         "distillation": inputs.distillation,  # teachers, their validation accuracy, settings
         # Trainer averages only the steps this process ran; a resumed run takes the mean of every logged step.
@@ -481,10 +481,12 @@ def score_saved_model(cfg: TrainConfig, inputs: Inputs, trainer: SentimentTraine
     scores = {key: score["value"] for key, score in evaluation["metrics"].items()}
     result = {**scores, "loss": scores["log_loss"], "evaluation": evaluation["metrics"],
               "evaluation_seconds": evaluation["timing"]["total_seconds"]}  # fmt: skip
+    result["risk_coverage"] = {"validation": evaluation["risk_coverage"]}
     if inputs.test_data is not None:
         test = analyse_split(cfg, classifier, inputs.test_data, inputs.targets(inputs.test_data),
                              run_dir / EVALUATIONS / "test", split_name(cfg, "test"), METRICS)  # fmt: skip
         result["test"] = test["metrics"]
+        result["risk_coverage"]["test"] = test["risk_coverage"]
     return result
 
 
