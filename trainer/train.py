@@ -36,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if not is_main_process():
         return 0
-    test = metrics.get("test")
-    tested = f" | test accuracy {test['accuracy']['value']:.2%} on {metrics['test_samples']}" if test else ""
+    test, key = metrics.get("test"), "f1_macro" if metrics.get("multi_label") else "accuracy"
+    name = key.replace("_", " ")
+    tested = f" | test {name} {test[key]['value']:.2%} on {metrics['test_samples']}" if test and key in test else ""
     print(
-        f"\naccuracy {metrics['accuracy']:.2%} on {metrics['eval_samples']} validation examples{tested} | "
+        f"\n{name} {metrics[key]:.2%} on {metrics['eval_samples']} validation examples{tested} | "
         f"train {metrics['train_runtime']:.0f}s, {metrics['train_samples_per_second']:.1f} samples/s | "
         f"wall {metrics['wall_time_seconds']:.0f}s\nrun folder: {run_dir}"
     )
