@@ -301,6 +301,10 @@ def test_the_transformers_js_snippet_chooses_the_labels_the_int8_classifier_choo
 def test_a_trained_multi_label_runs_card_validates_and_its_snippets_agree_with_predict(tiny_multi_run):
     text = render_card(tiny_multi_run, "alice/emotions")
     assert validate_card(text) is None and "## Thresholds" in text and "## Calibrated scores" in text
+    results = {(r.metric_type, (r.metric_args or {}).get("average")) for r in ModelCard(text).data.eval_results}
+    assert {("f1", "micro"), ("f1", "macro")} <= results and ("accuracy", None) not in results
+    assert "| Subset accuracy (exact match) |" in text and "| Hamming loss |" in text
+    assert "**at 90% coverage it is" in section(text, "## When the model is not sure")
     thresholds = json.loads((tiny_multi_run / "config.json").read_text())["decision_thresholds"]
     rows = table(text, "| label | threshold |")
     assert {row[0]: float(row[1]) for row in rows} == {name: round(t, 3) for name, t in thresholds.items()}
