@@ -260,7 +260,7 @@ def explore(sentence: str, color_by: str, k: float):
         scored = MODEL.score([_checked(sentence)], embeddings=True)
         pooled, answer = scored.embeddings, MODEL.answers(scored.probs)[0]
         x, y = projection.transform(pooled)[0]
-        label = answer["label"] or NO_LABEL
+        label = (", ".join(answer["labels"]) or NO_LABEL) if MULTI else answer["label"]
         you = {"x": x, "y": y, "text": sentence.strip(), "predicted": label, "confidence": answer["score"]}
         idx, sims = nearest(pooled[0], state["embeddings"], int(k))
         near = points.iloc[idx]

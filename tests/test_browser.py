@@ -12,6 +12,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 
+import numpy as np
 import pandas as pd
 import pytest
 from transformers import pipeline
@@ -231,34 +232,50 @@ def test_every_tab_as_a_visitor_uses_it(served, tmp_path):
         assert problems == []
 
 
-def test_a_multi_label_model_as_a_visitor_uses_it(tmp_path):
-    """Bars per label with thresholds, the labels over them named, an explanation for a chosen label, "uncertain"
-    below the minimum confidence, the batch's label columns, the explorer by top label, the missed / added filter
-    and the report's thresholds, on a tiny four-emotion model (tests/test_space_multilabel.py builds it)."""
-    from scipy.special import expit
-
-    from tests.test_space_multilabel import EMOTIONS, expected, logits_of, make_multi_folder
+@pytest.fixture(params=["made", "tiny_multi_run"], ids=["four-emotions", "trained"])
+def multi_run(request, tmp_path):
+    """A multi-label model folder with its analysis files: four emotions, random weights and thresholds at the
+    median score (tests/test_space_multilabel.py builds it), or conftest's trained tiny run (a copy)."""
+    from tests.test_space_multilabel import make_multi_folder
 
     run = tmp_path / "multi"
-    run.mkdir()
-    thresholds = make_multi_folder(run)
+    if request.param == "made":
+        run.mkdir()
+        make_multi_folder(run)
+    else:
+        writable_copy(request.getfixturevalue(request.param), run, "checkpoints")
+    return run
+
+
+def test_a_multi_label_model_as_a_visitor_uses_it(multi_run, tmp_path):
+    """Bars per label with thresholds, the labels over them named, an explanation for a chosen label, "uncertain"
+    below the minimum confidence, the batch's label columns, the explorer, the missed / added filter and the
+    report's thresholds, as the model folder's config.json and files say."""
+    from scipy.special import expit
+
+    from tests.test_space_multilabel import expected, logits_of
+
+    run = multi_run
+    config = json.loads((run / "config.json").read_text())
+    labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    thresholds = np.array([config["decision_thresholds"][name] for name in labels])
     text = "good film , really boring"
-    probs = expit(logits_of(run, [text]))
-    (names,), (confidence,) = expected(probs, thresholds)
+    (names,), (confidence,) = expected(expit(logits_of(run, [text])), thresholds, labels)
     with serving(run, tmp_path / "app.log") as url, browser.browser_page() as (page, problems):
         browser.open_app(page, url)
-        assert [k.strip() for k in page.locator(".legend").first.locator(".key").all_inner_texts()] == EMOTIONS
+        assert [k.strip() for k in page.locator(".legend").first.locator(".key").all_inner_texts()] == labels
         browser.predict(page, text)
         rows = page.locator("#label-bars .bar-row")
-        assert rows.count() == 4
+        assert rows.count() == len(labels)
         chosen = rows.evaluate_all("rs => rs.filter(r => r.dataset.chosen === 'true').map(r => r.dataset.label)")
         assert chosen == names
         assert page.locator("#answer h3").inner_text() == (", ".join(names) or "no label over its threshold")
         marks = page.locator("#label-bars .bar-threshold").evaluate_all("ms => ms.map(m => m.style.left)")
         shown = rows.evaluate_all("rs => rs.map(r => r.dataset.label)")
-        assert marks == [f"{thresholds[EMOTIONS.index(n)]:.1%}" for n in shown]  # each threshold marked on its bar
+        marked = [float(mark.rstrip("%")) / 100 for mark in marks]  # each threshold marked on its bar
+        assert marked == pytest.approx([thresholds[labels.index(n)] for n in shown], abs=5e-4)
         # explain another label: the words push toward it or away from it
-        other = next(n for n in EMOTIONS if n != shown[0])
+        other = next(n for n in labels if n != shown[0])
         page.get_by_label("Explain the label").click()
         page.get_by_role("option", name=other, exact=True).click()
         page.get_by_text(f"push {other}").first.wait_for(timeout=15_000)
@@ -275,30 +292,38 @@ def test_a_multi_label_model_as_a_visitor_uses_it(tmp_path):
         page.get_by_label("One text per line").fill("good film\nworst film")
         page.get_by_role("button", name="Score", exact=True).click()
         page.locator("#predictions .virtual-row").filter(has_text="worst film").wait_for(timeout=30_000)
-        assert table_headers(page, "#predictions") == ["text", "labels", "confidence", *(f"p_{n}" for n in EMOTIONS)]
+        assert table_headers(page, "#predictions") == ["text", "labels", "confidence", *(f"p_{n}" for n in labels)]
 
         browser.place_sentence(page, text)
-        legend = [t.split(" (")[0] for t in page.locator("#explorer-plot .legendtext").all_text_contents()]
+        legend = page.locator("#explorer-plot .legendtext").all_text_contents()
         stored = pd.read_parquet(run / "embeddings.parquet")
-        assert set(legend[:-2]) == set(stored["top_label"])
+        counts = {t.split(" (")[0]: int(t.split(" (")[1].rstrip(")")) for t in legend[:-2]}
+        # by the top label, or its side where the names carry polarity (conftest's joy, anger, fear, neutral)
+        metrics = json.loads((run / "metrics.json").read_text())
+        side = dict.fromkeys(metrics["label_set"].get("positive") or [], "positive")
+        side.update(dict.fromkeys(metrics["label_set"].get("negative") or [], "negative"))
+        by = stored["top_label"].map(lambda n: side.get(n, "neutral")) if side else stored["top_label"]
+        assert counts == by.value_counts().to_dict()
         within_the_page(page, "#neighbours")
 
         browser.show_tab(page, "Errors")
         wrong = pd.read_csv(run / "incorrect_predictions.csv", keep_default_na=False)
-        added = int(wrong["extra"].str.split(";").apply(lambda n: "joy" in n).sum())
-        assert 0 < added < len(wrong)
+        extra = wrong["extra"].str.split(";")
+        label = next(name for name in labels if any(name in names for names in extra))
+        added = sum(label in names for names in extra)
         page.get_by_label("Texts where the label").click()
-        page.get_by_role("option", name="joy", exact=True).click()
+        page.get_by_role("option", name=label, exact=True).click()
         page.locator("#missed-or-added").get_by_text("was added").click()
         page.wait_for_function(
             "() => { const rows = [...document.querySelectorAll('#errors .virtual-row')];"
             f" return rows.length > 0 && rows.length <= {added} && ({added} > 10 || rows.length === {added})"
-            " && rows.every(r => r.innerText.includes('joy')); }",
+            f" && rows.every(r => r.innerText.includes('{label}')); }}",
             timeout=30_000,
         )
         within_the_page(page, "#errors")
 
         browser.show_tab(page, "Model report")
-        assert page.locator("#headline h2").inner_text().startswith("Macro F1 0.520")
+        macro = json.loads((run / "metrics.json").read_text())["evaluation"]["f1_macro"]["value"]
+        assert page.locator("#headline h2").inner_text().startswith(f"Macro F1 {macro:.3f}")
         assert page.get_by_text("Decision thresholds").is_visible()
         assert problems == []

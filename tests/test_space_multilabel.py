@@ -36,10 +36,10 @@ def logits_of(folder, texts: list[str]) -> np.ndarray:
         return model(**tokenizer(texts, return_tensors="pt", padding=True)).logits.double().numpy()
 
 
-def expected(probs: np.ndarray, thresholds: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
+def expected(probs: np.ndarray, thresholds: np.ndarray, labels=EMOTIONS) -> tuple[list[list[str]], np.ndarray]:
     """The labels at or over their thresholds (most probable first) and the contract's confidence, by hand."""
     chosen = probs >= thresholds
-    names = [[EMOTIONS[j] for j in np.argsort(-row, kind="stable") if pick[j]] for row, pick in zip(probs, chosen)]
+    names = [[labels[j] for j in np.argsort(-row, kind="stable") if pick[j]] for row, pick in zip(probs, chosen)]
     return names, np.where(chosen, probs, 1 - probs).min(1)
 
 
@@ -142,15 +142,13 @@ def multi_folder(tmp_path_factory):
     return folder, make_multi_folder(folder)
 
 
-@pytest.fixture(scope="module")
-def multi_app(multi_folder):
-    """The Space's app module for the multi-label folder, loaded under its own name (the single-label app of
-    `app_client` keeps its module), serving on 127.0.0.1: (app module, URL)."""
-    folder, _ = multi_folder
+def load_app(folder, name: str):
+    """The Space's app module for `folder`, loaded under its own `name` (the single-label app of `app_client` keeps
+    its module)."""
     before = os.environ.get("MODEL_ID")
     os.environ["MODEL_ID"] = str(folder)
     try:
-        spec = importlib.util.spec_from_file_location("app_multi", ROOT / "space" / "app.py")
+        spec = importlib.util.spec_from_file_location(name, ROOT / "space" / "app.py")
         app = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(app)
     finally:
@@ -158,6 +156,13 @@ def multi_app(multi_folder):
             os.environ.pop("MODEL_ID")
         else:
             os.environ["MODEL_ID"] = before
+    return app
+
+
+@pytest.fixture(scope="module")
+def multi_app(multi_folder):
+    """The app for the multi-label folder, serving on 127.0.0.1: (app module, URL)."""
+    app = load_app(multi_folder[0], "app_multi")
     server, url = app.serve(port=0)
     yield app, url
     server.should_exit = True
@@ -404,3 +409,39 @@ def test_a_program_sending_a_min_confidence_outside_0_1_gets_one_line(multi_app)
     for call in (lambda: app.score_batch("good film", None, 1.5), lambda: app.explain("good film", -0.2)):
         with pytest.raises(gr.Error, match=r"min_confidence .*: use a probability in \[0, 1\)"):
             call()
+
+
+# --- a trained multi-label run (conftest's tiny_multi_run: joy, anger, fear, neutral) ---
+
+
+@pytest.mark.slow  # trains the tiny multi-label run when no other test has (~30 s)
+def test_the_app_serves_a_trained_multi_label_run_as_pipeline_and_its_thresholds_decide(tiny_multi_run):
+    from transformers import pipeline
+
+    app = load_app(tiny_multi_run, "app_multi_run")
+    config = json.loads((tiny_multi_run / "config.json").read_text())
+    thresholds = config["decision_thresholds"]
+    texts = ["good film , really good", "awful and dull film", "plot film , really plot", "fun and worst film"]
+    offline = pipeline("text-classification", model=str(tiny_multi_run), top_k=None)(texts)  # a sigmoid per label
+    for text, scores in zip(texts, offline):
+        shown = {b["label"]: b for b in bars(app.predict(text))}
+        assert {n: b["score"] for n, b in shown.items()} == pytest.approx({r["label"]: r["score"] for r in scores},
+                                                                          abs=1e-4)  # fmt: skip
+        chosen = [r["label"] for r in scores if r["score"] >= thresholds[r["label"]]]  # the documented rule
+        assert sorted(n for n, b in shown.items() if b["chosen"]) == sorted(chosen)
+        assert app.explain(text)[1].splitlines()[0] == "### " + (", ".join(chosen) or "no label over its threshold")
+    # the run's own files: the report, the explorer, the errors
+    metrics = json.loads((tiny_multi_run / "metrics.json").read_text())
+    head = backend.report_headline(metrics, str(tiny_multi_run))
+    assert head.startswith(f"## Macro F1 {metrics['evaluation']['f1_macro']['value']:.3f}")
+    assert "| per-label thresholds |" in backend.decisions_markdown(metrics) and "ECE before" in (
+        backend.decisions_markdown(metrics))  # fmt: skip
+    assert [row for row in backend.report_plot_rows(app.ART.plots) if "per_label_f1" in row] == [["per_label_f1"]]
+    figure, neighbours, _, _ = app.explore("good film", next(iter(app.COLOR_BY)), 4)
+    stored = pd.read_parquet(tiny_multi_run / "embeddings.parquet")
+    assert sum(len(t.x) for t in figure.data[:-2]) == len(stored) and len(neighbours) == 4
+    wrong = pd.read_csv(tiny_multi_run / "incorrect_predictions.csv", keep_default_na=False)
+    extra = wrong["extra"].str.split(";")
+    label = next(name for name in app.MODEL.labels if any(name in names for names in extra))
+    added = app.browse_errors("all", 0.0, label, "was added").data
+    assert len(added) == sum(label in names for names in extra) > 0
