@@ -1,5 +1,6 @@
 """Sentiment model explorer: live prediction with explanations, batch scoring, embeddings, errors, the model report,
-and a JSON API for programs.
+and a JSON API for programs. Single-label models and multi-label ones (each label decided at its own threshold, from
+config.json's decision_thresholds); below a minimum confidence the answer is "uncertain".
 
 MODEL_ID is a Hub repo id or a local run folder (default `runs/latest`). Run with `python app.py` (or `make space`):
 one process serves the Gradio UI at / and `POST /api/classify` (FastAPI, with the Gradio app mounted on it), on
@@ -118,6 +119,14 @@ def explain(text: str, min_confidence: float = 0.0, label: str = TOP) -> tuple[s
     return words_html(found, MODEL.labels, COLOURS), answer_markdown(answer, min_confidence) + "\n\n" + _details(found)
 
 
+def explain_again(text: str, *controls):
+    """`explain` when a control changes: nothing before a text is typed (no "Type a sentence first" for moving the
+    slider)."""
+    if not (text or "").strip():
+        return gr.skip(), gr.skip()
+    return explain(text, *controls)
+
+
 def _explanation(text: str, min_confidence: float | None, label: str | None):
     target = MODEL.labels.index(label) if MULTI and label in MODEL.labels else None
     found = MODEL.explain(text, target)
@@ -172,8 +181,8 @@ def predict_tab() -> None:
         text.submit(predict, text, probs, api_visibility="private", concurrency_limit=4).then(
             explain, inputs, [words, note], api_visibility="private"
         )
-        for control in inputs[1:]:
-            control.input(explain, inputs, [words, note], api_visibility="private")
+        for control in inputs[1:]:  # a new minimum or label re-answers the text shown, if any
+            control.input(explain_again, inputs, [words, note], api_visibility="private")
 
 
 # --- Batch ---

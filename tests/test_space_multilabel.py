@@ -445,3 +445,10 @@ def test_the_app_serves_a_trained_multi_label_run_as_pipeline_and_its_thresholds
     label = next(name for name in app.MODEL.labels if any(name in names for names in extra))
     added = app.browse_errors("all", 0.0, label, "was added").data
     assert len(added) == sum(label in names for names in extra) > 0
+
+
+def test_moving_the_slider_or_the_label_before_typing_changes_nothing(multi_app):
+    app, _ = multi_app
+    assert app.explain_again("  ", 0.5, "joy") == ({"__type__": "update"},) * 2  # gr.skip(): no error, no change
+    words, note = app.explain_again("good film", 0.0, "joy")
+    assert "push **joy**" in note and 'data-class="' in words
