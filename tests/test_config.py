@@ -25,9 +25,12 @@ def test_every_preset_loads_and_shows_its_command(preset):
     assert first_line.startswith("# make train") and ("CONFIG=" in first_line or preset.stem == "sst2-minilm")
     cfg = load_config(["--config", str(preset)])
     assert cfg.preset == preset.stem
-    # SST-5 takes its five names from the data's ClassLabel feature; the binary presets name theirs
-    assert cfg.data.label_names == (None if preset.stem.startswith("sst5") else ["negative", "positive"])
-    assert cfg.training.metric_for_best_model == "accuracy"
+    # SST-5 and GoEmotions take their names from the data's ClassLabel feature; the binary presets name theirs
+    from_data = preset.stem.startswith(("sst5", "go-emotions"))
+    assert cfg.data.label_names == (None if from_data else ["negative", "positive"])
+    # multi-label: no accuracy; macro F1 at 0.5 picks the checkpoint
+    best = "f1_macro" if preset.stem.startswith("go-emotions") else "accuracy"
+    assert cfg.training.metric_for_best_model == best
 
 
 def test_bert_base_preset_is_the_tutorial_recipe():

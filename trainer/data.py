@@ -456,7 +456,7 @@ def indicator_labels(columns: pd.DataFrame, source: str) -> list[list[int]]:
     if bad.to_numpy().any():
         row, col = map(int, np.argwhere(bad.to_numpy())[0])
         raise UserError(
-            f"{source}: label column '{columns.columns[col]}' holds {columns.iat[row, col]!r} in data row {row + 1}: "
+            f"{source}: label column '{columns.columns[col]}' holds {columns.iat[row, col]} in data row {row + 1}: "
             "--label_columns need 0 or 1 in every row"
         )
     matrix = values.to_numpy(dtype=int)
