@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from inference import UNCERTAIN, Classifier, check_min_confidence
-from palette import DIVERGING, OUTCOME_COLOURS, YOU, class_colours, rgba
+from palette import DIVERGING, MANY_COLOURS, OUTCOME_COLOURS, YOU, class_colours, rgba
 from run_folder import (
     BEHAVIOURAL,
     CARD,
@@ -42,12 +42,6 @@ EXPLANATION_METHOD = "occlusion: how much the predicted class's log-odds fall wh
 PER_CLASS = ("precision", "recall", "f1")
 PER_LABEL = ("precision", "recall", "f1", "support", "roc_auc", "pr_auc")  # a multi-label model's, per label
 BEHAVIOURAL_COLUMNS = ["name", "type", "status", "n", "failures", "failure_rate", "description"]
-# 32 colours that stay apart on a white page, for label sets larger than the shared palette's (Plotly's Dark24, then
-# eight brighter ones from its Alphabet and Light24); colours repeat only past 32 labels.
-MANY_COLOURS = ["#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B",
-                "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1",
-                "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#FEAF16", "#1CBE4F", "#2ED9FF",
-                "#86CE00", "#FF9616", "#6A76FC", "#C4451C", "#00B5F7"]  # fmt: skip
 SIDE_COLOURS = {"negative": DIVERGING[0], "neutral": DIVERGING[3], "positive": DIVERGING[-1]}  # as the scale's ends
 AWAY = "#9e9e9e"  # a word pushing away from the label explained (multi-label)
 NO_LABEL = "(none)"  # a multi-label answer with no label over its threshold, where a name is needed

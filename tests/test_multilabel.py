@@ -269,3 +269,11 @@ def test_evaluate_groups_the_data_with_the_models_label_map(tmp_path):
     assert frame["label"].tolist() == [[1], [0], [0, 2]]
     with pytest.raises(UserError, match=r"makes the labels \['negative', 'positive', 'neutral'\], the model's are"):
         load_labelled(str(tmp_path / "d.csv"), cfg, ["positive", "negative", "ambiguous", "neutral"], multi=True)
+
+
+def test_28_labels_get_28_colours_in_the_plots_and_the_space():
+    from trainer.palette import class_colours
+
+    names = [f"emotion {i}" for i in range(28)]
+    assert len(set(class_colours(names).values())) == 28
+    assert list(class_colours(names[:8]).values())[:2] == ["#0072b2", "#e69f00"]  # up to eight: Okabe-Ito, as before
