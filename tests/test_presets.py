@@ -34,7 +34,9 @@ def mirror(tmp_path_factory):
         (folder / name).symlink_to(DATA_MIRROR / name)
     (folder / "imdb").mkdir()
     long_reviews(200).to_parquet(folder / "imdb" / "train-00000-of-00001.parquet")
-    long_reviews(40, seed=1000).sort_values("label").to_parquet(folder / "imdb" / "test-00000-of-00001.parquet")
+    long_reviews(40, seed=1000).sort_values("label").to_parquet(
+        folder / "imdb" / "test-00000-of-00001.parquet", index=False
+    )
     return folder
 
 
