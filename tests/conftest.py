@@ -258,8 +258,8 @@ EMOTION_WORDS = {  # emotion -> the words the tiny model learns it from (all in 
 def make_multi_label_data(folder: Path) -> tuple[Path, Path]:
     """Train/validation CSV files of multi-label texts, labels joined by ';' ("joy;fear"), names from the data."""
     single = [(f"{w} film , really {w}", label) for label, words in EMOTION_WORDS.items() for w in words]
-    double = [(f"{a} and {b} film", f"{x};{y}") for (a, x), (b, y) in
-              zip([(w, "joy") for w in EMOTION_WORDS["joy"]], [("awful", "anger"), ("dull", "fear"), ("worst", "anger")])]
+    others = [("awful", "anger"), ("dull", "fear"), ("worst", "anger")]
+    double = [(f"{a} and {b} film", f"joy;{y}") for a, (b, y) in zip(EMOTION_WORDS["joy"], others)]
     frame = pd.DataFrame((single + double) * 4, columns=["sentence", "label"]).sample(frac=1, random_state=0)
     frame.to_csv(folder / "train_multi.csv", index=False)
     frame.head(26).to_csv(folder / "dev_multi.csv", index=False)

@@ -141,7 +141,8 @@ def decision_model(tmp_path, thresholds: dict) -> Classifier:
     BertTokenizerFast(vocab=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
     config = BertConfig(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
                         intermediate_size=8, problem_type="multi_label_classification",
-                        id2label=dict(enumerate(EMOTIONS)), label2id={n: i for i, n in enumerate(EMOTIONS)})  # fmt: skip
+                        id2label=dict(enumerate(EMOTIONS)),
+                        label2id={n: i for i, n in enumerate(EMOTIONS)})  # fmt: skip
     config.decision_thresholds = thresholds
     model = BertForSequenceClassification(config)
     with torch.no_grad():
