@@ -21,7 +21,7 @@ MODEL_ID ?=
 SPACE_MODEL = $(or $(MODEL_ID),$(RUN))
 SPACE_MODEL_ARG = $(if $(wildcard $(SPACE_MODEL)),$(abspath $(SPACE_MODEL)),$(SPACE_MODEL))
 
-.PHONY: setup train hpo evaluate predict card push space push-space bench bench-quick bench-space screenshots test test-fast lint format clean
+.PHONY: setup train check-data hpo evaluate predict card push space push-space bench bench-quick bench-space screenshots test test-fast lint format clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ $(VENV)/.installed: pyproject.toml
 
 train: setup
 	$(TRAIN_CMD) -m trainer.train $(if $(findstring --resume,$(ARGS)),,--config $(CONFIG)) $(ARGS)
+
+# The data checks of CONFIG's data (duplicates, overlap, conflicts, balance, cut texts): writes runs/data-checks/.
+check-data: setup
+	$(PY) -m trainer.check_data --config $(CONFIG) $(ARGS)
 
 # Optuna search over CONFIG: `make hpo ARGS="--n_trials 6 --max_steps 300"`; rerun to resume; writes runs/hpo-<preset>/.
 hpo: setup

@@ -115,6 +115,10 @@ CASES = {
     "train: split not in mirror": Case("train", lambda c: c.train_args("--train_file", "", "--dataset_name", "stanfordnlp/sst2", "--test_split", "test"), "has no 'test' split (it has: train, validation)", mirror="sst2"),
     "train: steps disagree": Case("train", lambda c: c.train_args("--save_steps", "3", "--eval_steps", "2"), "pass --eval_steps 3, or --save_steps 2"),
     "train: bad validation share": Case("train", lambda c: c.train_args("--validation_split_percentage", "80"), "must be in (0, 50]"),
+    # check_data and the data checks of train
+    "check_data: missing --check_against": Case("check_data", lambda c: ["--report_dir", str(c.tmp / "dc"), *c.train_args("--check_against", str(c.tmp / "nope.tsv"), "--check_mirror", "false")], "--check_against"),
+    "check_data: strict with overlap": Case("check_data", lambda c: ["--report_dir", str(c.tmp / "dc"), *c.train_args("--strict_data", "--check_mirror", "false")], "--strict_data: 16 validation texts are also in train"),
+    "train: strict with overlap": Case("train", lambda c: c.train_args("--strict_data", "--check_mirror", "false"), "--strict_data: 16 validation texts are also in train"),
     # train: multi-label data and calibration
     "train: multi-label row without label": Case("train", lambda c: c.train_args("--label_names", "joy", "fear", train=c.write("m.csv", "sentence,label\ngood,joy;fear\nbad,\n")), "data row 2 has no label in 'label'"),
     "train: multi-label unknown name": Case("train", lambda c: c.train_args("--label_names", "joy", "fear", train=c.write("m.csv", "sentence,label\ngood,joy;fear\nbad,anger\n")), "has label 'anger', not in the label set"),
@@ -198,6 +202,7 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
         return run_push(argv, ctx)
     from trainer.bench import main as bench_main
     from trainer.card import main as card_main
+    from trainer.check_data import main as check_data_main
     from trainer.evaluate import main as evaluate_main
     from trainer.history import main as history_main
     from trainer.hpo import main as hpo_main
@@ -208,7 +213,7 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
 
     mains = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "card": card_main,
              "bench": bench_main, "hpo": hpo_main, "push_space": push_space_main, "launch": launch_main,
-             "history": history_main}  # fmt: skip
+             "history": history_main, "check_data": check_data_main}  # fmt: skip
     capsys.readouterr()
     code = mains[entry](argv)
     return code, capsys.readouterr().err

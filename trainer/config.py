@@ -182,8 +182,26 @@ class DataConfig:
         metadata={"help": "Train without this fold (0-based) of --num_folds stratified, seeded folds: how the "
                           "teachers of --teacher_folds are trained."},
     )  # fmt: skip
+    check_against: list[str] | None = field(
+        default=None,
+        metadata={"help": "Data checks: also count the texts found in these labelled files or Hub datasets "
+                          "(id or id:split), beside the data mirror's other datasets."},
+    )  # fmt: skip
+    check_mirror: bool = field(
+        default=True, metadata={"help": "Data checks: count the texts found in the data mirror's other datasets."}
+    )
+    strict_data: bool = field(
+        default=False,
+        metadata={"help": "Stop, instead of warning, when validation or test texts are also in train."},
+    )
+    drop_overlap: bool = field(
+        default=False,
+        metadata={"help": "Remove the training rows whose text (normalised) is also in validation or test."},
+    )
 
     def __post_init__(self):
+        if any(not spec.strip() for spec in self.check_against or []):
+            raise UserError("--check_against has an empty name: pass labelled files or Hub dataset ids")
         if self.label_names is not None and (
             len(self.label_names) < 2 or len({n.lower() for n in self.label_names}) != len(self.label_names)
         ):

@@ -50,13 +50,15 @@ ONNX_DIR = "onnx"
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model_quantized.onnx"}  # transformers.js loads the second as "q8"
 ONNX_STAMP = "export.json"  # the weights' sha256 and the recipe an export was made from
 INT8_CHECK = "int8_check.json"  # how far the int8 file strays from fp32 on the validation texts
+DATA_CHECKS = "data_checks.json"  # duplicates, overlap, conflicts, balance, cut texts of the data (trainer.check_data)
+DATA_CHECKS_PLOT = f"{PLOTS}/data_checks.png"  # label balance and token length per split
 
 # Every file a finished run folder publishes (globs relative to the folder); the ONNX files come with them unless
 # the push skips them. Checkpoints, optimizer state, pickles and wandb folders are never published.
 RUN_FILES = (
     WEIGHTS, MODEL_CONFIG, *TOKENIZER_FILES, *TOKENIZER_EXTRAS, TRAIN_CONFIG, TRAINING_ARGS, METRICS, LOG_HISTORY,
     CLASSIFICATION_REPORT, INCORRECT, SLICES, BEHAVIOURAL, ERROR_ANALYSIS, TRAINING_SUMMARY, PREDICTIONS, EMBEDDINGS,
-    f"{PLOTS}/*.png", f"{EVALUATIONS}/*/{METRICS}",
+    DATA_CHECKS, f"{PLOTS}/*.png", f"{EVALUATIONS}/*/{METRICS}",
 )  # fmt: skip
 REQUIRED_FILES = (MODEL_CONFIG, WEIGHTS, METRICS, TRAIN_CONFIG)  # a finished run: the model and what it recorded
 

@@ -20,6 +20,7 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 from trainer import UserError, calibration, files
 from trainer.config import TrainConfig
 from trainer.data import load_splits, multi_hot, tokenize
+from trainer.data_checks import check_training_data, write_report
 from trainer.evaluation.metrics import compute_metrics_for
 from trainer.evaluation.plots import plot_training_curves
 from trainer.evaluation.run import AnalysisOptions, analyse, label_set_record, training_data
@@ -143,6 +144,7 @@ class Inputs:
     distillation: dict | None = None  # the teachers and settings, when the run learns from soft labels
     multi_label: bool = False  # several labels per text: `label` holds a list of ids, the loss is BCE per label
     data_label_names: list[str] | None = None  # the data's own names, before --label_map grouped them
+    data_checks: tuple | None = None  # (report, token lengths per split) on the main process: data_checks.json
 
     def targets(self, data: Dataset) -> np.ndarray:
         """Label ids, or for multi-label data an (n, k) 0/1 matrix."""
@@ -168,11 +170,14 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     teach(cfg, inputs, run_dir)
     if main_process:
         start_run_folder(cfg, run_dir, fresh=checkpoint is None)
+        if checkpoint is None:
+            write_report(*inputs.data_checks, run_dir)
     cfg = dataclasses.replace(cfg, training=run_arguments(cfg.training, run_dir))
     trainer, stopper = build_trainer(cfg, inputs, run_dir, checkpoint, callbacks)
     train_output = fit(trainer, stopper, checkpoint, run_dir)
     if checkpoint is not None and main_process:  # a resumed run keeps its config file until the resume has worked
         files.write_text(run_dir / TRAIN_CONFIG, config_text(cfg, run_dir))
+        write_report(*inputs.data_checks, run_dir)
     if trainer.ema is not None:
         best = trainer.state.best_model_checkpoint if cfg.training.load_best_model_at_end else None
         trainer.ema.finalize(trainer.model, best)
@@ -186,6 +191,8 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     metrics = run_metrics(cfg, inputs, trainer, train_output, resumed=checkpoint is not None)
     metrics.update(decisions)
     metrics.update(score_saved_model(cfg, inputs, trainer, run_dir))
+    if cfg.data.drop_overlap:
+        metrics["dropped_overlap"] = inputs.data_checks[0]["dropped_overlap"]
     metrics["wall_time_seconds"] = round(time.time() - started, 1)
     files.write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     return run_dir, metrics
@@ -200,6 +207,7 @@ def load_inputs(cfg: TrainConfig) -> Inputs:
     tokenizer = load_tokenizer(cfg.model.model_name_or_path)
     with cfg.training.main_process_first(desc="loading the data", local=False):
         splits = load_splits(cfg.data, seed=cfg.training.seed)
+        splits, checks = check_training_data(splits, cfg, tokenizer)
         train_data, eval_data, test_data = splits.datasets()
         k = len(splits.label_names) if splits.multi_label else None
         train_set = tokenize(train_data, tokenizer, cfg.model.max_length, k)
@@ -209,7 +217,7 @@ def load_inputs(cfg: TrainConfig) -> Inputs:
         raise UserError("distillation (--teacher, --teacher_folds) is for single-label data: drop it for multi-label")
     inputs = Inputs(tokenizer, train_data, eval_data, train_set, eval_set, splits.data_id, splits.label_names,
                     test_data=test_data, sources=splits.sources, multi_label=splits.multi_label,
-                    data_label_names=splits.data_label_names)  # fmt: skip
+                    data_label_names=splits.data_label_names, data_checks=checks)  # fmt: skip
     weigh = positive_weights if splits.multi_label else class_weights
     inputs.class_weights = weigh(cfg.model.class_weights, inputs.targets(train_data), splits.label_names)
     return inputs
