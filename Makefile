@@ -21,7 +21,7 @@ MODEL_ID ?=
 SPACE_MODEL = $(or $(MODEL_ID),$(RUN))
 SPACE_MODEL_ARG = $(if $(wildcard $(SPACE_MODEL)),$(abspath $(SPACE_MODEL)),$(SPACE_MODEL))
 
-.PHONY: setup train check-data hpo evaluate predict card push space push-space bench bench-quick bench-space screenshots test test-fast lint format clean
+.PHONY: setup train check-data hpo evaluate compare predict card push space push-space bench bench-quick bench-space screenshots test test-fast lint format clean
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,11 @@ hpo: setup
 evaluate: setup
 	$(PY) -m trainer.evaluate --model $(or $(MODEL),runs/latest) --data $(or $(DATA),stanfordnlp/sst2:validation) \
 		--output_dir $(or $(OUT),evaluation) $(ARGS)
+
+# Is B better than A? `make compare A=runs/plain B=runs/distilled [ARGS="--data ../shared/data/sst2/dev.tsv"]`:
+# the paired difference, McNemar's test, fixed.csv and broken.csv, into comparisons/<A>-vs-<B>/.
+compare: setup
+	$(PY) -m trainer.compare $(A) $(B) $(ARGS)
 
 predict: setup
 	$(PY) -m trainer.predict --model $(or $(MODEL),runs/latest) $(ARGS)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from gradio_client import handle_file
@@ -134,6 +135,12 @@ CASES = {
     "evaluate: missing data": Case("evaluate", lambda c: ["--model", str(c.run()), "--data", str(c.tmp / "no.tsv"), "--output_dir", str(c.tmp / "e")], "file not found"),
     "evaluate: no label column": Case("evaluate", lambda c: ["--model", str(c.run()), "--data", str(c.write("u.tsv", "sentence\ngood\n")), "--output_dir", str(c.tmp / "e")], "no label column 'label'"),
     "evaluate: wrong model": Case("evaluate", lambda c: ["--model", str(c.tmp / "gone"), "--data", str(c.dev), "--output_dir", str(c.tmp / "e")], "no model at"),
+    "compare: not a run": Case("compare", lambda c: [str(c.run()), str(c.tmp / "gone"), "--output_dir", str(c.tmp / "c")], "no model at"),
+    "compare: no predictions": Case("compare", lambda c: [str(c.run()), str(run_b(c, "no predictions")), "--output_dir", str(c.tmp / "c")], "has no predictions.parquet"),
+    "compare: different texts": Case("compare", lambda c: [str(c.run()), str(run_b(c, "fewer texts")), "--output_dir", str(c.tmp / "c")], "predictions are on different texts (A: 16, B: 10"),
+    "compare: different label sets": Case("compare", lambda c: [str(c.run()), str(run_b(c, "other labels")), "--output_dir", str(c.tmp / "c")], "different label sets (A: negative, positive; B: bad, good)"),
+    "compare: missing data": Case("compare", lambda c: [str(r := c.run()), str(r), "--data", str(c.tmp / "no.tsv"), "--output_dir", str(c.tmp / "c")], "file not found"),
+    "compare: no resamples": Case("compare", lambda c: [str(r := c.run()), str(r), "--n_bootstrap", "0", "--output_dir", str(c.tmp / "c")], "--n_bootstrap 0: use at least 1"),
     "predict: nothing to classify": Case("predict", lambda c: ["--model", str(c.run())], "nothing to classify"),
     "predict: empty file": Case("predict", lambda c: ["--model", str(c.run()), "--file", str(c.write("e.txt", "\n \n"))], "no texts found"),
     "predict: non-UTF-8 file": Case("predict", lambda c: ["--model", str(c.run()), "--file", str(c.write("b.txt", b"bon\xe9\n"))], "not UTF-8 text"),
@@ -174,6 +181,21 @@ CASES = {
 }  # fmt: skip
 
 
+def run_b(ctx: Ctx, change: str) -> Path:
+    """A second copy of the tiny run, changed: without its predictions, on fewer texts, or on other label names."""
+    folder = writable_copy(ctx.tiny_run, ctx.tmp / "run-b", "onnx", "checkpoints")
+    predictions = folder / "predictions.parquet"
+    if change == "no predictions":
+        predictions.unlink()
+    elif change == "fewer texts":
+        pd.read_parquet(predictions).head(10).to_parquet(predictions)
+    else:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["label_set"]["names"] = ["bad", "good"]
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
 def custom_code(ctx: Ctx) -> Path:
     folder = writable_copy(ctx.model, ctx.tmp / "custom-model")
     config = json.loads((folder / "config.json").read_text())
@@ -203,6 +225,7 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
     from trainer.bench import main as bench_main
     from trainer.card import main as card_main
     from trainer.check_data import main as check_data_main
+    from trainer.compare import main as compare_main
     from trainer.evaluate import main as evaluate_main
     from trainer.history import main as history_main
     from trainer.hpo import main as hpo_main
@@ -213,7 +236,7 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
 
     mains = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "card": card_main,
              "bench": bench_main, "hpo": hpo_main, "push_space": push_space_main, "launch": launch_main,
-             "history": history_main, "check_data": check_data_main}  # fmt: skip
+             "history": history_main, "compare": compare_main, "check_data": check_data_main}  # fmt: skip
     capsys.readouterr()
     code = mains[entry](argv)
     return code, capsys.readouterr().err

@@ -16,7 +16,7 @@ from tests.hub_server import FakeHub
 
 PACKAGES = ("trainer", "model_card")
 ENTRY_POINTS = {f"trainer.{name}" for name in ("train", "evaluate", "predict", "card", "push", "push_space", "hpo",
-                                               "bench", "launch", "history", "check_data")}  # fmt: skip
+                                               "bench", "launch", "history", "check_data", "compare")}  # fmt: skip
 TOKEN = "hf_alice_0123456789abcdef"
 
 # The layers of docs/architecture.md, top-level modules only: every module in a package under trainer/ (training,

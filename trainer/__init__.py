@@ -1,7 +1,7 @@
 """Fine-tune BERT-family models for sentiment classification, evaluate them and publish them.
 
 Entry points (`python -m trainer.<name>`): train, evaluate, predict, card, push, push_space, hpo, bench, launch,
-history.
+history, compare.
 Library: training/, evaluation/, export/, hub/, search/, over config, data, modeling and the inference core
 (inference.py).
 docs/architecture.md has one line per module.

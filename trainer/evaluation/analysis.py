@@ -265,6 +265,17 @@ def cooccurring_confusions(frame: pd.DataFrame, top: int = 10) -> pd.DataFrame:
 
 def slice_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Accuracy with a Wilson 95% CI and count per slice: length bins, each cue present/absent, each label."""
+    rows = []
+    for name, mask in slice_masks(frame).items():
+        n, correct = int(mask.sum()), int(frame.loc[mask, "correct"].sum())
+        low, high = wilson_interval(correct, n)
+        rows.append({"slice": name, "n": n, "accuracy": correct / n if n else np.nan, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
+def slice_masks(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each slice's rows of a predictions frame, by name: length bins, each cue present/absent, label noise, each
+    label (a multi-label text is in the slice of each label it holds)."""
     bins = pd.cut(
         frame["length"], [0, 10, 20, 30, np.inf], labels=["1-10 words", "11-20 words", "21-30 words", ">30 words"]
     )
@@ -280,12 +291,7 @@ def slice_table(frame: pd.DataFrame) -> pd.DataFrame:
     else:
         for label in [name for name in names if name in set(frame["label"])] or sorted(frame["label"].unique()):
             masks[f"label {label}"] = frame["label"] == label
-    rows = []
-    for name, mask in masks.items():
-        n, correct = int(mask.sum()), int(frame.loc[mask, "correct"].sum())
-        low, high = wilson_interval(correct, n)
-        rows.append({"slice": name, "n": n, "accuracy": correct / n if n else np.nan, "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows)
+    return masks
 
 
 def training_summary(log_history: list[dict]) -> dict:
