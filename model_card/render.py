@@ -15,6 +15,7 @@ from model_card.decisions import decision_facts
 from model_card.markdown import cutoff, figure, join_words, pct, quote
 from trainer.run_folder import (
     BEHAVIOURAL,
+    DATA_CHECKS,
     EVALUATIONS,
     INCORRECT,
     INT8_CHECK,
@@ -374,6 +375,7 @@ def card_facts(run_dir: str | Path, repo_id: str | None = None, onnx: bool | Non
         **decision_facts(metrics, model_config, names, dataset, coverage_curves(run, metrics)),
     }
     facts["onnx"] = None if onnx is False else _read_json(run / ONNX_DIR / INT8_CHECK)
+    facts["data_checks"] = _read_json(run / DATA_CHECKS)  # runs from before the checks have none
     facts["limitations"] = limitations(facts)
     best = str(settings.get("metric_for_best_model") or "loss").removeprefix("eval_")  # what chose the checkpoint
     facts["best_metric"] = next((m["name"] for m in facts["metric_catalogue"] if m["key"] == best), best)

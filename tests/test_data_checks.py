@@ -130,3 +130,23 @@ def test_training_writes_the_checks_and_drop_overlap_removes_rows(tiny_model_dir
     run, metrics = train(load_config(args))
     report = json.loads((run / "data_checks.json").read_text())
     assert metrics["dropped_overlap"] == report["dropped_overlap"] == 32
+
+
+def test_the_card_shows_the_checks_and_an_older_run_renders_as_before(tiny_run, tmp_path):
+    from model_card.render import render_card
+    from tests.conftest import writable_copy
+
+    run = writable_copy(tiny_run, tmp_path / "run", "onnx", "checkpoints")
+    report = json.loads((run / "data_checks.json").read_text())
+    text = render_card(run)
+    section = text.split("### Data checks", 1)[1].split("\n## ", 1)[0]
+    rows = report["splits"]["train"]["rows"]
+    assert f"| train | {rows} | {report['splits']['train']['duplicates']} (" in section
+    assert "**Warning:** 16 validation texts are also in train" in section  # the tiny data's dev is from train
+    assert "![Label balance and token length per split](plots/data_checks.png)" in section
+    (run / "data_checks.json").unlink()
+    (run / "plots" / "data_checks.png").unlink()
+    older = render_card(run)
+    assert "Data checks" not in older and "data_checks" not in older
+    start, end = text.index("\n\n### Data checks"), text.index("\n\n## Training procedure")
+    assert older == text[:start] + text[end:]  # the same card, less the section
