@@ -117,8 +117,9 @@ CASES = {
     "train: steps disagree": Case("train", lambda c: c.train_args("--save_steps", "3", "--eval_steps", "2"), "pass --eval_steps 3, or --save_steps 2"),
     "train: bad validation share": Case("train", lambda c: c.train_args("--validation_split_percentage", "80"), "must be in (0, 50]"),
     # check_data and the data checks of train
-    "check_data: missing --check_against": Case("check_data", lambda c: ["--report_dir", str(c.tmp / "dc"), *c.train_args("--check_against", str(c.tmp / "nope.tsv"), "--check_mirror", "false")], "--check_against"),
+    "check_data: missing --check_against": Case("check_data", lambda c: ["--report_dir", str(c.tmp / "dc"), *c.train_args("--check_against", str(c.tmp / "nope.tsv"), "--check_mirror", "false")], "nope.tsv: file not found: pass a labelled file or a Hub dataset id"),
     "check_data: strict with overlap": Case("check_data", lambda c: ["--report_dir", str(c.tmp / "dc"), *c.train_args("--strict_data", "--check_mirror", "false")], "--strict_data: 16 validation texts are also in train"),
+    "train: drop_overlap drops all": Case("train", lambda c: c.train_args("--drop_overlap", "--check_mirror", "false"), "--drop_overlap would remove every training row"),
     "train: strict with overlap": Case("train", lambda c: c.train_args("--strict_data", "--check_mirror", "false"), "--strict_data: 16 validation texts are also in train"),
     # train: multi-label data and calibration
     "train: multi-label row without label": Case("train", lambda c: c.train_args("--label_names", "joy", "fear", train=c.write("m.csv", "sentence,label\ngood,joy;fear\nbad,\n")), "data row 2 has no label in 'label'"),
@@ -141,6 +142,8 @@ CASES = {
     "compare: different label sets": Case("compare", lambda c: [str(c.run()), str(run_b(c, "other labels")), "--output_dir", str(c.tmp / "c")], "different label sets (A: negative, positive; B: bad, good)"),
     "compare: missing data": Case("compare", lambda c: [str(r := c.run()), str(r), "--data", str(c.tmp / "no.tsv"), "--output_dir", str(c.tmp / "c")], "file not found"),
     "compare: no resamples": Case("compare", lambda c: [str(r := c.run()), str(r), "--n_bootstrap", "0", "--output_dir", str(c.tmp / "c")], "--n_bootstrap 0: use at least 1"),
+    "label_next: missing texts": Case("label_next", lambda c: ["--model", str(c.run()), "--texts", str(c.tmp / "no.txt")], "file not found"),
+    "label_next: zero texts wanted": Case("label_next", lambda c: ["--model", str(c.run()), "--texts", str(c.write("u.txt", "a film\n")), "--n", "0"], "--n 0: choose at least one text"),
     "predict: nothing to classify": Case("predict", lambda c: ["--model", str(c.run())], "nothing to classify"),
     "predict: empty file": Case("predict", lambda c: ["--model", str(c.run()), "--file", str(c.write("e.txt", "\n \n"))], "no texts found"),
     "predict: non-UTF-8 file": Case("predict", lambda c: ["--model", str(c.run()), "--file", str(c.write("b.txt", b"bon\xe9\n"))], "not UTF-8 text"),

@@ -185,7 +185,8 @@ class DataConfig:
     check_against: list[str] | None = field(
         default=None,
         metadata={"help": "Data checks: also count the texts found in these labelled files or Hub datasets "
-                          "(id or id:split), beside the data mirror's other datasets."},
+                          "(id or id:split), beside the data mirror's other datasets; repeatable.",
+                  "action": "extend"},
     )  # fmt: skip
     check_mirror: bool = field(
         default=True, metadata={"help": "Data checks: count the texts found in the data mirror's other datasets."}

@@ -312,6 +312,9 @@ def check_training_data(splits, cfg, tokenizer):
     main = cfg.training.process_index == 0
     checks = run_checks(splits, cfg.data, tokenizer, cfg.model.max_length, cfg.data.check_mirror) if main else None
     if cfg.data.drop_overlap:
+        if held.all():
+            raise UserError("--drop_overlap would remove every training row (each is also in validation or test): "
+                            "check that --train_file and --validation_file are not the same data")  # fmt: skip
         splits = dataclasses.replace(splits, train=splits.train[~held].reset_index(drop=True))
         logger.info("--drop_overlap: removed %d training rows whose text is also in validation or test", held.sum())
         if checks:
