@@ -142,6 +142,8 @@ CASES = {
     "compare: different label sets": Case("compare", lambda c: [str(c.run()), str(run_b(c, "other labels")), "--output_dir", str(c.tmp / "c")], "different label sets (A: negative, positive; B: bad, good)"),
     "compare: missing data": Case("compare", lambda c: [str(r := c.run()), str(r), "--data", str(c.tmp / "no.tsv"), "--output_dir", str(c.tmp / "c")], "file not found"),
     "compare: no resamples": Case("compare", lambda c: [str(r := c.run()), str(r), "--n_bootstrap", "0", "--output_dir", str(c.tmp / "c")], "--n_bootstrap 0: use at least 1"),
+    "label_next: missing texts": Case("label_next", lambda c: ["--model", str(c.run()), "--texts", str(c.tmp / "no.txt")], "file not found"),
+    "label_next: zero texts wanted": Case("label_next", lambda c: ["--model", str(c.run()), "--texts", str(c.write("u.txt", "a film\n")), "--n", "0"], "--n 0: choose at least one text"),
     "predict: nothing to classify": Case("predict", lambda c: ["--model", str(c.run())], "nothing to classify"),
     "predict: empty file": Case("predict", lambda c: ["--model", str(c.run()), "--file", str(c.write("e.txt", "\n \n"))], "no texts found"),
     "predict: non-UTF-8 file": Case("predict", lambda c: ["--model", str(c.run()), "--file", str(c.write("b.txt", b"bon\xe9\n"))], "not UTF-8 text"),
@@ -230,6 +232,7 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
     from trainer.evaluate import main as evaluate_main
     from trainer.history import main as history_main
     from trainer.hpo import main as hpo_main
+    from trainer.label_next import main as label_next_main
     from trainer.launch import main as launch_main
     from trainer.predict import main as predict_main
     from trainer.push_space import main as push_space_main
@@ -237,7 +240,8 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
 
     mains = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "card": card_main,
              "bench": bench_main, "hpo": hpo_main, "push_space": push_space_main, "launch": launch_main,
-             "history": history_main, "compare": compare_main, "check_data": check_data_main}  # fmt: skip
+             "history": history_main, "compare": compare_main, "check_data": check_data_main,
+             "label_next": label_next_main}  # fmt: skip
     capsys.readouterr()
     code = mains[entry](argv)
     return code, capsys.readouterr().err
