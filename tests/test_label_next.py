@@ -51,3 +51,49 @@ def test_the_sheet_lists_the_least_sure_texts_with_why(tiny_run, tmp_path, capsy
     np.testing.assert_allclose(sheet["uncertainty"], 1 - (sheet["p_negative"] - sheet["p_positive"]).abs(), atol=2e-4)
     assert sheet["why"].str.contains("the most uncertain text of its cluster").all()
     assert "4 of 10 texts chosen" in capsys.readouterr().out
+
+
+def test_relabel_writes_the_runs_likely_mislabelled_rows(tiny_run, tmp_path, capsys):
+    out = tmp_path / "relabel.csv"
+    assert label_next(["--relabel", str(tiny_run), "--output", str(out)]) == 0
+    flagged = pd.read_parquet(tiny_run / "predictions.parquet").query("likely_label_noise")
+    sheet = pd.read_csv(out, keep_default_na=False)
+    assert len(sheet) == len(flagged) and set(sheet["text"]) == set(flagged["text"])
+    assert f"{len(flagged)} likely mislabelled rows" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # trains for two steps
+def test_a_relabelling_sheet_goes_out_and_its_corrections_come_back(tiny_model_dir, tmp_path, capsys):
+    """The likely-label-noise rows of an analysis as a sheet; corrected, `train --corrections` applies it and the run
+    records how many labels changed."""
+    from tests.conftest import make_tiny_data, tiny_args
+    from trainer.config import DataConfig, load_config
+    from trainer.data import load_splits
+    from trainer.selection import relabel_sheet
+
+    predictions = pd.DataFrame({"text": ["a", "b", "c"], "label": ["positive", "negative", "positive"],
+                                "predicted": ["negative", "negative", "negative"], "confidence": [0.97, 0.9, 0.99],
+                                "p_negative": [0.97, 0.9, 0.99], "p_positive": [0.03, 0.1, 0.01],
+                                "likely_label_noise": [True, False, True]})  # fmt: skip
+    sheet = relabel_sheet(predictions)
+    assert sheet["text"].tolist() == ["c", "a"] and sheet["label"].tolist() == ["positive", "positive"]
+    assert sheet["why"][0] == "likely label noise: labelled 'positive', the model says 'negative' with confidence 0.99"
+    train, dev = make_tiny_data(tmp_path)
+    rows = pd.read_csv(train, sep="\t", quoting=3)
+    first = rows.drop_duplicates("sentence").iloc[:3]  # three training texts (each repeated 4 times in the file)
+    flipped = ["negative" if label else "positive" for label in first["label"]]
+    corrections = pd.DataFrame({"text": first["sentence"], "label": [flipped[0], flipped[1], ""],  # "": left as is
+                                "given": first["label"]})  # fmt: skip
+    corrections.to_csv(tmp_path / "fixed.csv", index=False)
+    splits = load_splits(
+        DataConfig(train_file=str(train), validation_file=str(dev), corrections=str(tmp_path / "fixed.csv"))
+    )
+    new = splits.train.set_index("text")["label"]
+    assert [int(new[t].iloc[0]) for t in first["sentence"][:2]] == [int(f == "positive") for f in flipped[:2]]
+    assert splits.sources["corrections"].endswith(": 8 labels changed (8 training rows matched)")
+    from trainer.training.loop import train as train_model
+
+    _, metrics = train_model(load_config(tiny_args(
+        tiny_model_dir, (train, dev), tmp_path / "run", "--max_steps", "2", "--run_analysis", "false",
+        "--corrections", str(tmp_path / "fixed.csv"))))  # fmt: skip
+    assert "8 labels changed" in metrics["data_sources"]["corrections"]

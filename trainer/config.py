@@ -160,6 +160,12 @@ class DataConfig:
         metadata={"help": "Train on grouped labels: a JSON file {group: [label, ...]} (as GoEmotions' sentiment and "
                           "Ekman mappings); a label in no group keeps its own name."},
     )  # fmt: skip
+    corrections: str | None = field(
+        default=None,
+        metadata={"help": "A filled-in relabelling sheet (`text` and `label` columns, e.g. from `trainer.label_next "
+                          "--relabel`): training rows with those texts take those labels; the run records how many "
+                          "changed (metrics.json data_sources)."},
+    )  # fmt: skip
     label_order: str = field(
         default="auto",
         metadata={"help": "Whether the labels are an ordered scale (adds ordinal metrics): auto (when the names form "

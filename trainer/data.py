@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -293,6 +294,8 @@ def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
     data_names = names
     if cfg.label_map:
         names, frames = group_labels(frames, names, cfg.label_map, multi)
+    if cfg.corrections:
+        frames["train"], sources["corrections"] = apply_corrections(frames["train"], cfg, names, multi)
     train = frames["train"]
     if len(set(train["label"].explode() if multi else train["label"])) < 2:
         raise UserError("training data holds a single label: a classifier needs examples of every class")
@@ -317,6 +320,24 @@ def load_splits(cfg: DataConfig, seed: int = 42) -> Splits:
         multi,
         data_names,
     )
+
+
+def apply_corrections(train: pd.DataFrame, cfg: DataConfig, names: list[str], multi: bool):
+    """The training rows whose text a filled-in relabelling sheet lists take its label: (frame, what changed)."""
+    sheet = read_table(cfg.corrections)
+    sheet = sheet[sheet.get("label", pd.Series(dtype=str)).astype(str).str.strip() != ""] if "label" in sheet else sheet
+    spec = dataclasses.replace(cfg, text_column="text", label_column="label", label_columns=None)
+    fixed = encode_labels(sheet, spec, cfg.corrections, names, multi).drop_duplicates("text", keep="last")
+    new = train["text"].map(dict(zip(fixed["text"], fixed["label"])))
+    matched = new.notna()
+    old = train["label"].map(lambda v: tuple(v) if multi else v)
+    changed = matched & (new.map(lambda v: tuple(v) if multi and is_list_like(v) else v) != old)
+    labels = [n if m else o for n, m, o in zip(new, matched, train["label"])]
+    train = train.assign(
+        label=labels if multi else np.asarray(labels, dtype=np.int64)
+    )  # ids stay ints (map gave floats)
+    logger.info("%s: %d training rows matched, %d labels changed", cfg.corrections, matched.sum(), changed.sum())
+    return train, f"{cfg.corrections}: {int(changed.sum())} labels changed ({int(matched.sum())} training rows matched)"
 
 
 def is_list_like(value) -> bool:

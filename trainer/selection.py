@@ -62,3 +62,18 @@ def sheet(texts: list[str], probs: np.ndarray, labels: list[str], chosen: list[s
         frame[f"p_{name}"] = probs[rows, j].round(4)
     frame["label"] = ""
     return frame
+
+
+def relabel_sheet(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The rows an analysis flagged as likely label noise, most confident first, as a relabelling sheet: `label` holds
+    the label as given, for the annotator to keep or correct (`train --corrections` reads it back)."""
+    noisy = predictions[predictions["likely_label_noise"]].sort_values("confidence", ascending=False)
+    names = [c for c in predictions.columns if c.startswith("p_")]
+    why = [f"likely label noise: labelled {given!r}, the model says {said!r} with confidence {sure:.2f}"
+           for given, said, sure in zip(noisy["label"], noisy["predicted"], noisy["confidence"])]  # fmt: skip
+    frame = pd.DataFrame({"text": noisy["text"], "given": noisy["label"], "predicted": noisy["predicted"],
+                          "confidence": noisy["confidence"].round(4), "why": why})  # fmt: skip
+    for column in names:
+        frame[column] = noisy[column].round(4)
+    frame["label"] = noisy["label"]
+    return frame.reset_index(drop=True)
