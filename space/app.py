@@ -57,6 +57,7 @@ from backend import (
     parse_lines,
     parse_upload,
     polarity_sides,
+    relabel_rows,
     report_headline,
     report_plot_rows,
     tinted,
@@ -338,6 +339,16 @@ def browse_errors(error_type: str, min_confidence: float, label: str = ANY_LABEL
     return error_view(filter_errors(ART.errors, error_type, min_confidence, label, how), COLOURS)
 
 
+def relabel_sheet(error_type: str, min_confidence: float, label: str = ANY_LABEL, how: str = "was missed") -> str:
+    """The mistakes in view as a relabelling sheet (CSV) to download, correct and train on with --corrections."""
+    if ART.errors is None:
+        raise gr.Error("No incorrect_predictions.csv next to this model.", print_exception=False)
+    rows = relabel_rows(filter_errors(ART.errors, error_type, min_confidence, label, how))
+    path = Path(tempfile.mkdtemp(prefix="relabel-")) / "relabel.csv"
+    rows.to_csv(path, index=False)
+    return str(path)
+
+
 def explain_row(table: pd.DataFrame, label: str | None, evt: gr.SelectData) -> tuple[str, str]:
     """A clicked mistake explained; a multi-label model's for the label filtered on, else the first it missed (or
     added)."""
@@ -377,6 +388,11 @@ def errors_tab() -> None:
             wrap=True, max_height=560, elem_id="errors",
             column_widths=None if ART.errors is None else error_widths(ART.errors.columns),
         )  # fmt: skip
+        with gr.Row():
+            sheet_button = gr.Button("Download these rows as a relabelling sheet", elem_id="relabel-button")
+            sheet = gr.File(label="relabel.csv: correct the label column, then train with --corrections relabel.csv",
+                            elem_id="relabel-file")  # fmt: skip
+        sheet_button.click(relabel_sheet, filters, sheet, api_name="relabel")
         row_note = gr.Markdown()
         row_words = gr.HTML(label="Explanation of the selected row", elem_id="row-words")
         error_type.change(browse_errors, filters, errors, api_name="errors")

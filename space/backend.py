@@ -320,6 +320,15 @@ def filter_errors(frame: pd.DataFrame, error_type: str | None, min_confidence: f
     return frame[keep].reset_index(drop=True)
 
 
+def relabel_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mistakes as a relabelling sheet (the columns of `trainer.label_next --relabel`): `label` holds the label as
+    given, to keep or correct; `python -m trainer.train --corrections FILE` reads the filled-in sheet back."""
+    given = frame["true_labels"] if "true_labels" in frame else frame["true_label"]
+    said = frame["predicted_labels"] if "predicted_labels" in frame else frame["predicted_label"]
+    return pd.DataFrame({"text": frame["text"], "given": given, "predicted": said, "confidence": frame["confidence"],
+                         "why": "mistake: " + frame["error_types"].fillna("").astype(str), "label": given})  # fmt: skip
+
+
 ERROR_COLUMNS = {"true_label": "true label", "predicted_label": "predicted", "true_labels": "true labels",
                  "predicted_labels": "predicted", "missed": "missed", "extra": "added", "confidence": "confidence",
                  "error_types": "error types", "class_distance": "distance", "text": "text"}  # fmt: skip

@@ -143,6 +143,8 @@ CASES = {
     "compare: missing data": Case("compare", lambda c: [str(r := c.run()), str(r), "--data", str(c.tmp / "no.tsv"), "--output_dir", str(c.tmp / "c")], "file not found"),
     "compare: no resamples": Case("compare", lambda c: [str(r := c.run()), str(r), "--n_bootstrap", "0", "--output_dir", str(c.tmp / "c")], "--n_bootstrap 0: use at least 1"),
     "label_next: missing texts": Case("label_next", lambda c: ["--model", str(c.run()), "--texts", str(c.tmp / "no.txt")], "file not found"),
+    "label_next: nothing to choose from": Case("label_next", lambda c: ["--model", str(c.run())], "nothing to choose from: pass --texts FILE"),
+    "label_next: relabel without analysis": Case("label_next", lambda c: ["--relabel", str(c.tmp)], "no predictions here: pass a run folder"),
     "label_next: zero texts wanted": Case("label_next", lambda c: ["--model", str(c.run()), "--texts", str(c.write("u.txt", "a film\n")), "--n", "0"], "--n 0: choose at least one text"),
     "predict: nothing to classify": Case("predict", lambda c: ["--model", str(c.run())], "nothing to classify"),
     "predict: empty file": Case("predict", lambda c: ["--model", str(c.run()), "--file", str(c.write("e.txt", "\n \n"))], "no texts found"),

@@ -494,3 +494,16 @@ def test_the_errors_table_puts_labels_first_text_last_and_tints_labels_in_their_
     # widths add up to the table's width, the text taking what the short columns leave
     assert backend.error_widths(frame.columns) == ["11%", "11%", "9%", "18%", "51%"]
     assert backend.error_widths([*frame.columns, "class_distance"])[-2:] == ["7%", "44%"]
+
+
+def test_the_errors_in_view_download_as_a_relabelling_sheet(app_client):
+    """The Errors tab's download: the rows the filters show, with the given label to keep or correct, in the columns
+    `train --corrections` reads back."""
+    client, run, _ = app_client
+    path = client.predict("all", 0.5, api_name="/relabel")
+    sheet = pd.read_csv(path, keep_default_na=False)
+    wrong = pd.read_csv(run / "incorrect_predictions.csv", keep_default_na=False)
+    shown = wrong[wrong["confidence"] >= 0.5]
+    assert list(sheet.columns) == ["text", "given", "predicted", "confidence", "why", "label"]
+    assert sheet["text"].tolist() == shown["text"].tolist() and (sheet["label"] == sheet["given"]).all()
+    assert set(sheet["given"]) <= {"negative", "positive"} and sheet["why"].str.startswith("mistake: ").all()
