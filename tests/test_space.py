@@ -198,7 +198,7 @@ def test_a_bare_model_folder_has_no_artifacts(tiny_run, tmp_path):
 def test_api_names_the_endpoints(app_client):
     client, _, _ = app_client
     named = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert named == {"/predict", "/explain", "/batch", "/explore", "/export_selection", "/errors"}
+    assert named == {"/predict", "/explain", "/batch", "/explore", "/export_selection", "/errors", "/relabel"}
 
 
 def test_predict_returns_the_label_value_that_pipeline_agrees_with(app_client):

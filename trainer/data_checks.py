@@ -322,7 +322,8 @@ def check_training_data(splits, cfg, tokenizer):
     elif cfg.data.strict_data and held.any():  # every process stops; the main one says why
         raise strict_error(checks[0]) if checks else UserError("--strict_data: held-out texts are also in train")
     if checks:
-        logger.info("%s", summary(checks[0]))
+        for line in summary(checks[0]).splitlines():  # a line each, so every line carries the log prefix
+            logger.info("%s", line)
         if checks[0]["serious"] and not cfg.data.drop_overlap:
             logger.warning("data checks: %s: --drop_overlap removes them, --strict_data stops on them",
                            "; ".join(checks[0]["serious"]))  # fmt: skip
