@@ -279,6 +279,7 @@ def test_the_onnx_snippet_chooses_the_labels_the_int8_classifier_chooses(multi_r
     assert [set(labels) for labels in scope["labels"]] == [set(answer["labels"]) for answer in int8]
 
 
+@pytest.mark.slow  # Node and transformers.js: `make test` installs them (npm ci), `make test-fast` does not
 def test_the_transformers_js_snippet_chooses_the_labels_the_int8_classifier_chooses(multi_run, tmp_path):
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
