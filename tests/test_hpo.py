@@ -11,6 +11,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -257,3 +258,55 @@ def test_ray_backend_runs_the_trials_into_the_same_study(tiny_model_dir, tiny_da
     assert not list((out / "trials").glob("ray-*/*.safetensors")) and (out / "ray").is_dir()
     preset = yaml.safe_load((out / "best.yaml").read_text())
     assert preset["learning_rate"] in set(trials.learning_rate)
+
+
+def finished(number: int, value: float, run_dir: Path, preset: bool = False, pruned: bool = False):
+    distribution = optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)
+    state = optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE
+    return optuna.trial.create_trial(
+        params={"learning_rate": 1e-3 + number * 1e-4}, distributions={"learning_rate": distribution},
+        value=value, state=state, user_attrs={"run_dir": str(run_dir), **({"preset": True} if preset else {})},
+    )  # fmt: skip
+
+
+def test_the_search_compares_its_best_trial_with_the_preset(tiny_model_dir, tiny_run, tiny_data, tmp_path):
+    """At the end of a search the best trial and the preset's are scored on the search's validation texts by
+    compare: the untrained tiny BERT as the preset, the trained tiny run as the best trial."""
+    from trainer.inference import Classifier
+    from trainer.search.outputs import compare_with_preset, kept_trials
+
+    base = load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "unused"))
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(finished(0, 0.5, tiny_model_dir, preset=True))
+    study.add_trial(finished(1, 0.9, tiny_run))
+    assert kept_trials(study) == {0, 1}
+
+    line = compare_with_preset(study, tmp_path / "hpo", base)
+    assert line.startswith("best (trial 1) against the preset (trial 0), B - A on 16 texts: ")
+    found = json.loads((tmp_path / "hpo/comparison/comparison.json").read_text())
+    dev = pd.read_csv(tiny_data[1], sep="\t")
+    for side, model in (("a", tiny_model_dir), ("b", tiny_run)):  # each side's accuracy, scored here directly
+        classifier = Classifier(str(model))
+        predicted = np.asarray(classifier.labels)[classifier.predict_proba(dev["sentence"].tolist()).argmax(1)]
+        right = predicted == dev["label"].map({0: "negative", 1: "positive"}).to_numpy()
+        assert found["measures"]["accuracy"][side] == pytest.approx(right.mean())
+        assert found[side]["model"] == str(model)
+    assert (tmp_path / "hpo/comparison/comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_search_says_why_it_has_nothing_to_compare(tiny_model_dir, tiny_run, tiny_data, tmp_path):
+    from trainer.search.outputs import compare_with_preset
+
+    base = load_config(tiny_args(tiny_model_dir, tiny_data, tmp_path / "unused"))
+    cases = {
+        "is the best trial": [finished(0, 0.9, tiny_run, preset=True), finished(1, 0.5, tiny_model_dir)],
+        "was pruned": [finished(0, 0.2, tiny_run, preset=True, pruned=True), finished(1, 0.5, tiny_model_dir)],
+        "no preset trial": [finished(0, 0.9, tiny_run), finished(1, 0.5, tiny_model_dir)],
+        "weights were not kept": [finished(0, 0.5, tmp_path, preset=True), finished(1, 0.9, tiny_run)],
+    }
+    for words, trials in cases.items():
+        study = optuna.create_study(direction="maximize")
+        for trial in trials:
+            study.add_trial(trial)
+        assert words in compare_with_preset(study, tmp_path / "hpo", base)
+    assert not (tmp_path / "hpo").exists()

@@ -17,6 +17,7 @@ import torch
 
 from trainer import HelpFormatter, UserError, fail
 from trainer.config import DEFAULT_CONFIG
+from trainer.search import outputs
 from trainer.search.params import read_space
 from trainer.search.ray import run_with_ray
 from trainer.search.study import SAMPLERS, Study
@@ -91,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped: rerun the same command to continue the study (the cut trial runs again)", file=sys.stderr)
         return 130
     best = study.best()
+    try:
+        print(outputs.compare_with_preset(study.study, output_dir, study.base), flush=True)
+    except (UserError, OSError) as err:  # the search itself is done: its outputs stand
+        print(f"no comparison with the preset: {err}", file=sys.stderr)
     print(f"\nbest {study.metric} {best.value:.4f} (trial {best.number}): {output_dir}/best.yaml")
     print(f"train it: make train CONFIG={output_dir}/best.yaml")
     return 0

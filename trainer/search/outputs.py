@@ -1,5 +1,6 @@
 """What a search leaves in its folder, rewritten from the Optuna study after every trial: trials.csv,
-plots/hpo_history.png, plots/hpo_importance.png and best.yaml (a preset for `make train CONFIG=.../best.yaml`)."""
+plots/hpo_history.png, plots/hpo_importance.png and best.yaml (a preset for `make train CONFIG=.../best.yaml`); at
+the end, comparison/: the best trial against the preset's, on the same validation texts (`trainer.compare`)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,17 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from trainer import files
-from trainer.config import derive, load_config
+from trainer.config import TrainConfig, derive, load_config
+from trainer.data import load_splits, multi_hot
+from trainer.evaluation.compare import compare, summary_line
+from trainer.evaluation.compare_inputs import scored_frame
+from trainer.evaluation.compare_report import write_comparison
+from trainer.run_folder import WEIGHTS
 from trainer.search.flags import TRIAL_ONLY_FLAGS, drop_flags
 
 logger = logging.getLogger(__name__)
+
+COMPARISON_DIR = "comparison"
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -28,6 +36,42 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
         return study.best_trial
     except ValueError:  # no complete trial yet
         return None
+
+
+def preset_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The finished trial of the preset's own values (queued first), if the study has one."""
+    return next((t for t in finished_trials(study) if t.user_attrs.get("preset")), None)
+
+
+def kept_trials(study: optuna.Study) -> set[int]:
+    """The trials whose weights stay: the best, and the preset's (the baseline the best is compared with)."""
+    return {t.number for t in (best_trial(study), preset_trial(study)) if t is not None}
+
+
+def compare_with_preset(study: optuna.Study, output_dir: Path, base: TrainConfig) -> str:
+    """The best trial against the preset's, both scored on the search's validation texts (the rows the trials were
+    evaluated on) by `trainer.compare`: written to OUTPUT_DIR/comparison/; returns the line to print."""
+    best, preset = best_trial(study), preset_trial(study)
+    if preset is None:
+        return "no preset trial to compare the best with (its values lie outside the space, or the grid sampler)"
+    if preset.state != TrialState.COMPLETE:
+        return f"the preset (trial {preset.number}) was pruned: no baseline to compare the best trial with"
+    if best.number == preset.number:
+        return f"the preset (trial {preset.number}) is the best trial: the search found nothing better"
+    runs = [Path(t.user_attrs.get("run_dir", "")) for t in (preset, best)]
+    if not all((run / WEIGHTS).is_file() for run in runs):
+        return "the trials' weights were not kept (Ray workers drop them): compare two full runs with trainer.compare"
+    splits = load_splits(base.data, seed=base.training.seed)
+    texts, labels = splits.validation["text"].tolist(), splits.validation["label"]
+    names, multi = splits.label_names, splits.multi_label
+    labels = multi_hot(labels, len(names)) if multi else labels.to_numpy()
+    a, b = (scored_frame(str(run), texts, labels, names, multi, base.training.per_device_eval_batch_size)
+            for run in runs)  # fmt: skip
+    found = compare(a, b, multi, base.run.n_bootstrap, base.training.seed)
+    sources = {side: {"model": str(run), "trial": t.number, "texts": f"the search's validation data ({len(texts)} "
+                      "texts)"} for side, run, t in zip("ab", runs, (preset, best))}  # fmt: skip
+    write_comparison(output_dir / COMPARISON_DIR, found, sources)
+    return f"best (trial {best.number}) against the preset (trial {preset.number}), {summary_line(found.summary)}"
 
 
 def write_outputs(study: optuna.Study, output_dir: Path, *, metric: str, params: list[str], base_argv: list[str],

@@ -165,10 +165,11 @@ class Study:
         return float(value)
 
     def after_trial(self, study, trial) -> None:
-        """Keep the best trial's model only, and refresh the outputs, so an interrupted search loses nothing."""
-        best = self.best()
+        """Keep the models of the best trial and the preset's only, and refresh the outputs, so an interrupted search
+        loses nothing."""
+        best, kept = self.best(), outputs.kept_trials(self.study)
         for other in self.finished():
-            if best is None or other.number != best.number:
+            if other.number not in kept:
                 for weights in (self.output_dir / "trials" / trial_name(other.number)).glob("*.safetensors"):
                     weights.unlink()
         if trial.state.name in ("COMPLETE", "PRUNED"):
