@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import read_sst2, writable_copy
 from trainer import UserError
-from trainer.bench import main
+from trainer.bench import main, pick_infer_model
 from trainer.export.onnx import export_int8
 from trainer.modeling import load_classifier
 
@@ -72,3 +72,27 @@ def test_int8_path_agrees_with_torch_and_caches_its_export(tiny_run, tmp_path):
 def test_unknown_backend_is_a_one_line_error(tiny_run):
     with pytest.raises(UserError, match="unknown backend 'tensorrt': use one of torch, onnx-int8"):
         load_classifier(str(tiny_run), backend="tensorrt")
+
+
+def test_a_model_of_other_labels_is_refused_or_passed_over(tiny_run, tiny_five_run, tiny_multi_run, tmp_path, capsys,
+                                                           monkeypatch):  # fmt: skip
+    """The bench scores SST-2 dev: a five-label or multi-label model named with --infer_model is refused in one line
+    before anything is measured; a runs/latest that does not fit is passed over, with the reason."""
+    assert main(["--infer_model", str(tiny_five_run), "--output", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: --infer_model {tiny_five_run} predicts very negative, negative, neutral, positive, very "
+                   "positive, not SST-2's negative, positive in that id order: the bench scores SST-2 dev, so pass a "
+                   "binary sentiment model (make train makes one)")  # fmt: skip
+    with pytest.raises(UserError, match="is a multi-label model"):
+        pick_infer_model(str(tiny_multi_run))
+    assert not (tmp_path / "b.json").exists()
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs/latest").symlink_to(tiny_five_run)
+    assert pick_infer_model(None) is None
+    assert "runs/latest predicts very negative" in capsys.readouterr().err
+    (tmp_path / "runs/latest").unlink()
+    (tmp_path / "runs/latest").symlink_to(tiny_run)
+    assert pick_infer_model(None) == "runs/latest"
+    assert pick_infer_model(str(tiny_run)) == str(tiny_run)

@@ -16,8 +16,30 @@ import tempfile
 from pathlib import Path
 
 from trainer import HelpFormatter, UserError, fail, files
-from trainer.measurements import DEFAULT_MODEL, plot, run, table
+from trainer.measurements import DEFAULT_MODEL, plot, run, table, unfit_for_bench
 from trainer.run_folder import WEIGHTS
+
+LATEST = "runs/latest"
+
+
+def pick_infer_model(given: str | None) -> str | None:
+    """The fine-tuned model the inference measurements score on SST-2 dev: `given` (refused in one line when its
+    labels are not SST-2's), else runs/latest when it fits, else None: the model the training stage makes."""
+    from trainer.modeling import resolve_model_path  # torch: only once the arguments are read
+
+    if given:
+        resolve_model_path(given, download=True)
+        if (reason := unfit_for_bench(given)) is not None:
+            raise UserError(f"--infer_model {given} {reason}: the bench scores SST-2 dev, so pass a binary sentiment "
+                            "model (make train makes one)")  # fmt: skip
+        return given
+    if not Path(LATEST, WEIGHTS).is_file():
+        return None
+    if (reason := unfit_for_bench(LATEST)) is not None:
+        print(f"{LATEST} {reason}: inference is measured on the model the bench's training stage makes "
+              "(pass --infer_model to name one)", file=sys.stderr)  # fmt: skip
+        return None
+    return LATEST
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.modeling import resolve_model_path  # torch: only once the arguments are read
 
         resolve_model_path(args.model)  # which models: one line now, not after minutes of measuring
-        if args.infer_model:
-            resolve_model_path(args.infer_model, download=True)
-        infer_model = args.infer_model or ("runs/latest" if Path("runs/latest", WEIGHTS).is_file() else None)
+        infer_model = pick_infer_model(args.infer_model)
         report = run(args.model, args.quick, infer_model, args.max_length)
     except (UserError, OSError) as err:
         return fail(err)

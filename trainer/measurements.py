@@ -97,6 +97,21 @@ def train_notebook(model: str, n: int, steps: int, workdir: str, max_length: int
     return {"samples_per_s": out.metrics["train_samples_per_second"], "seconds": out.metrics["train_runtime"]}
 
 
+BENCH_LABELS = ["negative", "positive"]  # SST-2 dev's labels, ids 0 and 1: what the inference measurements score
+
+
+def unfit_for_bench(model: str) -> str | None:
+    """Why `model` cannot be scored on SST-2 dev (another label set or order, or multi-label), or None if it can."""
+    from trainer.modeling import model_labels
+
+    names, multi = model_labels(model)
+    if multi:
+        return f"is a multi-label model ({', '.join(names)})"
+    if [name.lower() for name in names] != BENCH_LABELS:
+        return f"predicts {', '.join(names)}, not SST-2's {', '.join(BENCH_LABELS)} in that id order"
+    return None
+
+
 def _cuda() -> bool:
     import torch
 
