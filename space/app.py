@@ -64,8 +64,10 @@ from backend import (
     window_note,
     words_html,
 )
+from batching import Batcher, Busy
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from serving import int8_agreement_note, int8_file, serving_from_env
 
 MODEL_ID = os.environ.get("MODEL_ID", "runs/latest")
 try:
@@ -74,6 +76,15 @@ except ValueError as err:  # no model there: the one line and exit code every co
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)
 MODEL = SentimentModel(FOLDER, long_text="chunk")
+try:
+    SERVING = serving_from_env(FOLDER, MODEL.device)
+except ValueError as err:  # a bad SPACE_BACKEND or API_* setting: one line, as for MODEL_ID
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
+# The JSON API's scorer: the int8 ONNX file by default on a CPU (the page's predictions and explanations stay on torch)
+API_MODEL = MODEL
+if SERVING.backend == "onnx-int8":
+    API_MODEL = SentimentModel(FOLDER, long_text="chunk", backend="onnx-int8", int8_file=int8_file(FOLDER))
 LIMIT = char_limit(MODEL.max_length)  # characters per text
 ART = Artifacts.read(FOLDER)
 COLOURS = colour_map(ART.metrics, MODEL.labels)  # one colour per class in every tab
@@ -417,6 +428,7 @@ def report_tab() -> None:
                              elem_classes=["report-plot"])  # fmt: skip
         gr.Markdown(metrics_markdown(ART.metrics, MODEL_ID))
         gr.Markdown(decisions_markdown(ART.metrics, ART.coverage), elem_id="decisions")
+        gr.Markdown(int8_agreement_note(FOLDER, SERVING), elem_id="api-backend")
         if ART.slices is not None:
             gr.Dataframe(ART.slices.round(3), label="Accuracy by slice (Wilson 95% CI)", interactive=False)
         if ART.behavioral is not None:
@@ -467,7 +479,8 @@ demo = build_demo()
 # --- The JSON API beside the UI ---
 
 MAX_BODY_BYTES = 16_000_000
-MODEL_SLOTS = anyio.CapacityLimiter(2)  # forward passes at once: more only queue for the same two cores
+MODEL_SLOTS = anyio.CapacityLimiter(2)  # unbatched: forward passes at once, more only queue for the same two cores
+BATCHER = Batcher(API_MODEL.predict_proba, SERVING.max_wait_ms, SERVING.max_batch_tokens, SERVING.max_queued_texts)
 api = FastAPI(title="Sentiment model API", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
 
 
@@ -480,7 +493,8 @@ async def classify(request: Request):
     """`{"inputs": "text"}` or `{"inputs": ["text", ...]}` (optionally `"parameters": {"top_k": k, "min_confidence":
     p}`) -> for each input, its classes with scores, most likely first: `[[{"label": ..., "score": ...}, ...], ...]`,
     led by `{"label": "uncertain", ...}` below min_confidence. A multi-label model answers each input with its labels
-    over their thresholds: `[{"labels": [...], "label": "a;b", "score", "probabilities", "thresholds"}, ...]`."""
+    over their thresholds: `[{"labels": [...], "label": "a;b", "score", "probabilities", "thresholds"}, ...]`.
+    Concurrent requests are scored together (space/batching.py); a full queue answers 503 with a Retry-After."""
     if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
         return _error(413, f"the request body is over {MAX_BODY_BYTES / 1e6:.0f} MB: send fewer texts per request")
     try:
@@ -491,8 +505,14 @@ async def classify(request: Request):
         texts, top_k, min_confidence = api_texts(payload, LIMIT)
     except ApiError as err:
         return _error(err.status, str(err))
-    probs = await anyio.to_thread.run_sync(MODEL.predict_proba, texts, limiter=MODEL_SLOTS)
-    return JSONResponse(api_answer(MODEL.answers(probs, min_confidence), top_k))
+    if not SERVING.batching:
+        probs = await anyio.to_thread.run_sync(API_MODEL.predict_proba, texts, limiter=MODEL_SLOTS)
+    else:
+        try:
+            probs = await BATCHER(texts)
+        except Busy as err:
+            return JSONResponse({"error": str(err)}, status_code=503, headers={"Retry-After": str(err.retry_after)})
+    return JSONResponse(api_answer(API_MODEL.answers(probs, min_confidence), top_k))
 
 
 demo.queue(default_concurrency_limit=2, max_size=64)

@@ -107,8 +107,9 @@ HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*")  # 'owner/nam
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 # What a Hub model repo is downloaded with: a pushed run's files and card, and the sharded weights and BPE or
 # SentencePiece vocabularies of models trained elsewhere. Never pickles or code.
-HUB_FILES = (
+HUB_FILES = (  # the int8 file and its check come too: the Space's JSON API scores with it on a CPU
     *RUN_FILES, CARD, "model-*-of-*.safetensors", "model.safetensors.index.json", "vocab.json", "merges.txt", "*.model",
+    f"{ONNX_DIR}/{ONNX_FILES['int8']}", f"{ONNX_DIR}/{INT8_CHECK}",
 )  # fmt: skip
 
 

@@ -15,7 +15,16 @@ from trainer.hub.model_repo import hub_token, publish, resolve_repo_id, with_ret
 from trainer.run_folder import is_hub_id
 
 SPACE_DIR = Path(__file__).resolve().parents[2] / "space"
-SPACE_FILES = ("app.py", "backend.py", "inference.py", "palette.py", "run_folder.py", "requirements.txt")
+SPACE_FILES = (
+    "app.py",
+    "backend.py",
+    "batching.py",
+    "serving.py",
+    "inference.py",
+    "palette.py",
+    "run_folder.py",
+    "requirements.txt",
+)
 
 
 def space_files(model_id: str, space_dir: Path = SPACE_DIR) -> list[tuple[str, Path | bytes]]:
