@@ -353,8 +353,8 @@ def test_app_serves_a_pushed_model_from_the_hub(tiny_run, tmp_path):
         assert space.returncode == 0, space.stderr
         repo = hub.repo("alice/tiny-demo", "space")
         deployed = repo.files("main")
-        assert set(deployed) == {".gitattributes", "app.py", "backend.py", "inference.py", "palette.py",
-                                 "run_folder.py", "requirements.txt", "README.md"}  # fmt: skip
+        assert set(deployed) == {".gitattributes", "app.py", "backend.py", "batching.py", "serving.py", "inference.py",
+                                 "palette.py", "run_folder.py", "requirements.txt", "README.md"}  # fmt: skip
         for core in ("inference.py", "palette.py", "run_folder.py"):  # the core modules, not copies
             assert deployed[core] == (ROOT / "trainer" / core).read_bytes(), core
         assert repo.variables == {"MODEL_ID": "alice/tiny"} and repo.sdk == "gradio"
@@ -385,6 +385,16 @@ def test_app_serves_a_pushed_model_from_the_hub(tiny_run, tmp_path):
             assert served["label"] == max(offline, key=lambda r: r["score"])["label"]
             probabilities = {c["label"]: c["confidence"] for c in served["confidences"]}
             assert probabilities == pytest.approx({r["label"]: r["score"] for r in offline}, abs=1e-4)
+            # The JSON API scores with the pushed int8 file, which the Space downloaded with the model.
+            import httpx
+
+            from trainer.inference import Classifier
+
+            answer = httpx.post(f"http://127.0.0.1:{port}/api/classify", json={"inputs": "good film"}).json()[0]
+            int8 = Classifier(run, device="cpu", backend="onnx-int8").predict_proba(["good film"])[0]
+            assert {r["label"]: r["score"] for r in answer} == pytest.approx(
+                dict(zip(["negative", "positive"], int8.tolist())), abs=1e-6
+            )
             # Only predictions.parquet was pushed: the explorer embeds the validation texts on first use.
             plot, _, _ = client.predict("", "true label", 5, api_name="/explore")
             assert sum(len(trace["x"]) for trace in figure_of(plot)["data"]) == 16
