@@ -21,7 +21,7 @@ MODEL_ID ?=
 SPACE_MODEL = $(or $(MODEL_ID),$(RUN))
 SPACE_MODEL_ARG = $(if $(wildcard $(SPACE_MODEL)),$(abspath $(SPACE_MODEL)),$(SPACE_MODEL))
 
-.PHONY: setup train check-data hpo evaluate compare predict card push space push-space bench bench-quick bench-space screenshots test test-fast lint format clean
+.PHONY: setup train check-data hpo evaluate compare predict card push space push-space bench bench-quick bench-space gpu-check screenshots test test-fast lint format clean
 
 setup: $(VENV)/.installed
 
@@ -75,6 +75,11 @@ bench: setup
 
 bench-quick: setup
 	$(PY) -m trainer.bench --quick --output bench/bench-quick.json $(ARGS)
+
+# The GPU figures in one command (bert-base, the MiniLM preset, NCCL with 2 GPUs, distillation): gpu-check/gpu_check.json.
+# ARGS="--dry_run" runs every step on CPU with a tiny model; docs/performance.md#gpu-check says how to run it on a lent GPU.
+gpu-check: setup
+	$(PY) -m trainer.gpu_check --output gpu-check/gpu_check.json $(ARGS)
 
 # The Space over HTTP: gradio_client, the JSON API (/api/classify), both under load, and the browser's page load.
 bench-space: setup

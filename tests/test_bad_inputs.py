@@ -157,6 +157,9 @@ CASES = {
     "card: not a run": Case("card", lambda c: ["--run_dir", str(c.tmp / "none")], "train one with `make train`"),
     "bench: wrong model": Case("bench", lambda c: ["--quick", "--model", str(c.tmp / "none"), "--output", str(c.tmp / "b.json")], "model folder", slow=True),
     "bench: output read-only": Case("bench", lambda c: ["--quick", "--output", str(read_only(c) / "b.json")], "cannot write"),
+    "gpu_check: output read-only": Case("gpu_check", lambda c: ["--output", str(read_only(c) / "g.json")], "cannot write"),
+    "gpu_check: student model missing": Case("gpu_check", lambda c: ["--student_model", str(c.tmp / "none"), "--output", str(c.tmp / "g.json")], "model folder"),
+    "gpu_check: negative time limit": Case("gpu_check", lambda c: ["--time_limit", "-5", "--output", str(c.tmp / "g.json")], "--time_limit -5"),
     "hpo: no trials": Case("hpo", lambda c: ["--n_trials", "0"], "run at least one trial"),
     "hpo: search space typo": Case("hpo", lambda c: ["--n_trials", "1", "--search_space", str(c.write("s.yaml", yaml.safe_dump({"learnin_rate": [1e-5]})))], "unknown option 'learnin_rate'"),
     # push: a subprocess against the local Hub
@@ -232,6 +235,7 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
     from trainer.check_data import main as check_data_main
     from trainer.compare import main as compare_main
     from trainer.evaluate import main as evaluate_main
+    from trainer.gpu_check import main as gpu_check_main
     from trainer.history import main as history_main
     from trainer.hpo import main as hpo_main
     from trainer.label_next import main as label_next_main
@@ -243,7 +247,7 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
     mains = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "card": card_main,
              "bench": bench_main, "hpo": hpo_main, "push_space": push_space_main, "launch": launch_main,
              "history": history_main, "compare": compare_main, "check_data": check_data_main,
-             "label_next": label_next_main}  # fmt: skip
+             "label_next": label_next_main, "gpu_check": gpu_check_main}  # fmt: skip
     capsys.readouterr()
     code = mains[entry](argv)
     return code, capsys.readouterr().err

@@ -17,14 +17,15 @@ from tests.hub_server import FakeHub
 PACKAGES = ("trainer", "model_card")
 ENTRY_POINTS = {f"trainer.{name}" for name in ("train", "evaluate", "predict", "card", "push", "push_space", "hpo",
                                                "bench", "launch", "history", "check_data", "compare",
-                                               "label_next")}  # fmt: skip
+                                               "label_next", "gpu_check")}  # fmt: skip
 TOKEN = "hf_alice_0123456789abcdef"
 
 # The layers of docs/architecture.md, top-level modules only: every module in a package under trainer/ (training,
 # evaluation, hub, search, export, ...) is library, and a top-level module listed nowhere fails the test below.
 CORE = {"trainer.inference", "trainer.labels", "trainer.palette", "trainer.run_folder", "trainer.metric_catalogue"}
 SHARED = {"trainer", "trainer.config", "trainer.data", "trainer.modeling", "trainer.provenance", "trainer.files"}
-LIBRARY = {"trainer.measurements", "trainer.calibration", "trainer.data_checks", "trainer.selection"}
+LIBRARY = {"trainer.measurements", "trainer.calibration", "trainer.data_checks", "trainer.selection",
+           "trainer.gpu_steps"}
 MAY_IMPORT = {  # a layer -> the layers its modules may import
     "entry point": {"library", "shared", "core", "model_card"},
     "library": {"library", "shared", "core", "model_card"},

@@ -1,0 +1,172 @@
+"""`make gpu-check`: the nvidia-smi summary, the steps' bookkeeping (fallback teacher, skips, time limit, a JSON
+saved at every step), the table, and the whole check as a CPU dry run."""
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT
+from trainer import gpu_steps
+from trainer.gpu_check import main as gpu_check_main
+from trainer.gpu_steps import Plan, last_line, nccl_skip_reason, parse_nvidia_smi, run_check, run_logged, table
+
+# nvidia-smi's output in its own format, as on a lent two-GPU H200 machine (driver and memory as KINDS.md records)
+QUERY = "NVIDIA H200, 143771 MiB, 580.159.03\nNVIDIA H200, 143771 MiB, 580.159.03\n"
+BANNER = """Sat Dec  5 04:42:21 2026
++-----------------------------------------------------------------------------------------+
+| NVIDIA-SMI 580.159.03             Driver Version: 580.159.03     CUDA Version: 13.0     |
+|-----------------------------------------+------------------------+----------------------+
+"""
+
+
+def plan(tmp_path: Path, **changes) -> Plan:
+    base = Plan(runs_dir=tmp_path / "runs", logs_dir=tmp_path / "logs", teacher_model="bert-base-uncased",
+                teacher_fallback="minilm-folder", student_model="minilm-folder", gpus=1)  # fmt: skip
+    return replace(base, **changes)
+
+
+def test_nvidia_smi_summary_is_parsed():
+    summary = parse_nvidia_smi(QUERY, BANNER)
+    h200 = {"name": "NVIDIA H200", "memory": "143771 MiB", "driver": "580.159.03"}
+    assert summary == {"count": 2, "driver": "580.159.03", "cuda": "13.0", "gpus": [h200, h200]}
+    # a name with a comma in it keeps it: the last two fields are split off
+    assert parse_nvidia_smi("Tesla V100, PCIe, 16384 MiB, 535.1\n", "")["gpus"][0]["name"] == "Tesla V100, PCIe"
+
+
+def test_no_nvidia_smi_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert gpu_steps.nvidia_smi() == {"error": "nvidia-smi not found"}
+
+
+def test_a_failed_command_says_its_error_line():
+    log = "INFO loading\nerror: cannot load model 'bert-base-uncased' (offline): use a model folder\nbye\n"
+    assert last_line(log) == "cannot load model 'bert-base-uncased' (offline): use a model folder"
+    assert last_line("Traceback\n  File x\ntorch.OutOfMemoryError: CUDA out of memory\n\n").startswith("torch.OutOf")
+    assert last_line("") == ""
+
+
+def test_nccl_is_skipped_with_its_reason():
+    assert nccl_skip_reason(2, dry_run=False) is None
+    assert nccl_skip_reason(1, dry_run=False) == "1 GPU(s) here: the NCCL path needs 2"
+    assert "CPU" in nccl_skip_reason(8, dry_run=True)
+
+
+def test_a_step_past_the_time_limit_is_stopped(tmp_path):
+    started = time.monotonic()
+    code, seconds = run_logged([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                               tmp_path / "sleep.log", timeout=1.5)  # fmt: skip
+    assert code is None and 1 < seconds < 30 and time.monotonic() - started < 30
+    assert (tmp_path / "sleep.log").read_text() == "up\n"
+    late = gpu_steps.train_step(plan(tmp_path, deadline=time.monotonic() - 1), "minilm", ["--config", "x.yaml"])
+    assert late["status"] == "skipped" and "--time_limit" in late["reason"] and "seconds" not in late
+
+
+def fake_training(outcomes: dict):
+    """train_step's stand-in: each model's outcome as given, without training."""
+
+    def train_step(plan, name, flags, launch=None):
+        model = flags[flags.index("--model_name_or_path") + 1]
+        run_dir = str(plan.runs_dir / name)
+        if outcomes[model] == "ok":
+            return {"status": "ok", "run_dir": run_dir, "model": model, "accuracy": 0.9, "seconds": 5.0}
+        return {"status": "failed", "run_dir": run_dir, "reason": outcomes[model], "seconds": 1.0}
+
+    return train_step
+
+
+def test_a_teacher_that_cannot_load_falls_back_named_as_such(monkeypatch, tmp_path):
+    monkeypatch.setattr(gpu_steps, "train_step", fake_training({"bert-base-uncased": "cannot load model",
+                                                                "minilm-folder": "ok"}))  # fmt: skip
+    teacher = gpu_steps.teacher_step(plan(tmp_path), {})
+    assert teacher["status"] == "ok" and teacher["model"] == "minilm-folder"
+    assert teacher["requested_model"] == "bert-base-uncased" and teacher["fallback_reason"] == "cannot load model"
+    assert teacher["run_dir"].endswith("teacher-fallback")
+    # no fallback asked for: the failure stands, and the student has no teacher
+    failed = gpu_steps.teacher_step(plan(tmp_path, teacher_fallback=None), {})
+    assert failed["status"] == "failed" and "requested_model" not in failed
+    student = gpu_steps.student_step(plan(tmp_path), {"teacher": failed})
+    assert student == {"status": "skipped", "reason": "no teacher run: the teacher step failed (cannot load model)"}
+
+
+def test_the_report_is_saved_before_and_after_every_step(monkeypatch, tmp_path):
+    monkeypatch.setattr(gpu_steps, "train_step", fake_training({"bert-base-uncased": "ok", "minilm-folder": "ok"}))
+    saved = []
+    report = run_check(plan(tmp_path), {}, lambda r: saved.append(json.loads(json.dumps(r))))
+    assert len(saved) == 2 * len(gpu_steps.STEPS)
+    assert saved[0]["steps"] == {"teacher": {"status": "running"}}
+    assert [s["status"] for s in report["steps"].values()] == ["ok", "ok", "skipped", "ok"]
+    assert report["steps"]["student"]["teacher"] == str(tmp_path / "runs" / "teacher")
+
+
+def test_the_table_shows_each_step_its_figures_or_its_reason():
+    report = {
+        "machine": {"nvidia_smi": parse_nvidia_smi(QUERY, BANNER), "torch": {"torch": "2.11.0", "gpus": 2}},
+        "steps": {
+            "teacher": {"status": "ok", "accuracy": 0.9123, "train_samples_per_second": 1234.5, "train_runtime": 55,
+                        "seconds": 70, "model": "minilm", "requested_model": "bert-base-uncased",
+                        "fallback_reason": "offline"},
+            "nccl": {"status": "skipped", "reason": "1 GPU(s) here: the NCCL path needs 2"},
+            "student": {"status": "ok", "accuracy": 0.9, "accuracy_minus_plain": 0.0023, "model": "m"},
+        },
+    }  # fmt: skip
+    lines = table(report).splitlines()
+    assert lines[0] == "GPUs: NVIDIA H200 (143771 MiB), NVIDIA H200 (143771 MiB); driver 580.159.03, CUDA 13.0; " \
+                       "torch 2.11.0 sees 2 GPU(s)"  # fmt: skip
+    assert "91.23%" in lines[2] and "1234.5" in lines[2] and "fallback: bert-base-uncased failed: offline" in lines[2]
+    assert lines[3].split()[:2] == ["nccl", "skipped"] and lines[3].endswith("the NCCL path needs 2")
+    assert lines[4].endswith("+0.23% against the plain MiniLM")
+
+
+@pytest.mark.data_mirror("sst2")
+def test_pack_carries_data_and_half_weights_that_train_in_fp32(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from trainer.data import mirror_folder
+
+    size = gpu_steps.pack(tmp_path / "carry", str(tiny_model_dir))
+    carried = [path for path in (tmp_path / "carry").rglob("*") if path.is_file()]
+    assert size == sum(path.stat().st_size for path in carried)
+    sst2 = mirror_folder("stanfordnlp/sst2")
+    assert (tmp_path / "carry/data/sst2/train.tsv").read_bytes() == (sst2 / "train.tsv").read_bytes()
+    original, half = (
+        load_file(tiny_model_dir / "model.safetensors"),
+        load_file(tmp_path / "carry/model/model.safetensors"),
+    )
+    assert {v.dtype for v in half.values()} == {torch.float16} and half.keys() == original.keys()
+    # on the machine: an fp32 copy to train from; an fp32 folder is used as it is
+    wide = gpu_steps.full_precision(str(tmp_path / "carry/model"), tmp_path / "wide")
+    assert wide == str(tmp_path / "wide") and (tmp_path / "wide/vocab.txt").is_file()
+    restored = load_file(tmp_path / "wide/model.safetensors")
+    assert all(restored[k].dtype == torch.float32 and torch.equal(restored[k], half[k].float()) for k in half)
+    assert gpu_steps.full_precision(str(tiny_model_dir), tmp_path / "unused") == str(tiny_model_dir)
+    assert not (tmp_path / "unused").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.data_mirror("sst2")
+def test_dry_run_measures_every_step_on_cpu(tmp_path):
+    output = tmp_path / "out" / "gpu_check.json"
+    assert gpu_check_main(["--dry_run", "--output", str(output), "--runs_dir", str(tmp_path / "runs")]) == 0
+    report = json.loads(output.read_text())
+    steps = report["steps"]
+    assert report["dry_run"] is True and list(steps) == ["teacher", "minilm", "nccl", "student"]
+    assert "error" in report["machine"]["nvidia_smi"] or report["machine"]["nvidia_smi"]["count"] >= 1
+    for name in ("teacher", "minilm", "student"):
+        step = steps[name]
+        assert step["status"] == "ok", step
+        assert 0 <= step["accuracy"] <= 1 and step["train_samples_per_second"] > 0, step
+        assert step["global_step"] == 4 and step["train_samples"] == 256
+        assert (ROOT / "configs").is_dir() and Path(step["log"]).is_file()
+    assert steps["teacher"]["command"].startswith("python -m trainer.train --config configs/sst2-bert-base.yaml")
+    assert steps["nccl"] == {"status": "skipped", "reason": "--dry_run trains on CPU: the NCCL path needs 2 GPUs"}
+    # the student learned from the teacher run (its own record says so), and is compared with the plain MiniLM
+    assert steps["student"]["teachers"] == [steps["teacher"]["run_dir"]] == [str(tmp_path / "runs" / "teacher")]
+    assert steps["student"]["plain_accuracy"] == steps["minilm"]["accuracy"]
+    assert steps["student"]["accuracy_minus_plain"] == pytest.approx(
+        steps["student"]["accuracy"] - steps["minilm"]["accuracy"]
+    )
