@@ -18,6 +18,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_serving import (
+    CLIENTS,
+    answer_label,
+    offline_labels,
+    plot_serving,
+    serving_matrix,
+    serving_texts,
+    summary_lines,
+)
 
 SENTENCES = {  # 20 and 60 words
     "20_words": "the first hour is slow and a little clumsy but the final act is moving funny and beautifully acted "
@@ -170,7 +179,7 @@ def _json_classifier(url: str):
         answer = client.post("api/classify", json={"inputs": text})
         if answer.status_code != 200:
             raise ValueError(answer.json()["error"])
-        return answer.json()[0][0]["label"]
+        return answer_label(answer.json()[0])
 
     return classify
 
@@ -213,14 +222,14 @@ def page_load(url: str, repeats: int = 3) -> dict:
 
 def loads(url: str, requests: int, clients: int) -> dict:
     """The load test through gradio_client (`load`) and through the JSON API (`load_json_api`), each answer checked
-    against the model's offline label."""
-    from backend import SentimentModel, locate
+    against the model's offline label (torch: the app runs with SPACE_BACKEND=torch). A multi-label model's /predict
+    answers HTML bars: its load test goes through the JSON API only."""
+    from backend import locate
 
     texts = load_texts(requests)
-    model = SentimentModel(locate(os.environ.get("MODEL_ID", "runs/latest")))
-    expected = [model.labels[i] for i in model.predict_proba(texts).argmax(axis=1)]
+    expected = offline_labels(locate(os.environ.get("MODEL_ID", "runs/latest")), "torch", texts)
     out = {}
-    for via in ("gradio", "json"):
+    for via in ("json",) if multi_label() else ("gradio", "json"):
         load = load_test(url, texts, clients=clients, oversized=requests // 10, via=via)
         out["load" if via == "gradio" else "load_json_api"] = {
             **{k: v for k, v in load.items() if k not in ("labels", "rejected")},
@@ -228,6 +237,13 @@ def loads(url: str, requests: int, clients: int) -> dict:
             "oversized_rejected": len(load["rejected"]),
         }
     return out
+
+
+def multi_label() -> bool:
+    from backend import Artifacts, locate
+
+    metrics = Artifacts.read(locate(os.environ.get("MODEL_ID", "runs/latest"))).metrics or {}
+    return bool(metrics.get("multi_label"))
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -241,9 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="space-bench.json")
     parser.add_argument("--load_requests", type=int, default=200, help="load test: /predict calls (0 = skip)")
     parser.add_argument("--load_clients", type=int, default=20, help="load test: concurrent gradio_client clients")
+    parser.add_argument("--serving_requests", type=int, default=400, help="the JSON API four ways (torch or int8, "
+                        "batched or not): requests from 20 clients; 1 client sends a quarter, 100 clients 2.5x "
+                        "(0 = skip)")  # fmt: skip
     args = parser.parse_args(argv)
     port = free_port()
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", SPACE_BACKEND="torch")
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("app.py"))], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -268,6 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         proc.terminate()
         proc.wait(timeout=30)
     results["in_process"] = in_process(args.calls)
+    if args.serving_requests:
+        from backend import locate
+
+        n = args.serving_requests
+        requests = dict(zip(CLIENTS, (max(1, n // 4), n, int(n * 2.5))))
+        results["serving"] = serving_matrix(locate(results["model"]), serving_texts(max(requests.values())),
+                                            requests)  # fmt: skip
+        results["serving_plot"] = str(plot_serving(results["serving"], Path(args.output).parent / "space-serving.png"))
     results["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()}  # fmt: skip
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
@@ -286,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{load['wall_seconds']:.1f}s ({load['requests_per_second']} req/s): p50 {ms['p50']:.0f} ms, "
                   f"p95 {ms['p95']:.0f} ms; {load['answered_like_offline']}/{ms['n']} as offline, "
                   f"{load['oversized_rejected']} over-long texts rejected")  # fmt: skip
+    if "serving" in results:
+        print("\n".join(summary_lines(results["serving"])))
+        print(f"plot: {results['serving_plot']}")
     print(f"written: {args.output}")
     return 0
 

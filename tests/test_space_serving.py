@@ -150,3 +150,39 @@ def test_the_int8_api_answers_batched_as_offline_and_refuses_a_full_queue_with_5
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.slow  # starts the app four times
+def test_bench_space_measures_four_ways_and_checks_every_answer(int8_run, tmp_path, monkeypatch):
+    from bench_serving import WAYS, plot_serving, serving_matrix, serving_texts, summary_lines
+
+    monkeypatch.setenv("MODEL_ID", str(int8_run))
+    texts = serving_texts(30)
+    assert len(set(texts)) == 30
+    matrix = serving_matrix(int8_run, texts, {1: 5, 20: 20, 100: 30})
+    assert list(matrix["ways"]) == list(WAYS) and matrix["skipped"] == {}
+    for name, result in matrix["ways"].items():
+        for clients, n in (("1", 5), ("20", 20), ("100", 30)):
+            row = result[clients]
+            assert row["requests"] == n and row["answered"] + row["refused_503"] + row["other_status"] == n
+            assert row["answered"] == row["answered_like_offline"] == n, (name, clients)  # no 503 below the bound
+            assert row["requests_per_second"] > 0 and row["latency_ms"]["n"] == n
+    baseline = matrix["ways"]["torch, one pass per request"]
+    assert {baseline[c]["throughput_ratio"] for c in ("1", "20", "100")} == {1.0}
+    assert len(summary_lines(matrix)) == 12
+    assert plot_serving(matrix, tmp_path / "serving.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_without_a_fresh_int8_file_bench_space_runs_the_torch_ways_and_says_why(tiny_run, monkeypatch):
+    import bench_serving
+
+    def fake(folder, backend, batching, texts, requests):  # a way's figures: torch 100 req/s, batched twice that
+        rate = 100.0 * (2 if batching == "on" else 1)
+        return {str(c): {"requests_per_second": rate, "latency_ms": {"p95": 1000 / rate}} for c in requests}
+
+    monkeypatch.setattr(bench_serving, "measure_way", fake)
+    matrix = bench_serving.serving_matrix(tiny_run, ["a"], {1: 1, 20: 1})
+    assert list(matrix["ways"]) == ["torch, one pass per request", "torch, batched"]
+    batched = matrix["ways"]["torch, batched"]
+    assert [batched[c]["throughput_ratio"] for c in ("1", "20")] == [2.0, 2.0] and batched["20"]["p95_ratio"] == 0.5
+    assert list(matrix["skipped"].values())[0].startswith("int8 ways skipped: no int8 file")
