@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT
-from trainer import gpu_steps
+from trainer import gpu_models, gpu_steps
 from trainer.gpu_check import main as gpu_check_main
 from trainer.gpu_steps import Plan, last_line, nccl_skip_reason, parse_nvidia_smi, run_check, run_logged, table
 
@@ -99,8 +98,28 @@ def test_the_report_is_saved_before_and_after_every_step(monkeypatch, tmp_path):
     report = run_check(plan(tmp_path), {}, lambda r: saved.append(json.loads(json.dumps(r))))
     assert len(saved) == 2 * len(gpu_steps.STEPS)
     assert saved[0]["steps"] == {"teacher": {"status": "running"}}
-    assert [s["status"] for s in report["steps"].values()] == ["ok", "ok", "skipped", "ok"]
+    assert [s["status"] for s in report["steps"].values()] == ["ok", "skipped", "ok", "skipped", "ok"]
+    assert report["steps"]["bert_shape"]["reason"] == "the teacher step trained bert-base-uncased itself"
     assert report["steps"]["student"]["teacher"] == str(tmp_path / "runs" / "teacher")
+
+
+def test_two_gpus_train_two_processes_through_launch(monkeypatch, tmp_path):
+    started = []
+
+    def run_logged(cmd, log, timeout):
+        started.append(cmd)
+        log.write_text("")
+        return 2, 1.0
+
+    monkeypatch.setattr(gpu_steps, "run_logged", run_logged)
+    (tmp_path / "logs").mkdir()
+    record = gpu_steps.nccl_step(plan(tmp_path, gpus=2), {})
+    assert started[0][1:6] == ["-m", "trainer.launch", "--nproc_per_node", "2", "-m"]
+    assert record["command"].startswith(
+        "python -m trainer.launch --nproc_per_node 2 -m trainer.train --config "
+        "configs/sst2-minilm.yaml --model_name_or_path minilm-folder --max_steps 200"
+    )
+    assert record["status"] == "failed" and record["reason"] == "exit 2"  # an empty log: its exit code
 
 
 def test_the_table_shows_each_step_its_figures_or_its_reason():
@@ -128,7 +147,7 @@ def test_pack_carries_data_and_half_weights_that_train_in_fp32(tiny_model_dir, t
 
     from trainer.data import mirror_folder
 
-    size = gpu_steps.pack(tmp_path / "carry", str(tiny_model_dir))
+    size = gpu_models.pack(tmp_path / "carry", str(tiny_model_dir))
     carried = [path for path in (tmp_path / "carry").rglob("*") if path.is_file()]
     assert size == sum(path.stat().st_size for path in carried)
     sst2 = mirror_folder("stanfordnlp/sst2")
@@ -139,33 +158,40 @@ def test_pack_carries_data_and_half_weights_that_train_in_fp32(tiny_model_dir, t
     )
     assert {v.dtype for v in half.values()} == {torch.float16} and half.keys() == original.keys()
     # on the machine: an fp32 copy to train from; an fp32 folder is used as it is
-    wide = gpu_steps.full_precision(str(tmp_path / "carry/model"), tmp_path / "wide")
+    wide = gpu_models.full_precision(str(tmp_path / "carry/model"), tmp_path / "wide")
     assert wide == str(tmp_path / "wide") and (tmp_path / "wide/vocab.txt").is_file()
     restored = load_file(tmp_path / "wide/model.safetensors")
     assert all(restored[k].dtype == torch.float32 and torch.equal(restored[k], half[k].float()) for k in half)
-    assert gpu_steps.full_precision(str(tiny_model_dir), tmp_path / "unused") == str(tiny_model_dir)
+    assert gpu_models.full_precision(str(tiny_model_dir), tmp_path / "unused") == str(tiny_model_dir)
     assert not (tmp_path / "unused").exists()
 
 
 @pytest.mark.slow
 @pytest.mark.data_mirror("sst2")
 def test_dry_run_measures_every_step_on_cpu(tmp_path):
-    output = tmp_path / "out" / "gpu_check.json"
-    assert gpu_check_main(["--dry_run", "--output", str(output), "--runs_dir", str(tmp_path / "runs")]) == 0
+    """As on a lent machine: the teacher's weights are out of reach, so the fallback teaches and bert-base's shape
+    is timed."""
+    output, runs = tmp_path / "out" / "gpu_check.json", tmp_path / "runs"
+    argv = ["--dry_run", "--output", str(output), "--runs_dir", str(runs), "--teacher_model", str(tmp_path / "none")]
+    assert gpu_check_main(argv) == 0
     report = json.loads(output.read_text())
     steps = report["steps"]
-    assert report["dry_run"] is True and list(steps) == ["teacher", "minilm", "nccl", "student"]
+    assert report["dry_run"] is True and list(steps) == ["teacher", "bert_shape", "minilm", "nccl", "student"]
     assert "error" in report["machine"]["nvidia_smi"] or report["machine"]["nvidia_smi"]["count"] >= 1
-    for name in ("teacher", "minilm", "student"):
+    for name in ("teacher", "minilm", "student", "bert_shape"):
         step = steps[name]
         assert step["status"] == "ok", step
         assert 0 <= step["accuracy"] <= 1 and step["train_samples_per_second"] > 0, step
-        assert step["global_step"] == 4 and step["train_samples"] == 256
-        assert (ROOT / "configs").is_dir() and Path(step["log"]).is_file()
-    assert steps["teacher"]["command"].startswith("python -m trainer.train --config configs/sst2-bert-base.yaml")
+        assert step["global_step"] == 4 and step["train_samples"] == 256 and Path(step["log"]).is_file()
+    teacher = steps["teacher"]
+    assert teacher["command"].startswith("python -m trainer.train --config configs/sst2-bert-base.yaml")
+    assert teacher["model"] == str(runs / "tiny-bert") and teacher["requested_model"] == str(tmp_path / "none")
+    assert teacher["fallback_reason"].startswith("no model at ") and (output.parent / "logs/teacher.log").is_file()
+    assert steps["bert_shape"]["model"] == "bert-base-uncased's shape, random weights"
+    assert steps["bert_shape"]["shape"]["num_hidden_layers"] == 2  # the dry run's; bert-base's 12 on a GPU
     assert steps["nccl"] == {"status": "skipped", "reason": "--dry_run trains on CPU: the NCCL path needs 2 GPUs"}
     # the student learned from the teacher run (its own record says so), and is compared with the plain MiniLM
-    assert steps["student"]["teachers"] == [steps["teacher"]["run_dir"]] == [str(tmp_path / "runs" / "teacher")]
+    assert steps["student"]["teachers"] == [teacher["run_dir"]] == [str(runs / "teacher-fallback")]
     assert steps["student"]["plain_accuracy"] == steps["minilm"]["accuracy"]
     assert steps["student"]["accuracy_minus_plain"] == pytest.approx(
         steps["student"]["accuracy"] - steps["minilm"]["accuracy"]

@@ -6,7 +6,8 @@ time and dev accuracy; the two-process NCCL path (trainer.launch --nproc_per_nod
 present; a MiniLM student distilled from the bert-base run (--teacher), against the plain MiniLM. A step that fails
 is recorded with its one-line reason and the check goes on; the JSON is written after every step. Where the
 teacher cannot be loaded (no Hub on the machine), --teacher_fallback is trained with the same recipe instead and
-named as such. --dry_run does all of it on CPU with a tiny model, a few steps on a few hundred SST-2 rows.
+named as such, and bert-base's architecture with random weights is timed (bert_shape). --dry_run does all of it on
+CPU with a tiny model, a few steps on a few hundred SST-2 rows.
 """
 
 from __future__ import annotations
@@ -20,19 +21,8 @@ import time
 from pathlib import Path
 
 from trainer import HelpFormatter, UserError, fail, files
-from trainer.gpu_steps import (
-    MINILM_PRESET,
-    TEACHER_MODEL,
-    Plan,
-    dry_run_model,
-    full_precision,
-    nvidia_smi,
-    pack,
-    preset_value,
-    run_check,
-    table,
-    torch_devices,
-)
+from trainer.gpu_models import MINILM_PRESET, TEACHER_MODEL, dry_run_model, full_precision, pack, preset_value
+from trainer.gpu_steps import Plan, nvidia_smi, run_check, table, torch_devices
 from trainer.provenance import redact
 
 

@@ -14,21 +14,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer import UserError, files
-from trainer.run_folder import METRICS, WEIGHTS
+from trainer import UserError
+from trainer.gpu_models import BERT_PRESET, MINILM_PRESET, ROOT, TEACHER_MODEL, bert_shape_model, preset_value
+from trainer.run_folder import METRICS
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]  # the steps run here, so the presets' relative paths hold
-BERT_PRESET = "configs/sst2-bert-base.yaml"
-MINILM_PRESET = "configs/sst2-minilm.yaml"
-TEACHER_MODEL = "bert-base-uncased"
 NCCL_STEPS = 200  # a short two-process run: enough to see DDP over NCCL step and synchronise
+SHAPE_STEPS = 300  # bert-base's shape with random weights: enough steps to time past the start-up
+DRY_SHAPE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 # --dry_run: every step on CPU, a few steps on a few hundred SST-2 rows (later flags override the preset's)
 DRY_FLAGS = ("--use_cpu", "true", "--max_steps", "4", "--max_train_samples", "256", "--max_eval_samples", "128",
              "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1", "--per_device_train_batch_size", "16",
@@ -99,6 +97,7 @@ def run_logged(cmd: list[str], log: Path, timeout: float | None) -> tuple[int | 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "w") as out:
         # its own process group, so a stop at the time limit also ends torchrun's workers and dataloader processes
+        # in the repository, where the presets' relative paths hold
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
         try:
             code = proc.wait(timeout=timeout)
@@ -202,8 +201,29 @@ def student_step(plan: Plan, steps: dict) -> dict:
     return record
 
 
-STEPS: dict[str, Callable[[Plan, dict], dict]] = {
+def bert_shape_step(plan: Plan, steps: dict) -> dict:
+    """When bert-base's weights were out of reach: its architecture with random weights, a short run with the
+    bert-base recipe, for its training samples/s on this machine (its accuracy means nothing)."""
+    teacher = steps.get("teacher", {})
+    if teacher.get("status") == "ok" and "fallback_reason" not in teacher:
+        return {"status": "skipped", "reason": f"the teacher step trained {teacher['model']} itself"}
+    shape = DRY_SHAPE if plan.dry_run else {}
+    try:
+        folder = bert_shape_model(plan.runs_dir / "bert-shape-model", plan.student_model or preset_value(
+            MINILM_PRESET, "model_name_or_path"), **shape)  # fmt: skip
+    except (UserError, OSError, ValueError) as err:
+        return {"status": "failed", "reason": f"cannot build bert-base's shape: {last_line(str(err))}"}
+    precision = [] if plan.dry_run else ["--bf16", "true"]
+    flags = ["--config", BERT_PRESET, "--model_name_or_path", str(folder), "--max_steps", str(SHAPE_STEPS),
+             "--run_analysis", "false", *precision]  # fmt: skip
+    config = json.loads((folder / "config.json").read_text())
+    return {**train_step(plan, "bert-shape", flags), "model": f"{TEACHER_MODEL}'s shape, random weights",
+            "shape": {key: config[key] for key in ("num_hidden_layers", "hidden_size", "vocab_size")}}  # fmt: skip
+
+
+STEPS: dict[str, Callable[[Plan, dict], dict]] = {  # in order of what the issue asks first, for a check cut short
     "teacher": teacher_step,
+    "bert_shape": bert_shape_step,
     "minilm": minilm_step,
     "nccl": nccl_step,
     "student": student_step,
@@ -222,82 +242,6 @@ def run_check(plan: Plan, report: dict, save: Callable[[dict], None]) -> dict:
         logger.info("%s: %s", name, steps[name]["status"])
         save(report)
     return report
-
-
-def preset_value(preset: str, key: str):
-    """One option of a preset, as its YAML gives it."""
-    import yaml
-
-    return yaml.safe_load((ROOT / preset).read_text())[key]
-
-
-def dry_run_model(folder: Path) -> str:
-    """The dry run's tiny model, its vocabulary from the MiniLM preset's training texts (the data mirror)."""
-    from trainer.data import load_split
-
-    texts = load_split(preset_value(MINILM_PRESET, "dataset_name"), None, "train")
-    return str(tiny_model(folder, texts[preset_value(MINILM_PRESET, "text_column")].head(2000).tolist()))
-
-
-def tiny_model(folder: Path, texts: list[str], words: int = 500) -> Path:
-    """A 2-layer, 32-wide BERT whose vocabulary is the commonest words of `texts`, saved like a Hub model folder."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    folder.mkdir(parents=True, exist_ok=True)
-    common = [word for word, _ in Counter(" ".join(texts).lower().split()).most_common(words)]
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(common) - {"[pad]", "[unk]"})]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab=str(folder / "vocab.txt")).save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)  # fmt: skip
-    BertForSequenceClassification(config).save_pretrained(folder)
-    return folder
-
-
-def pack(folder: Path, model: str) -> int:
-    """What a lent GPU machine can neither fetch nor hold beside the repo, into `folder` to carry there: the MiniLM
-    preset's data from the mirror, and `model` with fp16 weights (the MiniLM's fp32 file alone, 91 MB, is over the
-    64 MiB that travels). Returns the bytes written."""
-    from safetensors.torch import load_file, save
-
-    from trainer.data import mirror_folder
-    from trainer.modeling import resolve_model_path
-
-    dataset = preset_value(MINILM_PRESET, "dataset_name")
-    if (data := mirror_folder(dataset)) is None:
-        raise UserError(f"no copy of {dataset} in the data mirror: set DATA_MIRROR to a copy of ../shared/data")
-    source = Path(resolve_model_path(model))
-    if not (source / WEIGHTS).is_file():
-        raise UserError(f"--student_model {model} is not a model folder with {WEIGHTS} here: pack a local model")
-    copies = {folder / "data" / data.name / f.name: f for f in data.iterdir() if f.is_file()}
-    copies |= {folder / "model" / f.name: f for f in source.iterdir() if f.is_file() and f.name != WEIGHTS}
-    for target, original in copies.items():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        files.write_bytes(target, original.read_bytes())
-    weights = load_file(source / WEIGHTS)
-    files.write_bytes(folder / "model" / WEIGHTS, save({k: v.half() if v.is_floating_point() else v
-                                                         for k, v in weights.items()}, {"format": "pt"}))  # fmt: skip
-    return sum(path.stat().st_size for path in [*copies, folder / "model" / WEIGHTS])
-
-
-def full_precision(model: str, folder: Path) -> str:
-    """`model` as it is, or, for a model folder with half-precision weights (a packed one), an fp32 copy in `folder`:
-    from_pretrained keeps a checkpoint's dtype, and training needs fp32 master weights."""
-    import torch
-    from safetensors.torch import load_file, save
-
-    weights_file = Path(model) / WEIGHTS
-    weights = load_file(weights_file) if weights_file.is_file() else {}
-    if not any(v.dtype in (torch.float16, torch.bfloat16) for v in weights.values()):
-        return model
-    folder.mkdir(parents=True, exist_ok=True)
-    for original in Path(model).iterdir():
-        if original.is_file() and original.name != WEIGHTS:
-            files.write_bytes(folder / original.name, original.read_bytes())
-    files.write_bytes(folder / WEIGHTS, save({k: v.float() if v.is_floating_point() else v
-                                              for k, v in weights.items()}, {"format": "pt"}))  # fmt: skip
-    logger.info("%s has half-precision weights: training from an fp32 copy, %s", model, folder)
-    return str(folder)
 
 
 def cell(value, spec: str) -> str:
