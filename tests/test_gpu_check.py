@@ -2,6 +2,8 @@
 saved at every step), the table, and the whole check as a CPU dry run."""
 
 import json
+import os
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -21,6 +23,8 @@ BANNER = """Sat Dec  5 04:42:21 2026
 | NVIDIA-SMI 580.159.03             Driver Version: 580.159.03     CUDA Version: 13.0     |
 |-----------------------------------------+------------------------+----------------------+
 """
+
+SLEEPER = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"  # a step that runs on: its pid, then waits
 
 
 def plan(tmp_path: Path, **changes) -> Plan:
@@ -57,12 +61,31 @@ def test_nccl_is_skipped_with_its_reason():
 
 def test_a_step_past_the_time_limit_is_stopped(tmp_path):
     started = time.monotonic()
-    code, seconds = run_logged([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
-                               tmp_path / "sleep.log", timeout=1.5)  # fmt: skip
+    code, seconds = run_logged([sys.executable, "-c", SLEEPER], tmp_path / "sleep.log", timeout=1.5)
     assert code is None and 1 < seconds < 30 and time.monotonic() - started < 30
-    assert (tmp_path / "sleep.log").read_text() == "up\n"
+    with pytest.raises(ProcessLookupError):  # stopped, not left running
+        os.kill(int((tmp_path / "sleep.log").read_text()), 0)
     late = gpu_steps.train_step(plan(tmp_path, deadline=time.monotonic() - 1), "minilm", ["--config", "x.yaml"])
     assert late["status"] == "skipped" and "--time_limit" in late["reason"] and "seconds" not in late
+
+
+def test_a_stopped_check_ends_the_running_step(tmp_path):
+    """Ctrl-C (and SIGTERM, which the entry point turns into an exit) while a step runs: its processes end too,
+    though they run in their own process group."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 2.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_logged([sys.executable, "-c", SLEEPER], tmp_path / "step.log", timeout=None)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((tmp_path / "step.log").read_text()), 0)
 
 
 def fake_training(outcomes: dict):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import tempfile
 import time
@@ -89,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             "student": plan.student_model or preset_value(MINILM_PRESET, "model_name_or_path"),
         },
     }
-    run_check(plan, report, lambda done: files.write_text(output, json.dumps(done, indent=2) + "\n"))
+    # SIGTERM ends the check as Ctrl-C does, through run_logged's cleanup: the running step's processes end with it
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        run_check(plan, report, lambda done: files.write_text(output, json.dumps(done, indent=2) + "\n"))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(table(report))
     print(f"written: {output} (logs: {plan.logs_dir})")
     return 1 if any(step["status"] == "failed" for step in report["steps"].values()) else 0

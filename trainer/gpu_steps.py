@@ -96,15 +96,18 @@ def run_logged(cmd: list[str], log: Path, timeout: float | None) -> tuple[int | 
     start = time.monotonic()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "w") as out:
-        # its own process group, so a stop at the time limit also ends torchrun's workers and dataloader processes
-        # in the repository, where the presets' relative paths hold
+        # in the repository, where the presets' relative paths hold; its own process group, so that a stop also
+        # ends torchrun's workers and the dataloader processes
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+        code = None
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            code = None
+            pass
+        finally:
+            if proc.poll() is None:  # past the time limit, or the check itself stopped (Ctrl-C, SIGTERM)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     return code, round(time.monotonic() - start, 1)
 
 
