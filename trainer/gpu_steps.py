@@ -257,7 +257,7 @@ def table(report: dict) -> str:
     gpus = smi.get("error") or ", ".join(f"{g['name']} ({g['memory']})" for g in smi["gpus"]) or "no GPU listed"
     lines = [f"GPUs: {gpus}; driver {smi.get('driver') or '-'}, CUDA {smi.get('cuda') or '-'}; "
              f"torch {devices['torch']} sees {devices['gpus']} GPU(s)",
-             f"{'step':<9} {'status':<8} {'dev acc':>8} {'samples/s':>10} {'train s':>8} {'wall s':>8}  "
+             f"{'step':<10} {'status':<8} {'dev acc':>8} {'samples/s':>10} {'train s':>8} {'wall s':>8}  "
              "model / reason"]  # fmt: skip
     for name, step in report.get("steps", {}).items():
         figures = (f"{cell(step.get('accuracy'), '.2%'):>8} {cell(step.get('train_samples_per_second'), '.1f'):>10} "
@@ -267,5 +267,5 @@ def table(report: dict) -> str:
             note += f" (fallback: {step['requested_model']} failed: {step['fallback_reason']})"
         if step.get("accuracy_minus_plain") is not None:
             note += f"; {step['accuracy_minus_plain']:+.2%} against the plain MiniLM"
-        lines.append(f"{name:<9} {step['status']:<8} {figures}  {note}")
+        lines.append(f"{name:<10} {step['status']:<8} {figures}  {note}")
     return "\n".join(lines)
