@@ -126,23 +126,30 @@ def test_the_report_is_saved_before_and_after_every_step(monkeypatch, tmp_path):
     assert report["steps"]["student"]["teacher"] == str(tmp_path / "runs" / "teacher")
 
 
-def test_two_gpus_train_two_processes_through_launch(monkeypatch, tmp_path):
+def test_two_gpus_two_processes_through_launch_and_one_process_on_one_gpu(monkeypatch, tmp_path):
     started = []
 
-    def run_logged(cmd, log, timeout):
-        started.append(cmd)
+    def run_logged(cmd, log, timeout, env):
+        started.append((cmd, env))
         log.write_text("")
         return 2, 1.0
 
     monkeypatch.setattr(gpu_steps, "run_logged", run_logged)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     (tmp_path / "logs").mkdir()
     record = gpu_steps.nccl_step(plan(tmp_path, gpus=2), {})
-    assert started[0][1:6] == ["-m", "trainer.launch", "--nproc_per_node", "2", "-m"]
+    assert started[0][0][1:6] == ["-m", "trainer.launch", "--nproc_per_node", "2", "-m"] and started[0][1] == {}
     assert record["command"].startswith(
         "python -m trainer.launch --nproc_per_node 2 -m trainer.train --config "
         "configs/sst2-minilm.yaml --model_name_or_path minilm-folder --max_steps 200"
     )
     assert record["status"] == "failed" and record["reason"] == "exit 2"  # an empty log: its exit code
+    # a one-process step on the same machine trains on one GPU, and its command says so
+    single = gpu_steps.minilm_step(plan(tmp_path, gpus=2), {})
+    assert started[1][1] == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert single["command"].startswith("CUDA_VISIBLE_DEVICES=0 python -m trainer.train --config")
+    assert gpu_steps.minilm_step(plan(tmp_path, gpus=1), {})["command"].startswith("python -m")
+    assert started[2][1] == {}
 
 
 def test_the_table_shows_each_step_its_figures_or_its_reason():

@@ -91,10 +91,11 @@ def last_line(text: str) -> str:
     return ((errors or lines or [""])[-1]).removeprefix("error: ")[:300]
 
 
-def run_logged(cmd: list[str], log: Path, timeout: float | None) -> tuple[int | None, float]:
-    """Run `cmd` with its output in `log`; (exit code, or None when stopped at `timeout`; seconds)."""
+def run_logged(cmd: list[str], log: Path, timeout: float | None, env: dict | None = None) -> tuple[int | None, float]:
+    """Run `cmd` with its output in `log`, `env` added to the environment; (exit code, or None when stopped at
+    `timeout`; seconds)."""
     start = time.monotonic()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log, "w") as out:
         # in the repository, where the presets' relative paths hold; its own process group, so that a stop also
         # ends torchrun's workers and the dataloader processes
@@ -128,13 +129,19 @@ def train_step(plan: Plan, name: str, flags: list[str], launch: list[str] | None
     argv = [*flags, "--output_dir", str(run_dir), "--overwrite_output_dir", "true", "--disable_tqdm", "true"]
     argv += list(DRY_FLAGS) if plan.dry_run else []
     entry = ["-m", "trainer.launch", *launch, "-m", "trainer.train"] if launch else ["-m", "trainer.train"]
-    record = {"command": shlex.join(["python", *entry, *argv]), "run_dir": str(run_dir),
-              "log": str(plan.logs_dir / f"{name}.log")}  # fmt: skip
+    # one process on a machine of several GPUs: one GPU, as the figures say (Trainer would spread it with DataParallel)
+    env = (
+        {"CUDA_VISIBLE_DEVICES": "0"}
+        if not launch and plan.gpus > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ
+        else {}
+    )
+    record = {"command": shlex.join([*(f"{k}={v}" for k, v in env.items()), "python", *entry, *argv]),
+              "run_dir": str(run_dir), "log": str(plan.logs_dir / f"{name}.log")}  # fmt: skip
     left = None if plan.deadline is None else plan.deadline - time.monotonic()
     if left is not None and left <= 0:
         return {**record, "status": "skipped", "reason": "no time left under --time_limit"}
     logger.info("%s: %s", name, record["command"])
-    code, seconds = run_logged([sys.executable, *entry, *argv], Path(record["log"]), left)
+    code, seconds = run_logged([sys.executable, *entry, *argv], Path(record["log"]), left, env)
     record["seconds"] = seconds
     if code is None:
         return {**record, "status": "failed", "reason": f"stopped at --time_limit after {seconds:.0f} s"}
