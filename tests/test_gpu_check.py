@@ -152,6 +152,48 @@ def test_two_gpus_two_processes_through_launch_and_one_process_on_one_gpu(monkey
     assert started[2][1] == {}
 
 
+def test_every_step_runs_flags_that_train_reads_as_meant(monkeypatch, tmp_path):
+    """The commands of a real (not dry) check on a two-GPU machine where bert-base cannot load, read by the config
+    loader each training process runs, so a renamed option fails here rather than on a lent GPU."""
+    from trainer.config import load_config
+
+    started = []
+
+    def run_logged(cmd, log, timeout, env):
+        argv = cmd[cmd.index("trainer.train") + 1 :]
+        started.append(argv)
+        log.write_text("error: cannot load model 'bert-base-uncased'\n" if "bert-base-uncased" in argv else "")
+        if "bert-base-uncased" in argv:
+            return 2, 1.0
+        run_dir = Path(argv[argv.index("--output_dir") + 1])
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.json").write_text(json.dumps({"accuracy": 0.9, "model": "m"}))
+        return 0, 1.0
+
+    def bert_shape_model(folder, tokenizer_from, **shape):  # bert-base's 440 MB of random weights: not needed here
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"num_hidden_layers": 12, "hidden_size": 768, "vocab_size": 9}))
+        return folder
+
+    monkeypatch.setattr(gpu_steps, "run_logged", run_logged)
+    monkeypatch.setattr(gpu_steps, "bert_shape_model", bert_shape_model)
+    (tmp_path / "logs").mkdir()
+    report = run_check(plan(tmp_path, gpus=2), {}, lambda r: None)
+    assert [s["status"] for s in report["steps"].values()] == ["ok"] * 5
+    # the machine's precision is not this one's: --bf16 false after the step's flags, as a later flag wins
+    configs = {Path(a[a.index("--output_dir") + 1]).name: load_config([*a, "--use_cpu", "true", "--bf16", "false"])
+               for a in started}  # fmt: skip
+    assert list(configs) == ["teacher", "teacher-fallback", "bert-shape", "minilm", "nccl", "student"]
+    assert configs["teacher"].model.model_name_or_path == "bert-base-uncased"
+    assert configs["teacher-fallback"].training.num_train_epochs == 1 and "--bf16" in started[1]
+    assert configs["teacher-fallback"].preset == "sst2-bert-base"
+    assert configs["bert-shape"].training.max_steps == 300 and not configs["bert-shape"].run.run_analysis
+    assert configs["minilm"].preset == "sst2-minilm" and configs["minilm"].training.max_steps == -1
+    assert configs["nccl"].training.max_steps == 200 and not configs["nccl"].run.run_analysis
+    assert configs["student"].model.teacher == [str(tmp_path / "runs" / "teacher-fallback")]
+    assert all(c.run.output_dir.startswith(str(tmp_path / "runs")) for c in configs.values())
+
+
 def test_the_table_shows_each_step_its_figures_or_its_reason():
     report = {
         "machine": {"nvidia_smi": parse_nvidia_smi(QUERY, BANNER), "torch": {"torch": "2.11.0", "gpus": 2}},
