@@ -67,6 +67,11 @@ def test_a_step_past_the_time_limit_is_stopped(tmp_path):
         os.kill(int((tmp_path / "sleep.log").read_text()), 0)
     late = gpu_steps.train_step(plan(tmp_path, deadline=time.monotonic() - 1), "minilm", ["--config", "x.yaml"])
     assert late["status"] == "skipped" and "--time_limit" in late["reason"] and "seconds" not in late
+    # bert-base's shape is not even built once the time is up
+    teacher = {"status": "failed", "reason": "stopped at --time_limit after 9 s"}
+    shape = gpu_steps.bert_shape_step(plan(tmp_path, deadline=time.monotonic() - 1), {"teacher": teacher})
+    assert shape == {"status": "skipped", "reason": "no time left under --time_limit"}
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_stopped_check_ends_the_running_step(tmp_path):

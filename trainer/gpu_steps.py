@@ -217,6 +217,8 @@ def bert_shape_step(plan: Plan, steps: dict) -> dict:
     teacher = steps.get("teacher", {})
     if teacher.get("status") == "ok" and "fallback_reason" not in teacher:
         return {"status": "skipped", "reason": f"the teacher step trained {teacher['model']} itself"}
+    if teacher.get("status") == "skipped" or (plan.deadline is not None and time.monotonic() >= plan.deadline):
+        return {"status": "skipped", "reason": "no time left under --time_limit"}  # before writing 440 MB of weights
     shape = DRY_SHAPE if plan.dry_run else {}
     try:
         folder = bert_shape_model(plan.runs_dir / "bert-shape-model", plan.student_model or preset_value(
