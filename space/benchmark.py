@@ -251,6 +251,28 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "n": len(samples)}  # fmt: skip
 
 
+def report(results: dict) -> None:
+    """The measurements, one line each."""
+    print(f"ready after {results['ready_seconds']:.1f}s")
+    for key, value in [*results.items(), *results["in_process"].items()]:
+        if key.endswith("_ms"):
+            print(f"{key:28s} p50 {value['p50']:7.1f} ms   p95 {value['p95']:7.1f} ms   ({value['n']} calls)")
+    page = results["page_load"]
+    if "usable_ms" in page:
+        print(f"browser: page usable after {page['usable_ms']:.0f} ms, explorer drawn after "
+              f"{page['explorer_drawn_ms']:.0f} ms (median of {page['n']})")  # fmt: skip
+    for key in ("load", "load_json_api"):
+        if key in results:
+            load, ms = results[key], results[key]["latency_ms"]
+            print(f"load via {load['via']}: {load['requests']} requests from {load['clients']} clients in "
+                  f"{load['wall_seconds']:.1f}s ({load['requests_per_second']} req/s): p50 {ms['p50']:.0f} ms, "
+                  f"p95 {ms['p95']:.0f} ms; {load['answered_like_offline']}/{ms['n']} as offline, "
+                  f"{load['oversized_rejected']} over-long texts rejected")  # fmt: skip
+    if "serving" in results:
+        print("\n".join(summary_lines(results["serving"])))
+        print(f"plot: {results['serving_plot']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=50)
@@ -298,24 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()}  # fmt: skip
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
-    print(f"ready after {results['ready_seconds']:.1f}s")
-    for key, value in [*results.items(), *results["in_process"].items()]:
-        if key.endswith("_ms"):
-            print(f"{key:28s} p50 {value['p50']:7.1f} ms   p95 {value['p95']:7.1f} ms   ({value['n']} calls)")
-    page = results["page_load"]
-    if "usable_ms" in page:
-        print(f"browser: page usable after {page['usable_ms']:.0f} ms, explorer drawn after "
-              f"{page['explorer_drawn_ms']:.0f} ms (median of {page['n']})")  # fmt: skip
-    for key in ("load", "load_json_api"):
-        if key in results:
-            load, ms = results[key], results[key]["latency_ms"]
-            print(f"load via {load['via']}: {load['requests']} requests from {load['clients']} clients in "
-                  f"{load['wall_seconds']:.1f}s ({load['requests_per_second']} req/s): p50 {ms['p50']:.0f} ms, "
-                  f"p95 {ms['p95']:.0f} ms; {load['answered_like_offline']}/{ms['n']} as offline, "
-                  f"{load['oversized_rejected']} over-long texts rejected")  # fmt: skip
-    if "serving" in results:
-        print("\n".join(summary_lines(results["serving"])))
-        print(f"plot: {results['serving_plot']}")
+    report(results)
     print(f"written: {args.output}")
     return 0
 
