@@ -160,6 +160,9 @@ CASES = {
     "gpu_check: output read-only": Case("gpu_check", lambda c: ["--output", str(read_only(c) / "g.json")], "cannot write"),
     "gpu_check: student model missing": Case("gpu_check", lambda c: ["--student_model", str(c.tmp / "none"), "--output", str(c.tmp / "g.json")], "model folder"),
     "gpu_check: negative time limit": Case("gpu_check", lambda c: ["--time_limit", "-5", "--output", str(c.tmp / "g.json")], "--time_limit -5"),
+    "transformers_js: not a run": Case("transformers_js", lambda c: ["--model", str(c.tmp / "none")], "train one with `make train`"),
+    "transformers_js: unknown dtype": Case("transformers_js", lambda c: ["--model", str(c.run()), "--dtype", "q4", "--n", "2"], "unknown dtype q4"),
+    "transformers_js: no texts": Case("transformers_js", lambda c: ["--model", str(c.run()), "--n", "0"], "--n 0"),
     "hpo: no trials": Case("hpo", lambda c: ["--n_trials", "0"], "run at least one trial"),
     "hpo: search space typo": Case("hpo", lambda c: ["--n_trials", "1", "--search_space", str(c.write("s.yaml", yaml.safe_dump({"learnin_rate": [1e-5]})))], "unknown option 'learnin_rate'"),
     # push: a subprocess against the local Hub
@@ -243,11 +246,13 @@ def run_entry(entry: str, argv: list[str], ctx: Ctx, capsys) -> tuple[int, str]:
     from trainer.predict import main as predict_main
     from trainer.push_space import main as push_space_main
     from trainer.train import main as train_main
+    from trainer.transformers_js import main as transformers_js_main
 
     mains = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "card": card_main,
              "bench": bench_main, "hpo": hpo_main, "push_space": push_space_main, "launch": launch_main,
              "history": history_main, "compare": compare_main, "check_data": check_data_main,
-             "label_next": label_next_main, "gpu_check": gpu_check_main}  # fmt: skip
+             "label_next": label_next_main, "gpu_check": gpu_check_main,
+             "transformers_js": transformers_js_main}  # fmt: skip
     capsys.readouterr()
     code = mains[entry](argv)
     return code, capsys.readouterr().err

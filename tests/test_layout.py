@@ -17,7 +17,7 @@ from tests.hub_server import FakeHub
 PACKAGES = ("trainer", "model_card")
 ENTRY_POINTS = {f"trainer.{name}" for name in ("train", "evaluate", "predict", "card", "push", "push_space", "hpo",
                                                "bench", "launch", "history", "check_data", "compare",
-                                               "label_next", "gpu_check")}  # fmt: skip
+                                               "label_next", "gpu_check", "transformers_js")}  # fmt: skip
 TOKEN = "hf_alice_0123456789abcdef"
 
 # The layers of docs/architecture.md, top-level modules only: every module in a package under trainer/ (training,
@@ -25,7 +25,7 @@ TOKEN = "hf_alice_0123456789abcdef"
 CORE = {"trainer.inference", "trainer.labels", "trainer.palette", "trainer.run_folder", "trainer.metric_catalogue"}
 SHARED = {"trainer", "trainer.config", "trainer.data", "trainer.modeling", "trainer.provenance", "trainer.files"}
 LIBRARY = {"trainer.measurements", "trainer.calibration", "trainer.data_checks", "trainer.selection",
-           "trainer.gpu_steps", "trainer.gpu_models"}
+           "trainer.gpu_steps", "trainer.gpu_models", "trainer.js_browser"}
 MAY_IMPORT = {  # a layer -> the layers its modules may import
     "entry point": {"library", "shared", "core", "model_card"},
     "library": {"library", "shared", "core", "model_card"},
