@@ -22,7 +22,7 @@ EXPECTED = {
     "embeddings.parquet", "plots/training_curves.png", "plots/confusion_matrix.png", "plots/reliability_diagram.png",
     "plots/sample_predictions.png",
     "plots/confidence_histogram.png", "plots/slice_accuracy.png", "plots/embeddings_pca.png", "plots/risk_coverage.png",
-    "onnx/model.onnx", "onnx/model_quantized.onnx", "onnx/int8_check.json", "data_checks.json",
+    "onnx/model.onnx", "onnx/model_quantized.onnx", "onnx/model_fp16.onnx", "onnx/int8_check.json", "data_checks.json",
     "plots/data_checks.png",
 }  # fmt: skip
 
@@ -137,7 +137,7 @@ def test_dry_run_lists_files_with_sizes_and_touches_nothing(hub, run, tmp_path):
     assert done.returncode == 0, done.stderr
     listed = [line.split()[-1] for line in done.stdout.splitlines()[1:-1]]
     assert set(listed) == EXPECTED - {".gitattributes"}
-    assert "MB  model.safetensors" in done.stdout and "total, 30 files" in done.stdout
+    assert "MB  model.safetensors" in done.stdout and "total, 31 files" in done.stdout
     assert "at push  onnx/model_quantized.onnx" in done.stdout  # exported when pushed, not by a dry run
     assert hub.requests == [] and not (run / "README.md").exists()
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before

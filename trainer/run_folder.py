@@ -47,7 +47,8 @@ CHECKPOINTS = "checkpoints"  # checkpoints/checkpoint-<step>/, what --resume con
 
 # --- the model as ONNX (for ONNX Runtime, optimum and transformers.js) ---
 ONNX_DIR = "onnx"
-ONNX_FILES = {"fp32": "model.onnx", "int8": "model_quantized.onnx"}  # transformers.js loads the second as "q8"
+# transformers.js loads these with dtype "fp32", "q8" and "fp16"
+ONNX_FILES = {"fp32": "model.onnx", "int8": "model_quantized.onnx", "fp16": "model_fp16.onnx"}
 ONNX_STAMP = "export.json"  # the weights' sha256 and the recipe an export was made from
 INT8_CHECK = "int8_check.json"  # how far the int8 file strays from fp32 on the validation texts
 DATA_CHECKS = "data_checks.json"  # duplicates, overlap, conflicts, balance, cut texts of the data (trainer.check_data)

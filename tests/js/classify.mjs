@@ -1,5 +1,5 @@
 // Classify texts with transformers.js, loading a model repo by id from a Hub endpoint (the tests' loopback server).
-// Usage: node classify.mjs <endpoint> <repo_id> <dtype: fp32|q8> <text>...   Prints [{label, score, scores}] as JSON.
+// Usage: node classify.mjs <endpoint> <repo_id> <dtype: fp32|q8|fp16> <text>...   Prints [{label, score, scores}] as JSON.
 import { env, pipeline } from "@huggingface/transformers";
 
 const [endpoint, repoId, dtype, ...texts] = process.argv.slice(2);

@@ -1,9 +1,11 @@
-"""The model as ONNX: `onnx/model.onnx` (fp32) and `onnx/model_quantized.onnx` (int8), made once per weights.
+"""The model as ONNX: `onnx/model.onnx` (fp32), `onnx/model_quantized.onnx` (int8) and `onnx/model_fp16.onnx`
+(fp16), made once per weights.
 
-These are the names transformers.js looks for (its "q8" dtype loads the second); optimum loads either with
-`subfolder="onnx", file_name=...`. `trainer.predict` scores with the same int8 file, so what users download is what
-was measured. `onnx/export.json` stamps the weights (sha256) and the recipe: an export of other weights, or by another
-recipe, is never reused. The inference core only loads the int8 file; making it is this module's job.
+These are the names transformers.js looks for (its "q8" and "fp16" dtypes load the last two); optimum loads any with
+`subfolder="onnx", file_name=...`. The int8 recipe is `trainer/export/int8.py`'s. `trainer.predict` scores with the
+same int8 file, so what users download is what was measured. `onnx/export.json` stamps the weights (sha256) and the
+recipe, and records the int8 recipe's choices: an export of other weights, or by another recipe, is never reused. The
+inference core only loads the int8 file; making it is this module's job.
 """
 
 from __future__ import annotations
@@ -12,22 +14,17 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from trainer import UserError
-from trainer.inference import SAFE_LOADING
-from trainer.run_folder import ONNX_DIR, ONNX_FILES, ONNX_STAMP, WEIGHTS
+from trainer.export.int8 import INT8_RECIPE, MAX_TEXTS, quantize_int8
+from trainer.inference import LONGEST, MULTI_LABEL, SAFE_LOADING, decision_thresholds, label_names
+from trainer.run_folder import ONNX_DIR, ONNX_FILES, ONNX_STAMP, PREDICTIONS, WEIGHTS
 
 logger = logging.getLogger(__name__)
 OPSET = 17
-INT8_RECIPE = "dynamic-matmul-perchannel-ffn-output-fp32"
-# The feed-forward output projections (`layer.N/output/dense`) read the GELU activations, whose outliers per-tensor
-# uint8 quantization handles worst: kept in fp32 they halve the labels int8 changes on SST-2 dev (12 -> 6-8 of 872)
-# and the p95 probability gap (0.10 -> 0.06-0.07) for 13% of throughput (docs/performance.md).
-FP32_MATMULS = re.compile(r"layer\.\d+/output/dense/MatMul$")
 
 
 def weights_sha256(folder: Path) -> str:
@@ -53,20 +50,25 @@ def onnx_folder(folder: Path) -> Path:
 
 
 def export_paths(out: Path) -> dict[str, Path]:
-    """{"fp32": path, "int8": path} of the ONNX files in the export folder `out`."""
+    """{"fp32": path, "int8": path, "fp16": path} of the ONNX files in the export folder `out`."""
     return {kind: out / name for kind, name in ONNX_FILES.items()}
 
 
 def is_stamped(out: Path, stamp: dict) -> bool:
-    """Whether the export folder `out` holds both files, made from the weights and by the recipe `stamp` names."""
+    """Whether the export folder `out` holds every file, made from the weights and by the recipe `stamp` names."""
     stamp_file = out / ONNX_STAMP
     files = [*export_paths(out).values(), stamp_file]
-    return all(p.is_file() for p in files) and json.loads(stamp_file.read_text()) == stamp
+    return all(p.is_file() for p in files) and same_export(json.loads(stamp_file.read_text()), stamp)
+
+
+def same_export(saved: dict, stamp: dict) -> bool:
+    """Whether a saved stamp (which also records the int8 recipe's choices) is the export `stamp` names."""
+    return {key: saved.get(key) for key in stamp} == stamp
 
 
 def ensure_onnx(folder: str | os.PathLike) -> dict[str, Path]:
-    """{"fp32": path, "int8": path} of the ONNX files of the model in `folder` (a run folder or a snapshot), in
-    `onnx_folder(folder)`: exported now unless a fresh export is there."""
+    """{"fp32": path, "int8": path, "fp16": path} of the ONNX files of the model in `folder` (a run folder or a
+    snapshot), in `onnx_folder(folder)`: exported now unless a fresh export is there."""
     folder = Path(folder)
     out, stamp = onnx_folder(folder), export_stamp(folder)
     paths = export_paths(out)
@@ -77,16 +79,19 @@ def ensure_onnx(folder: str | os.PathLike) -> dict[str, Path]:
     with no_loading_bar():  # the export is one line, not a loading bar as well
         model = AutoModelForSequenceClassification.from_pretrained(folder, **SAFE_LOADING)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    logger.info("exporting the model to ONNX (fp32 and int8) in %s", out)
+    logger.info("exporting the model to ONNX (fp32, int8, fp16) in %s", out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         staged = export_paths(Path(tmp))
         export_fp32(model, tokenizer, staged["fp32"])
-        quantize_int8(staged["fp32"], staged["int8"])
+        choices = quantize_int8(staged["fp32"], staged["int8"], calibration_ids(folder, tokenizer, model.config),
+                                *label_decisions(model.config))  # fmt: skip
+        logger.info("int8 recipe: %s", choices)
+        convert_fp16(staged["fp32"], staged["fp16"])
         (out / ONNX_STAMP).unlink(missing_ok=True)  # the files and their stamp change together: stamp last
         for kind in ONNX_FILES:
             os.replace(staged[kind], paths[kind])
-        Path(tmp, ONNX_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+        Path(tmp, ONNX_STAMP).write_text(json.dumps({**stamp, "int8_choices": choices}, indent=2) + "\n")
         os.replace(Path(tmp, ONNX_STAMP), out / ONNX_STAMP)
     return paths
 
@@ -133,19 +138,49 @@ def export_fp32(model, tokenizer, target: Path) -> None:
         )  # fmt: skip
 
 
-def quantize_int8(source: Path, target: Path) -> None:
-    """int8 weights for the MatMuls, per output channel, but the feed-forward output ones (`FP32_MATMULS`);
-    embeddings, LayerNorm, softmax and the head stay fp32. Activations are quantized as they come, per tensor."""
+def calibration_ids(folder: Path, tokenizer, config) -> list | None:
+    """Token ids of the run's validation texts (predictions.parquet; the first MAX_TEXTS), cut at the run's
+    max_length as the inference core cuts them; None for a model folder without them."""
+    import numpy as np
+    import pandas as pd
+
+    if not (folder / PREDICTIONS).is_file():
+        logger.warning("no %s in %s: the int8 file is made without calibration texts", PREDICTIONS, folder)
+        return None
+    texts = pd.read_parquet(folder / PREDICTIONS, columns=["text"])["text"].head(MAX_TEXTS).tolist()
+    limit = min(tokenizer.model_max_length, getattr(config, "max_position_embeddings", LONGEST), LONGEST)
+    ids = tokenizer(texts, truncation=True, max_length=limit, return_attention_mask=False,
+                    return_token_type_ids=False)["input_ids"]  # fmt: skip
+    return [np.asarray(row, dtype=np.int64) for row in ids]
+
+
+def label_decisions(config):
+    """(decide, margin): the model's labels from logits as the inference core decides them (argmax, or each label's
+    sigmoid at its threshold for a multi-label model), and each text's distance from changing them in logits."""
+    import numpy as np
+    from scipy.special import logit
+
+    if getattr(config, "problem_type", None) == MULTI_LABEL:
+        cut = logit(decision_thresholds(config, label_names(config)))
+        return lambda logits: logits >= cut, lambda logits: np.abs(logits - cut).min(1)
+
+    def argmax(logits: np.ndarray) -> np.ndarray:
+        return np.arange(logits.shape[1]) == logits.argmax(1)[:, None]
+
+    def lead(logits: np.ndarray) -> np.ndarray:  # the top logit over the runner-up
+        top = np.sort(logits, axis=1)
+        return top[:, -1] - top[:, -2]
+
+    return argmax, lead
+
+
+def convert_fp16(source: Path, target: Path) -> None:
+    """fp16 weights and arithmetic (transformers.js's "fp16" dtype), inputs and outputs as the fp32 file's."""
+    import warnings
+
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    keep = [node.name for node in onnx.load(str(source), load_external_data=False).graph.node
-            if node.op_type == "MatMul" and FP32_MATMULS.search(node.name)]  # fmt: skip
-
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # ONNX Runtime's "consider pre-processing" advice, printed on every export
-    try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"], nodes_to_exclude=keep)  # fmt: skip
-    finally:
-        logging.disable(previous)
+    with warnings.catch_warnings():  # its notes on weights clamped to the fp16 range, one line per tensor
+        warnings.simplefilter("ignore")
+        onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))

@@ -47,8 +47,8 @@ def run_files(run_dir: str | Path) -> list[tuple[str, Path]]:
 
 
 def onnx_uploads(run: Path, make: bool = True) -> list[Upload]:
-    """(path in the repo, local file) of the two ONNX files and their int8 check: exported and checked now unless
-    fresh, or with `make` False, as they are, None for each one that is missing or stale."""
+    """(path in the repo, local file) of the ONNX files (fp32, int8, fp16) and their int8 check: exported and checked
+    now unless fresh, or with `make` False, as they are, None for each one that is missing or stale."""
     if make:
         local: dict[str, Path | None] = ensure_onnx(run)
         local["check"] = ensure_int8_check(run, local["int8"])
