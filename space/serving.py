@@ -123,7 +123,10 @@ def int8_agreement_note(folder: Path, serving: Serving) -> str:
     found = json.loads(check.read_text()) if check.is_file() else {}
     if "label_agreement" in found:
         line += (f": it gives the fp32 model's label on **{100 * found['label_agreement']:.2f}%** of the "
-                 f"{found['texts']:,} validation texts ({found['labels_changed']} changed)")  # fmt: skip
+                 f"{found['texts']:,} validation texts one at a time ({found['labels_changed']} changed)")  # fmt: skip
+        if "batched" in found:
+            line += (f", {100 * found['batched']['label_agreement']:.2f}% in batches "
+                     f"({found['batched']['labels_changed']} changed)")  # fmt: skip
     elif "decision_agreement" in found:
         line += f": it makes the fp32 model's decision on **{100 * found['decision_agreement']:.2f}%** of the labels"
     return line + ". The page's predictions and explanations use torch (fp32)."
