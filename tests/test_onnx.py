@@ -190,6 +190,7 @@ def test_a_push_ships_onnx_files_that_onnx_runtime_runs_like_pipeline(run, hub):
     np.testing.assert_allclose(fp32, expected, atol=1e-4)
     int8 = onnx_probs(repo / "onnx" / "model_quantized.onnx", tokenizer, TEXTS)
     assert (int8.argmax(1) == expected.argmax(1)).all() and np.abs(int8 - expected).max() < 0.05
+    np.testing.assert_allclose(onnx_probs(repo / "onnx" / "model_fp16.onnx", tokenizer, TEXTS), expected, atol=1e-2)
     check = json.loads((repo / "onnx" / "int8_check.json").read_text())
     assert check["texts"] == 16 and 0.9 <= check["label_agreement"] <= 1
     card = (repo / "README.md").read_text()
