@@ -1,18 +1,18 @@
 """The int8 recipe: how `onnx/model_quantized.onnx` is made from the fp32 export, faithful, fast and small.
 
 1. The word-embedding table (the model's largest weight) is stored as int8 with one scale per row: the Gather picks
-   int8 rows and their scales, and multiplies them back (exact per row; 4x smaller).
+   int8 rows and their scales and multiplies them back (4x smaller than fp32).
 2. Every MatMul with a weight is quantized dynamically by ONNX Runtime: int8 weights per output channel, uint8
    activations per tensor, their range taken at run time.
-3. Per-tensor activations lose most to a few outlier channels (after the second LayerNorm and the GELU of BERT-like
-   models one channel reaches ~30 where the median is ~2, so the uint8 step is 6x coarser than the rest needs).
+3. Per-tensor activations lose most to a few outlier channels: after the second LayerNorm and the GELU of BERT-like
+   models one channel reaches ~30 where the median channel peaks at ~2, and that one channel sets the uint8 step.
    Those channels, measured on the run's validation texts, are divided down to `OUTLIER_RATIO` x the median before
    the int8 MatMul and the weight rows they meet multiplied up by as much: exact in real arithmetic, one Mul per
    activation at run time.
 4. Mixed precision measured, not chosen by hand: when the file still gives fewer than `TARGET_AGREEMENT` of the
    fp32 labels on the validation texts (one text at a time or in batches), each MatMul is given back float
-   activations alone and the one that recovers most agreement is kept so, then the next, until the target is met
-   (at most `MAX_FLOAT_MATMULS`). Their weights are stored as fp16; ONNX Runtime folds the Cast at load.
+   activations alone and ranked by the agreement it recovers; they are kept float in that order until the target
+   is met (at most `MAX_FLOAT_MATMULS`). Their weights are stored as fp16; ONNX Runtime folds the Cast at load.
 
 Without validation texts (a model folder that is not a run) steps 3 and 4 are skipped. docs/performance.md has the
 measurements behind each step.
@@ -24,6 +24,7 @@ import copy
 import logging
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,7 +37,6 @@ OUTLIER_RATIO = 3.0  # an activation channel over this x the median channel's pe
 MAX_TEXTS = 1000  # validation texts the recipe measures on: bounds an export's cost on large validation sets
 MAX_FLOAT_MATMULS = 6  # a bound on the speed the greedy pass may give up
 BATCH = 32  # the batched measurement: length-sorted batches, as the inference core scores
-
 RISK_SHARE = 0.25  # the greedy pass ranks MatMuls on this share of texts, those nearest a decision boundary
 Decide = Callable[[np.ndarray], np.ndarray]  # logits (n, labels) -> label decisions (n, labels) bools
 Margin = Callable[[np.ndarray], np.ndarray]  # logits (n, labels) -> how far each text is from changing label (n,)
@@ -95,8 +95,11 @@ def embed_rows(model) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     inits = {init.name: init for init in model.graph.initializer}
+    readers = Counter(name for node in model.graph.node for name in node.input)
     for pos, node in enumerate(list(model.graph.node)):
         if node.op_type != "Gather" or node.input[0] not in inits or node.input[1] != "input_ids":
+            continue
+        if readers[node.input[0]] > 1:  # a table another op reads too (tied weights) stays as it is
             continue
         table = numpy_helper.to_array(inits[node.input[0]])
         scale = np.abs(table).max(1, keepdims=True) / 127.0
