@@ -131,6 +131,32 @@ def test_the_greedy_pass_keeps_matmuls_float_until_the_target_is_met(run, tmp_pa
     assert kept.get("FLOAT16", 0) > 0 and "FLOAT16" not in weight_bytes(tmp_path / "all.onnx")
 
 
+@pytest.mark.parametrize("fixture", ["tiny_run", "tiny_multi_run"])
+def test_the_recipe_counts_agreement_with_the_labels_the_inference_core_decides(fixture, request):
+    """What the greedy pass calls a label change is one for the inference core too (argmax, or each label's sigmoid
+    at its threshold), and a text's margin is zero exactly where its decision flips."""
+    from trainer.export.onnx import label_decisions
+    from trainer.inference import Classifier, probabilities
+
+    folder = request.getfixturevalue(fixture)
+    core = Classifier(folder, device="cpu")
+    decide, margin = label_decisions(AutoConfig.from_pretrained(folder))
+    logits = np.random.default_rng(0).normal(0, 3, size=(500, len(core.labels))).astype(np.float32)
+    np.testing.assert_array_equal(decide(logits), core.decide(probabilities(logits, core.multi_label)))
+    assert (margin(logits) >= 0).all()
+    nudged = logits.copy()
+    if core.multi_label:  # the label nearest its threshold, moved just across it
+        cut = np.log(core.thresholds / (1 - core.thresholds))
+        i = np.abs(logits - cut).argmin(1)
+        rows = np.arange(len(logits))
+        nudged[rows, i] = cut[i] - np.sign(logits[rows, i] - cut[i]) * 1e-3
+    else:  # the runner-up raised just over the top label
+        top = np.sort(logits, axis=1)
+        nudged[np.arange(len(logits)), np.argsort(logits, axis=1)[:, -2]] = top[:, -1] + 1e-3
+    assert (decide(nudged) != decide(logits)).any(1).all()
+    np.testing.assert_allclose(margin(logits), np.abs(nudged - logits).max(1), atol=2e-3)
+
+
 def test_scaling_outlier_channels_and_restoring_float_matmuls_keep_the_models_function(run):
     """The two graph edits of the recipe are exact: taming outliers (before quantization) changes no logit, and a
     quantized model with every MatMul given float activations back scores as fp32 up to fp16 weights."""
