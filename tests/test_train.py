@@ -2,6 +2,7 @@
 
 import copy
 import json
+import time
 import os
 import shutil
 import signal
@@ -233,7 +234,10 @@ def test_wandb_logs_offline_into_the_run_folder(tiny_model_dir, tiny_data, tmp_p
     (offline_run,) = (run_dir / "wandb").glob("offline-run-*")
     assert list(offline_run.glob("*.wandb"))  # the run's history, ready for `wandb sync`
     (history,) = offline_run.glob("*.wandb")
-    config = wandb_config(history)
+    config, deadline = wandb_config(history), time.time() + 30
+    while "dataset" not in config and time.time() < deadline:  # wandb's service may still be writing the file
+        time.sleep(0.2)  # (a busy machine once read it before the config records were there)
+        config = wandb_config(history)
     facts = {key: config[key] for key in ("dataset", "model", "num_classes", "max_steps", "batch_size",
                                           "learning_rate")}  # fmt: skip
     assert facts == {"dataset": str(tiny_data[0]), "model": str(tiny_model_dir), "num_classes": 2, "max_steps": 2,
