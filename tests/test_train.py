@@ -2,12 +2,12 @@
 
 import copy
 import json
-import time
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from fnmatch import fnmatch
 from pathlib import Path
 
