@@ -25,7 +25,7 @@ TOKEN = "hf_alice_0123456789abcdef"
 CORE = {"trainer.inference", "trainer.labels", "trainer.palette", "trainer.run_folder", "trainer.metric_catalogue"}
 SHARED = {"trainer", "trainer.config", "trainer.data", "trainer.modeling", "trainer.provenance", "trainer.files"}
 LIBRARY = {"trainer.measurements", "trainer.calibration", "trainer.data_checks", "trainer.selection",
-           "trainer.gpu_steps", "trainer.gpu_models", "trainer.js_browser"}
+           "trainer.gpu_steps", "trainer.gpu_models", "trainer.js_browser"}  # fmt: skip
 MAY_IMPORT = {  # a layer -> the layers its modules may import
     "entry point": {"library", "shared", "core", "model_card"},
     "library": {"library", "shared", "core", "model_card"},
