@@ -4,7 +4,8 @@ Each request's texts wait in one queue. A single worker takes the oldest request
 already waiting, and those that arrive within `max_wait_ms`) up to `max_tokens` (estimated from characters), scores
 them all with one call of `score` in a worker thread (the inference core sorts them by length into batches), and
 answers each request with its own rows. While a batch is scored the next one gathers, so under load the passes are as
-large as the token budget allows, and a lone request waits at most `max_wait_ms` for company.
+large as the token budget allows. The wait is only spent while requests come together (the last pass served
+several): a client alone is answered at once, as without batching.
 
 The queue is bounded by texts: a request that would take it past `max_queued_texts` is refused with `Busy`, carrying
 a Retry-After in seconds estimated from the throughput measured so far. Nothing is dropped once accepted: every
@@ -104,9 +105,10 @@ class Batcher:
         return self._queue
 
     async def _work(self, queue: _Queue) -> None:
+        shared = False  # whether the last pass served several requests: only then is company worth waiting for
         while True:
             batch = [await self._next(queue, None)]
-            tokens, deadline = batch[0].tokens, queue.loop.time() + self.max_wait
+            tokens, deadline = batch[0].tokens, queue.loop.time() + (self.max_wait if shared else 0.0)
             while queue.waiting or queue.loop.time() < deadline:
                 if queue.waiting and tokens + queue.waiting[0].tokens > self.max_tokens:
                     break  # the next request starts the next batch
@@ -115,6 +117,7 @@ class Batcher:
                     break
                 batch.append(request)
                 tokens += request.tokens
+            shared = len(batch) > 1
             await self._score(batch)
 
     @staticmethod

@@ -64,17 +64,33 @@ def test_the_token_budget_closes_a_batch_and_a_larger_request_is_scored_alone():
     assert [len(rows) for rows in answers] == [1, 2, 5, 1]
 
 
-def test_a_lone_request_waits_at_most_max_wait_and_later_ones_make_the_next_batch():
+def test_a_client_alone_is_not_kept_waiting_for_company():
     score = Recorder()
-    batcher = Batcher(score, max_wait_ms=1)
+    batcher = Batcher(score, max_wait_ms=500)
 
     async def main():
-        first = await batcher(["one"])
-        await asyncio.sleep(0.05)
-        return first, await batcher(["two"])
+        first = asyncio.ensure_future(batcher(["one"]))
+        await asyncio.sleep(0.1)  # well inside the 500 ms a batch could wait: it did not
+        done_early = first.done()
+        return done_early, await first, await batcher(["two"])
 
-    first, second = run(main())
-    assert score.calls == [["one"], ["two"]] and first[0, 0] == 3 and second[0, 0] == 3
+    done_early, first, second = run(main())
+    assert done_early and score.calls == [["one"], ["two"]] and first[0, 0] == 3 and second[0, 0] == 3
+
+
+def test_once_requests_come_together_a_batch_waits_for_more():
+    score = Recorder()
+    batcher = Batcher(score, max_wait_ms=200)
+
+    async def main():
+        await asyncio.gather(batcher(["a"]), batcher(["b"]))  # one pass of two: requests come together
+        third = asyncio.ensure_future(batcher(["c"]))
+        await asyncio.sleep(0.05)
+        fourth = asyncio.ensure_future(batcher(["d"]))  # 50 ms later, inside the 200 ms the batch now waits
+        return await third, await fourth
+
+    run(main())
+    assert score.calls == [["a", "b"], ["c", "d"]]
 
 
 def test_a_full_queue_refuses_with_a_retry_after_and_accepts_again_once_drained():
