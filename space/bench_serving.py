@@ -167,9 +167,10 @@ def plot_serving(matrix: dict, path: Path) -> Path:
     left.set(xticks=range(len(clients)), xticklabels=clients, xlabel="concurrent clients", ylabel="requests/s",
              title="Throughput (ratio to torch, one pass per request)")  # fmt: skip
     right.set(xlabel="concurrent clients", ylabel="p95 latency (ms)", yscale="log", title="p95 latency")
-    left.legend(fontsize=8)
+    handles, names = left.get_legend_handles_labels()  # below both panels, clear of the bars' labels
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
     fig.suptitle(f"POST /api/classify, one text per request ({matrix['texts']} different texts)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
