@@ -40,7 +40,7 @@ def test_transformers_js_in_chromium_scores_like_python(tiny_run, tmp_path):
 
 
 def test_a_missing_file_or_browser_build_is_one_line(tiny_run, tmp_path):
-    with pytest.raises(UserError, match=r"has no onnx/model_quantized.onnx: export it"):
+    with pytest.raises(UserError, match=r"has no onnx/model_quantized.onnx: export it with"):
         check(tiny_run, TEXTS, ["q8"])
     with pytest.raises(UserError, match=r"unknown dtype q4: use fp32, q8, fp16"):
         check(tiny_run, TEXTS, ["q4"])

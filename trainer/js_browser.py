@@ -143,14 +143,19 @@ def python_reference(model_folder: Path, texts: list[str], dtype: str) -> np.nda
     return Classifier(model_folder, device="cpu", backend=backend, int8_file=int8_file).predict_proba(texts, 1)
 
 
-def check(model_folder: Path, texts: list[str], dtypes: list[str]) -> dict[str, dict]:
-    """Each dtype in Chromium against Python: load time, ms per text, label agreement and the largest gap."""
+def check_dtypes(dtypes: list[str]) -> None:
     for dtype in dtypes:
         if dtype not in DTYPE_FILES:
             raise UserError(f"unknown dtype {dtype}: use {', '.join(DTYPE_FILES)}")
+
+
+def check(model_folder: Path, texts: list[str], dtypes: list[str]) -> dict[str, dict]:
+    """Each dtype in Chromium against Python: load time, ms per text, label agreement and the largest gap."""
+    check_dtypes(dtypes)
+    for dtype in dtypes:
         if not (model_folder / "onnx" / DTYPE_FILES[dtype]).is_file():
-            raise UserError(f"{model_folder} has no onnx/{DTYPE_FILES[dtype]}: export it (make card or make push "
-                            "makes the ONNX files)")  # fmt: skip
+            raise UserError(f"{model_folder} has no onnx/{DTYPE_FILES[dtype]}: export it with "
+                            "trainer.export.onnx.ensure_onnx (trainer.transformers_js and make push do)")  # fmt: skip
     found = classify_in_browser(model_folder, texts, dtypes)
     fp32 = python_reference(model_folder, texts, "fp32")
     for dtype, row in found.items():

@@ -1,4 +1,5 @@
-"""transformers.js in headless Chromium on a run's ONNX files: load time, ms per text, agreement with Python.
+"""transformers.js in headless Chromium on a run's ONNX files (exported first unless fresh): load time, ms per text,
+agreement with Python.
 
     python -m trainer.transformers_js --model runs/latest [--dtype fp32 q8 fp16] [--n 200] [--output js.json]
 
@@ -14,8 +15,9 @@ import sys
 from pathlib import Path
 
 from trainer import HelpFormatter, UserError, fail
-from trainer.js_browser import check, sst2_dev_texts
-from trainer.run_folder import NoModel, locate_run
+from trainer.export.onnx import ensure_onnx
+from trainer.js_browser import check, check_dtypes, sst2_dev_texts
+from trainer.run_folder import ONNX_DIR, NoModel, locate_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.n < 1:
             raise UserError(f"--n {args.n}: score at least one text")
-        folder = locate_run(args.model)
-        found = check(Path(folder), sst2_dev_texts(args.n), args.dtype)
+        check_dtypes(args.dtype)
+        folder = Path(locate_run(args.model))
+        if ensure_onnx(folder)["fp32"].parent != folder / ONNX_DIR:  # exported now unless a fresh export is there
+            raise UserError(f"{args.model} is read-only, so its ONNX files were exported elsewhere: check a copy")
+        found = check(folder, sst2_dev_texts(args.n), args.dtype)
     except (UserError, NoModel, OSError) as err:
         return fail(err)
     for dtype, row in found.items():
