@@ -32,6 +32,7 @@ def int8_run(tiny_run, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow  # exports the tiny run's ONNX files with the int8 recipe (~10 s)
 def test_the_api_scores_with_a_fresh_int8_file_on_a_cpu_and_with_torch_otherwise(int8_run, tiny_run, tmp_path):
     assert choose_backend(int8_run, None, "cpu") == ("onnx-int8", "the model ships its int8 file")
     assert choose_backend(int8_run, None, "cuda") == ("torch", "the model runs on cuda")
@@ -57,6 +58,7 @@ def test_the_api_scores_with_a_fresh_int8_file_on_a_cpu_and_with_torch_otherwise
         choose_backend(int8_run, "tensorrt", "cpu")
 
 
+@pytest.mark.slow  # exports the tiny run's ONNX files with the int8 recipe (~10 s)
 def test_the_api_settings_come_from_the_environment_with_one_line_errors(int8_run):
     serving = serving_from_env(int8_run, "cpu", {"API_MAX_WAIT_MS": "5", "API_MAX_QUEUED_TEXTS": "64"})
     assert (serving.backend, serving.batching, serving.max_wait_ms, serving.max_batch_tokens,
@@ -69,6 +71,7 @@ def test_the_api_settings_come_from_the_environment_with_one_line_errors(int8_ru
             serving_from_env(int8_run, "cpu", env)
 
 
+@pytest.mark.slow  # exports the tiny run's ONNX files with the int8 recipe (~10 s)
 def test_the_report_says_what_answers_the_api_and_how_faithful_it_is(int8_run, tiny_run):
     check = {
         "texts": 872,
